@@ -1,0 +1,139 @@
+//! Tensors as the Open Inference Protocol v2 names them.
+
+use serde::{Deserialize, Serialize};
+
+/// A tensor element type, spelled as in the Open Inference Protocol v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DataType {
+    Bool,
+    Uint8,
+    Uint16,
+    Uint32,
+    Uint64,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Fp16,
+    Fp32,
+    Fp64,
+    Bytes,
+}
+
+impl DataType {
+    /// The protocol's name for the type (`FP64`, `BYTES`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::Uint8 => "UINT8",
+            DataType::Uint16 => "UINT16",
+            DataType::Uint32 => "UINT32",
+            DataType::Uint64 => "UINT64",
+            DataType::Int8 => "INT8",
+            DataType::Int16 => "INT16",
+            DataType::Int32 => "INT32",
+            DataType::Int64 => "INT64",
+            DataType::Fp16 => "FP16",
+            DataType::Fp32 => "FP32",
+            DataType::Fp64 => "FP64",
+            DataType::Bytes => "BYTES",
+        }
+    }
+}
+
+impl std::fmt::Display for DataType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One input or output of a model: name, element type and shape (`-1` for a variable dimension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// The inputs and outputs of a model.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// The elements of a tensor, in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Int64(Vec<i64>),
+    Fp32(Vec<f32>),
+    Fp64(Vec<f64>),
+    Bytes(Vec<Vec<u8>>),
+}
+
+impl TensorData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::Bool(v) => v.len(),
+            TensorData::Int64(v) => v.len(),
+            TensorData::Fp32(v) => v.len(),
+            TensorData::Fp64(v) => v.len(),
+            TensorData::Bytes(v) => v.len(),
+        }
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::Bool(_) => DataType::Bool,
+            TensorData::Int64(_) => DataType::Int64,
+            TensorData::Fp32(_) => DataType::Fp32,
+            TensorData::Fp64(_) => DataType::Fp64,
+            TensorData::Bytes(_) => DataType::Bytes,
+        }
+    }
+}
+
+/// A named tensor with its shape and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// A one-dimensional tensor.
+    pub fn vector(name: impl Into<String>, data: TensorData) -> Self {
+        Tensor { name: name.into(), shape: vec![data.len()], data }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datatype_names_round_trip_through_json() {
+        for dt in [DataType::Fp64, DataType::Bytes, DataType::Uint16, DataType::Fp16] {
+            let json = serde_json::to_string(&dt).unwrap();
+            assert_eq!(json, format!("\"{}\"", dt.as_str()));
+            assert_eq!(serde_json::from_str::<DataType>(&json).unwrap(), dt);
+        }
+    }
+
+    #[test]
+    fn vector_shape_follows_data() {
+        let t = Tensor::vector("x", TensorData::Fp64(vec![1.0, 2.0, 3.0]));
+        assert_eq!(t.shape, vec![3]);
+        assert_eq!(t.data.datatype(), DataType::Fp64);
+    }
+}
