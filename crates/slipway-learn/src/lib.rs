@@ -5,3 +5,18 @@
 //! [`package::NativeModel`] loads a package back and scores rows.
 
 pub mod metrics;
+pub mod data;
+pub mod dataset;
+pub mod error;
+pub mod linear;
+pub mod mlp;
+pub mod nn;
+pub mod optim;
+pub mod package;
+pub mod pipeline;
+pub mod predict;
+pub mod rng;
+pub mod split;
+pub mod train;
+
+pub use error::{LearnError, Result};

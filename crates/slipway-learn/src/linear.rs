@@ -1,0 +1,197 @@
+//! Linear models fitted to convergence: ridge regression (closed form) and L2-regularised
+//! logistic regression, binary or multinomial (L-BFGS).
+//!
+//! Objectives, with `n` training rows and the intercept never penalised:
+//! - ridge: `1/(2n)·‖y − Xw − b‖² + l2/2·‖w‖²` (scikit-learn's `Ridge(alpha = n·l2)`);
+//! - logistic: `mean cross-entropy + l2/2·‖W‖²` (scikit-learn's `LogisticRegression(C = 1/(n·l2))`).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use slipway_core::Activation;
+
+use crate::error::{LearnError, Result};
+use crate::nn::{activate, Dense, Network};
+use crate::optim::lbfgs;
+
+/// Fits ridge regression. `l2 = 0` is ordinary least squares (with a tiny jitter when the
+/// features are collinear, as one-hot columns are).
+pub fn fit_ridge(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, l2: f64) -> Result<Network> {
+    let n = x.nrows() as f64;
+    let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| LearnError::Param("no training rows".into()))?;
+    let y_mean = y.mean().unwrap_or(0.0);
+    let xc = &x - &x_mean;
+    let yc = &y - y_mean;
+    let mut a = xc.t().dot(&xc);
+    let rhs = xc.t().dot(&yc);
+    let d = a.nrows();
+    for i in 0..d {
+        a[[i, i]] += n * l2;
+    }
+    let scale = (0..d).map(|i| a[[i, i]]).sum::<f64>() / d.max(1) as f64;
+    let mut jitter = 0.0;
+    let w = loop {
+        let mut m = a.clone();
+        for i in 0..d {
+            m[[i, i]] += jitter;
+        }
+        if let Some(w) = cholesky_solve(m, &rhs) {
+            break w;
+        }
+        jitter = if jitter == 0.0 { 1e-10 * scale.max(1e-12) } else { jitter * 100.0 };
+        if jitter > scale {
+            return Err(LearnError::Param("the least-squares system is singular; try --l2 0.01".into()));
+        }
+    };
+    let b = y_mean - x_mean.dot(&w);
+    let w = w.insert_axis(Axis(1));
+    Ok(Network { layers: vec![Dense { w, b: Array1::from_elem(1, b), activation: Activation::Identity }] })
+}
+
+/// Solves `a · w = rhs` for symmetric positive-definite `a`; `None` when it is not.
+fn cholesky_solve(mut a: Array2<f64>, rhs: &Array1<f64>) -> Option<Array1<f64>> {
+    let d = a.nrows();
+    for j in 0..d {
+        let mut s = a[[j, j]];
+        for k in 0..j {
+            s -= a[[j, k]] * a[[j, k]];
+        }
+        if s <= 0.0 || !s.is_finite() {
+            return None;
+        }
+        let l = s.sqrt();
+        a[[j, j]] = l;
+        for i in j + 1..d {
+            let mut s = a[[i, j]];
+            for k in 0..j {
+                s -= a[[i, k]] * a[[j, k]];
+            }
+            a[[i, j]] = s / l;
+        }
+    }
+    let mut z = rhs.clone();
+    for i in 0..d {
+        for k in 0..i {
+            z[i] -= a[[i, k]] * z[k];
+        }
+        z[i] /= a[[i, i]];
+    }
+    for i in (0..d).rev() {
+        for k in i + 1..d {
+            z[i] -= a[[k, i]] * z[k];
+        }
+        z[i] /= a[[i, i]];
+    }
+    Some(z)
+}
+
+/// Result of a logistic fit.
+#[derive(Debug, Clone)]
+pub struct LogisticFit {
+    pub network: Network,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+/// Fits logistic regression. `y` holds class codes; with two classes the model is one sigmoid
+/// unit giving the probability of class 1, with more a softmax over all classes.
+pub fn fit_logistic(
+    x: ArrayView2<'_, f64>,
+    y: &[u32],
+    n_classes: usize,
+    l2: f64,
+    max_iter: usize,
+) -> Result<LogisticFit> {
+    let (n, d) = x.dim();
+    if n == 0 {
+        return Err(LearnError::Param("no training rows".into()));
+    }
+    let k = if n_classes == 2 { 1 } else { n_classes };
+    let activation = if k == 1 { Activation::Sigmoid } else { Activation::Softmax };
+    let targets = targets_matrix(y, k);
+    let nf = n as f64;
+    let objective = |theta: &[f64], grad: &mut [f64]| -> f64 {
+        let w = ArrayView2::from_shape((d, k), &theta[..d * k]).expect("shape matches length");
+        let b = ArrayView1::from_shape(k, &theta[d * k..]).expect("shape matches length");
+        let mut p = x.dot(&w);
+        p += &b;
+        let mut loss = 0.0;
+        if k == 1 {
+            for (z, t) in p.iter().zip(targets.iter()) {
+                // log(1 + e^z) - t z, stably.
+                loss += z.max(0.0) + (-z.abs()).exp().ln_1p() - t * z;
+            }
+        } else {
+            for (row, t) in p.rows().into_iter().zip(targets.rows()) {
+                let max = row.fold(f64::NEG_INFINITY, |m, v| m.max(*v));
+                let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                loss += lse - row.dot(&t);
+            }
+        }
+        activate(p.view_mut(), activation);
+        let err = (p - &targets) / nf;
+        let gw = x.t().dot(&err);
+        let gb = err.sum_axis(Axis(0));
+        let mut penalty = 0.0;
+        for ((g, gv), wv) in grad[..d * k].iter_mut().zip(gw.iter()).zip(w.iter()) {
+            *g = gv + l2 * wv;
+            penalty += wv * wv;
+        }
+        for (g, v) in grad[d * k..].iter_mut().zip(gb.iter()) {
+            *g = *v;
+        }
+        loss / nf + 0.5 * l2 * penalty
+    };
+    let m = lbfgs(objective, vec![0.0; (d + 1) * k], max_iter, 1e-7);
+    let w = Array2::from_shape_vec((d, k), m.x[..d * k].to_vec()).expect("shape matches length");
+    let b = Array1::from_vec(m.x[d * k..].to_vec());
+    Ok(LogisticFit {
+        network: Network { layers: vec![Dense { w, b, activation }] },
+        iterations: m.iterations,
+        converged: m.converged,
+    })
+}
+
+/// Class codes as a `[n, k]` target matrix: one column of 0/1 for `k = 1`, one-hot otherwise.
+pub fn targets_matrix(y: &[u32], k: usize) -> Array2<f64> {
+    let mut t = Array2::zeros((y.len(), k));
+    for (i, c) in y.iter().enumerate() {
+        if k == 1 {
+            t[[i, 0]] = f64::from(*c);
+        } else {
+            t[[i, *c as usize]] = 1.0;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn ridge_recovers_an_exact_line() {
+        let x = array![[1.0, 0.0], [2.0, 1.0], [3.0, 0.0], [4.0, 1.0], [5.0, 3.0]];
+        let y = x.column(0).mapv(|v| 2.0 * v) - x.column(1).mapv(|v| 3.0 * v) + 1.0;
+        let net = fit_ridge(x.view(), y.view(), 0.0).unwrap();
+        let l = &net.layers[0];
+        assert!((l.w[[0, 0]] - 2.0).abs() < 1e-9 && (l.w[[1, 0]] + 3.0).abs() < 1e-9, "{:?}", l.w);
+        assert!((l.b[0] - 1.0).abs() < 1e-9);
+        // Collinear columns still solve.
+        let xc = array![[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]];
+        assert!(fit_ridge(xc.view(), array![1.0, 2.0, 3.0].view(), 0.0).is_ok());
+    }
+
+    #[test]
+    fn logistic_gradient_is_zero_at_the_optimum_and_separates() {
+        let x = array![[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]];
+        let y = [0, 0, 1, 0, 1, 1];
+        let fit = fit_logistic(x.view(), &y, 2, 0.01, 500).unwrap();
+        assert!(fit.converged);
+        let p = fit.network.forward(x.view());
+        assert!(p[[0, 0]] < 0.5 && p[[5, 0]] > 0.5);
+        let multi = fit_logistic(x.view(), &[0, 0, 1, 1, 2, 2], 3, 0.01, 500).unwrap();
+        let p = multi.network.forward(x.view());
+        assert_eq!(p.ncols(), 3);
+        assert!(p[[0, 0]] > p[[0, 2]] && p[[5, 2]] > p[[5, 0]]);
+    }
+}

@@ -1,0 +1,257 @@
+//! The model package on disk: `slipway.json` (the manifest) and `model.safetensors` (the
+//! weights), written atomically, and loaded back into a [`NativeModel`].
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2, ArrayView2};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use sha2::{Digest, Sha256};
+use slipway_core::{
+    CoreError, DataType, FeatureKind, Framework, Manifest, Model, Signature, Task, Tensor,
+    TensorData,
+};
+
+use crate::data::hex;
+use crate::error::{LearnError, Result};
+use crate::nn::{Dense, Network};
+use crate::pipeline::RowEncoder;
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "slipway.json";
+/// The native payload's file name.
+pub const PAYLOAD: &str = "model.safetensors";
+
+/// Writes a package into `dir` (created if needed) and returns the manifest as written, with
+/// the payload digest filled in. Each file is written to a temporary name, synced and renamed,
+/// the manifest last, so a crash never leaves a manifest that points at missing weights.
+pub fn write(dir: &Path, manifest: &Manifest, network: &Network) -> Result<Manifest> {
+    std::fs::create_dir_all(dir).map_err(|e| LearnError::io(dir, e))?;
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (i, layer) in network.layers.iter().enumerate() {
+        tensors.push((format!("layers.{i}.weight"), f64_bytes(layer.w.iter()), layer.w.shape().to_vec()));
+        tensors.push((format!("layers.{i}.bias"), f64_bytes(layer.b.iter()), vec![layer.b.len()]));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, bytes, shape)| {
+            TensorView::new(Dtype::F64, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| LearnError::package(dir, format!("cannot encode weights: {e}")))?;
+    let mut info = HashMap::new();
+    info.insert("format".to_string(), "slipway".to_string());
+    let payload = safetensors::serialize(views, Some(info))
+        .map_err(|e| LearnError::package(dir, format!("cannot encode weights: {e}")))?;
+    let mut manifest = manifest.clone();
+    manifest.payload.file = PAYLOAD.into();
+    manifest.payload.sha256 = hex(&Sha256::digest(&payload));
+    write_atomic(&dir.join(PAYLOAD), &payload)?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| LearnError::package(dir, format!("cannot encode manifest: {e}")))?;
+    write_atomic(&dir.join(MANIFEST), &json)?;
+    Ok(manifest)
+}
+
+fn f64_bytes<'a>(values: impl Iterator<Item = &'a f64>) -> Vec<u8> {
+    values.flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes a file through a temporary sibling, fsyncs it and renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| LearnError::io(path, e))
+}
+
+/// Reads and checks a package's manifest.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    if !dir.exists() {
+        return Err(LearnError::package(dir, "no such folder; train one with `slipway train … --out DIR`"));
+    }
+    if !dir.is_dir() {
+        return Err(LearnError::package(dir, "is a file, not a package folder"));
+    }
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            LearnError::package(dir, format!("has no {MANIFEST}; is this a Slipway package folder?"))
+        }
+        _ => LearnError::io(&path, e),
+    })?;
+    Manifest::from_json(&text).map_err(|e| LearnError::package(dir, format!("{MANIFEST}: {e}")))
+}
+
+/// A native package loaded for scoring.
+#[derive(Debug, Clone)]
+pub struct NativeModel {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub network: Network,
+    pub encoder: RowEncoder,
+}
+
+impl NativeModel {
+    /// Loads a package, checking the payload's digest and every tensor's shape.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let manifest = read_manifest(dir)?;
+        if manifest.framework != Framework::Native {
+            return Err(LearnError::package(dir, "holds an ONNX model, which this command cannot run yet"));
+        }
+        let path = dir.join(&manifest.payload.file);
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                LearnError::package(dir, format!("the payload {} is missing", manifest.payload.file))
+            }
+            _ => LearnError::io(&path, e),
+        })?;
+        let digest = hex(&Sha256::digest(&bytes));
+        if digest != manifest.payload.sha256 {
+            return Err(LearnError::package(
+                dir,
+                format!(
+                    "{} is corrupt: its SHA-256 is {digest}, the manifest says {}",
+                    manifest.payload.file, manifest.payload.sha256
+                ),
+            ));
+        }
+        let tensors = SafeTensors::deserialize(&bytes)
+            .map_err(|e| LearnError::package(dir, format!("{}: {e}", manifest.payload.file)))?;
+        let mut layers = Vec::new();
+        for (i, spec) in manifest.model.layers.iter().enumerate() {
+            let w = read_tensor(dir, &tensors, &format!("layers.{i}.weight"), &[spec.inputs, spec.units])?;
+            let b = read_tensor(dir, &tensors, &format!("layers.{i}.bias"), &[spec.units])?;
+            let w = Array2::from_shape_vec((spec.inputs, spec.units), w).expect("length checked");
+            layers.push(Dense { w, b: Array1::from_vec(b), activation: spec.activation });
+        }
+        let encoder = RowEncoder::new(&manifest.features);
+        Ok(NativeModel { dir: dir.to_path_buf(), manifest, network: Network { layers }, encoder })
+    }
+
+    /// Turns network outputs into the positive-class probability, class probabilities or values.
+    pub fn task(&self) -> Task {
+        self.manifest.task
+    }
+
+    /// Runs the network on encoded rows.
+    pub fn forward(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        self.network.forward(x)
+    }
+
+    /// The label for one row of outputs.
+    pub fn label<'a>(&'a self, out: &[f64], threshold: f64) -> &'a str {
+        let classes = &self.manifest.target.classes;
+        match self.manifest.task {
+            Task::BinaryClassification => &classes[usize::from(out[0] >= threshold)],
+            Task::MulticlassClassification => {
+                let best = out
+                    .iter()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+                    .0;
+                &classes[best]
+            }
+            Task::Regression => "",
+        }
+    }
+}
+
+fn read_tensor(dir: &Path, tensors: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
+    let view = tensors
+        .tensor(name)
+        .map_err(|_| LearnError::package(dir, format!("{PAYLOAD} lacks the tensor `{name}`")))?;
+    if view.dtype() != Dtype::F64 || view.shape() != shape {
+        return Err(LearnError::package(
+            dir,
+            format!("tensor `{name}` is {:?} {:?}, the manifest says F64 {shape:?}", view.dtype(), view.shape()),
+        ));
+    }
+    Ok(view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+impl Model for NativeModel {
+    fn signature(&self) -> &Signature {
+        &self.manifest.signature
+    }
+
+    fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, CoreError> {
+        let features = &self.manifest.features;
+        let mut columns: Vec<&Tensor> = Vec::with_capacity(features.len());
+        for f in features {
+            let t = inputs
+                .iter()
+                .find(|t| t.name == f.name)
+                .ok_or_else(|| CoreError::InvalidInput(format!("missing input `{}`", f.name)))?;
+            columns.push(t);
+        }
+        let n = columns.first().map_or(0, |t| t.data.len());
+        let mut x = Array2::zeros((n, self.encoder.width()));
+        let mut fields: Vec<Vec<u8>> = vec![Vec::new(); features.len()];
+        for i in 0..n {
+            for (j, (f, t)) in features.iter().zip(&columns).enumerate() {
+                if t.data.len() != n {
+                    return Err(CoreError::InvalidInput(format!(
+                        "input `{}` has {} elements, `{}` has {n}",
+                        t.name,
+                        t.data.len(),
+                        features[0].name
+                    )));
+                }
+                fields[j].clear();
+                match (&f.kind, &t.data) {
+                    (FeatureKind::Numeric { .. }, TensorData::Fp64(v)) => {
+                        if !v[i].is_nan() {
+                            fields[j].extend_from_slice(v[i].to_string().as_bytes());
+                        }
+                    }
+                    (FeatureKind::Categorical { .. }, TensorData::Bytes(v)) => fields[j].extend_from_slice(&v[i]),
+                    (FeatureKind::Numeric { .. }, other) | (FeatureKind::Categorical { .. }, other) => {
+                        let want = match f.kind {
+                            FeatureKind::Numeric { .. } => DataType::Fp64,
+                            FeatureKind::Categorical { .. } => DataType::Bytes,
+                        };
+                        return Err(CoreError::InvalidInput(format!(
+                            "input `{}` must be {want}, got {}",
+                            f.name,
+                            other.datatype()
+                        )));
+                    }
+                }
+            }
+            self.encoder
+                .encode(fields.iter().map(Vec::as_slice), x.row_mut(i))
+                .map_err(|_| CoreError::InvalidInput("a numeric input is not a number".into()))?;
+        }
+        let out = self.network.forward(x.view());
+        let labels = || {
+            out.rows()
+                .into_iter()
+                .map(|r| self.label(&r.to_vec(), 0.5).as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        Ok(match self.manifest.task {
+            Task::BinaryClassification => vec![
+                Tensor::vector("probability", TensorData::Fp64(out.column(0).to_vec())),
+                Tensor::vector("label", TensorData::Bytes(labels())),
+            ],
+            Task::MulticlassClassification => vec![
+                Tensor {
+                    name: "probabilities".into(),
+                    shape: vec![n, out.ncols()],
+                    data: TensorData::Fp64(out.iter().copied().collect()),
+                },
+                Tensor::vector("label", TensorData::Bytes(labels())),
+            ],
+            Task::Regression => vec![Tensor::vector("prediction", TensorData::Fp64(out.column(0).to_vec()))],
+        })
+    }
+}
