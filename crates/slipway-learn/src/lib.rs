@@ -20,3 +20,4 @@ pub mod split;
 pub mod train;
 
 pub use error::{LearnError, Result};
+pub mod tune;

@@ -140,7 +140,7 @@ pub fn fit_logistic(
         }
         loss / nf + 0.5 * l2 * penalty
     };
-    let m = lbfgs(objective, vec![0.0; (d + 1) * k], max_iter, 1e-7);
+    let m = lbfgs(objective, vec![0.0; (d + 1) * k], max_iter, 1e-5);
     let w = Array2::from_shape_vec((d, k), m.x[..d * k].to_vec()).expect("shape matches length");
     let b = Array1::from_vec(m.x[d * k..].to_vec());
     Ok(LogisticFit {

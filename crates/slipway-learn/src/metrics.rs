@@ -79,6 +79,9 @@ pub struct BinaryReport {
     pub gini: f64,
     /// Confusion counts at `threshold`.
     pub confusion: Confusion,
+    /// Points `(FPR, TPR)` of the ROC curve, at most 256 of them, for plots.
+    #[serde(skip)]
+    pub roc: Vec<(f64, f64)>,
 }
 
 /// Metrics of a binary classifier.
@@ -138,7 +141,40 @@ pub fn binary(y: &[bool], p: &[f64], threshold: f64) -> BinaryReport {
         ks: ranking.ks,
         gini: 2.0 * ranking.roc_auc - 1.0,
         confusion,
+        roc: roc_curve(y, p, 256),
     }
+}
+
+/// The ROC curve as `(FPR, TPR)` points, one per distinct score (highest first), thinned to at
+/// most `max_points`; empty when `y` has a single class.
+pub fn roc_curve(y: &[bool], p: &[f64], max_points: usize) -> Vec<(f64, f64)> {
+    let positives = y.iter().filter(|v| **v).count();
+    let negatives = y.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_unstable_by(|a, b| p[*b].total_cmp(&p[*a]));
+    let mut points = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    for (k, i) in order.iter().enumerate() {
+        if y[*i] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        let last_of_tie = order.get(k + 1).is_none_or(|j| p[*j] != p[*i]);
+        if last_of_tie {
+            points.push((fp as f64 / negatives as f64, tp as f64 / positives as f64));
+        }
+    }
+    if points.len() > max_points.max(2) {
+        let step = points.len() as f64 / (max_points.max(2) - 1) as f64;
+        let last = *points.last().expect("non-empty");
+        points = (0..max_points.max(2) - 1).map(|i| points[(i as f64 * step) as usize]).collect();
+        points.push(last);
+    }
+    points
 }
 
 /// Precision, recall and F1 of one class of a multiclass model.

@@ -311,19 +311,8 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
     let features = pipeline::fit(&data.frame, &data.feature_columns, &parts.train);
     let (x_train, _) = pipeline::transform(&features, &data.frame, &parts.train)?;
     let (x_val, _) = pipeline::transform(&features, &data.frame, &parts.validation)?;
-    let validation = (!parts.validation.is_empty()).then(|| {
-        (x_val.view(), (0..parts.validation.len()).collect::<Vec<_>>())
-    });
-    let train_target = subset(&data.target, &parts.train);
-    let local: Vec<usize> = (0..parts.train.len()).collect();
-    let (network, fit) = fit_estimator(
-        params,
-        &train_target,
-        x_train.view(),
-        &local,
-        validation.as_ref().map(|(vx, r)| (*vx, r.as_slice())),
-        on_epoch,
-    )?;
+    let validation = (!parts.validation.is_empty()).then_some((x_val.view(), parts.validation.as_slice()));
+    let (network, fit) = fit_estimator(params, &data.target, x_train.view(), &parts.train, validation, on_epoch)?;
 
     // Test on the held-out split, or on the separate test file.
     let classes = match &data.target {
@@ -340,13 +329,13 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
         }
         None if parts.test.is_empty() => {
             // No test split asked for: report on the validation split, else on training rows.
-            let (x, rows, target) = if parts.validation.is_empty() {
-                (x_train.view(), local.clone(), train_target.clone())
+            let (x, rows) = if parts.validation.is_empty() {
+                (x_train.view(), &parts.train)
             } else {
-                (x_val.view(), (0..parts.validation.len()).collect(), subset(&data.target, &parts.validation))
+                (x_val.view(), &parts.validation)
             };
             let out = network.forward(x);
-            (evaluate(out.view(), &target, &rows, params.threshold), 0, 0)
+            (evaluate(out.view(), &data.target, rows, params.threshold), 0, 0)
         }
         None => {
             let (x, unseen) = pipeline::transform(&features, &data.frame, &parts.test)?;

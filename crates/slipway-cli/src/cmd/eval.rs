@@ -1,0 +1,69 @@
+//! `slipway eval`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use slipway_learn::package::NativeModel;
+use slipway_learn::{dataset, pipeline, train};
+
+use crate::output;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The package folder.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Labelled data: a CSV with the model's feature columns and its target column.
+    #[arg(long, value_name = "F.csv")]
+    pub data: PathBuf,
+    /// Probability at or above which a binary prediction is the positive class.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if !(args.threshold > 0.0 && args.threshold < 1.0) {
+        return Err(slipway_learn::LearnError::Param("--threshold must be strictly between 0 and 1".into()).into());
+    }
+    let model = NativeModel::load(&args.model)?;
+    let m = &model.manifest;
+    let data = dataset::load_for_model(&args.data, &m.features, &m.target.name, &m.target.classes)?;
+    let rows = data.rows();
+    let (x, unseen) = pipeline::transform(&m.features, &data.frame, &rows)?;
+    let out = model.forward(x.view());
+    let report = train::evaluate(out.view(), &data.target, &rows, args.threshold);
+    if args.json {
+        output::print_json(&json!({
+            "package": args.model.display().to_string(),
+            "data": args.data.display().to_string(),
+            "rows": rows.len(),
+            "dropped_missing_target": data.rows_dropped,
+            "unseen_categories": unseen,
+            "metrics": report.scalars(),
+            "report": report,
+        }));
+        return Ok(());
+    }
+    if data.rows_dropped > 0 {
+        eprintln!("warning: dropped {} rows whose target `{}` is missing", data.rows_dropped, m.target.name);
+    }
+    if unseen > 0 {
+        eprintln!("note: {unseen} cells held a category not seen in training; they were encoded as all zeros");
+    }
+    println!(
+        "{} `{}` ({}, {}) on {}: {} rows\n",
+        m.model.kind,
+        m.name,
+        m.task,
+        &m.payload.sha256[..12],
+        args.data.display(),
+        rows.len()
+    );
+    print!("{}", output::report_text(&report, m.target.positive_class.as_deref()));
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `slipway predict`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use slipway_learn::package::NativeModel;
+use slipway_learn::predict::{predict_csv, PredictOptions};
+
+use crate::output;
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// The package folder.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Rows to score: a CSV with the model's feature columns (others are ignored).
+    #[arg(long, value_name = "F.csv")]
+    pub data: PathBuf,
+    /// Where to write the scores (`-` for standard output).
+    #[arg(long, value_name = "F.csv")]
+    pub out: PathBuf,
+    /// Copy this column to the output, to join scores back to their rows.
+    #[arg(long, value_name = "COL")]
+    pub id_column: Option<String>,
+    /// Probability at or above which a binary prediction is the positive class.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Print a JSON summary instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    if !(args.threshold > 0.0 && args.threshold < 1.0) {
+        return Err(slipway_learn::LearnError::Param("--threshold must be strictly between 0 and 1".into()).into());
+    }
+    let model = NativeModel::load(&args.model)?;
+    let options = PredictOptions { id_column: args.id_column.clone(), threshold: args.threshold, ..PredictOptions::default() };
+    let start = Instant::now();
+    let to_stdout = args.out.as_os_str() == "-";
+    let summary = if to_stdout {
+        let stdout = std::io::stdout();
+        predict_csv(&model, &args.data, stdout.lock(), &options)?
+    } else {
+        // Write beside the destination and rename, so a failed run never leaves half a file.
+        let tmp = args.out.with_extension("partial");
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let result = predict_csv(&model, &args.data, &file, &options);
+        match result {
+            Ok(summary) => {
+                (&file).flush()?;
+                std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+                summary
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let rate = summary.rows as f64 / seconds.max(1e-9);
+    if args.json {
+        let line = json!({
+            "rows": summary.rows,
+            "seconds": seconds,
+            "rows_per_second": rate,
+            "unseen_categories": summary.unseen_categories,
+            "out": args.out.display().to_string(),
+        });
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            output::print_json(&line);
+        }
+    } else {
+        if summary.unseen_categories > 0 {
+            eprintln!(
+                "note: {} cells held a category not seen in training; they were encoded as all zeros",
+                summary.unseen_categories
+            );
+        }
+        eprintln!(
+            "scored {} rows in {seconds:.2} s ({rate:.0} rows/s) → {}",
+            summary.rows,
+            args.out.display()
+        );
+    }
+    Ok(())
+}
