@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use slipway_learn::metrics::{BinaryReport, MulticlassReport, RegressionReport, Report};
 use slipway_learn::mlp::EpochReport;
 use slipway_learn::train::Trained;
@@ -23,7 +23,8 @@ pub struct EpochBar {
 impl EpochBar {
     pub fn new(enabled: bool, epochs: usize) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("epoch {pos:>4}/{len} [{bar:30}] {msg} ETA {eta}")
                     .expect("valid template")
@@ -37,7 +38,9 @@ impl EpochBar {
     pub fn epoch(&self, e: &EpochReport) {
         if let Some(bar) = &self.bar {
             bar.set_position(e.epoch as u64);
-            let val = e.val_loss.map_or(String::new(), |v| format!("  val loss {v:.4}"));
+            let val = e
+                .val_loss
+                .map_or(String::new(), |v| format!("  val loss {v:.4}"));
             bar.set_message(format!("train loss {:.4}{val}", e.train_loss));
         }
     }
@@ -54,9 +57,11 @@ pub fn count_bar(enabled: bool, len: usize, what: &str) -> Option<ProgressBar> {
     (enabled && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(&format!("{what} {{pos:>4}}/{{len}} [{{bar:30}}] {{elapsed}} ETA {{eta}}"))
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(&format!(
+                "{what} {{pos:>4}}/{{len}} [{{bar:30}}] {{elapsed}} ETA {{eta}}"
+            ))
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar
     })
@@ -139,16 +144,31 @@ pub fn trained_text(trained: &Trained, dir: &Path) -> String {
         "mlp" => format!(
             "{} epochs{}, kept epoch {}",
             f.epochs_run,
-            if f.stopped_early { " (stopped early)" } else { "" },
+            if f.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            },
             f.best_epoch
         ),
         "logistic" => format!("L-BFGS, {} iterations", f.iterations),
         _ => "closed form".into(),
     };
-    out.push_str(&format!("Fit in {:.3} s ({how}); {} parameters\n\n", f.fit_seconds, f.n_params));
-    let on = if m.lineage.split[2] > 0 { "held-out test rows" } else { "validation rows (no test split)" };
+    out.push_str(&format!(
+        "Fit in {} ({how}); {} parameters\n\n",
+        seconds(f.fit_seconds),
+        f.n_params
+    ));
+    let on = if m.lineage.split[2] > 0 {
+        "held-out test rows"
+    } else {
+        "validation rows (no test split)"
+    };
     out.push_str(&format!("Metrics on {on}:\n"));
-    out.push_str(&report_text(&trained.report, m.target.positive_class.as_deref()));
+    out.push_str(&report_text(
+        &trained.report,
+        m.target.positive_class.as_deref(),
+    ));
     out.push_str(&format!(
         "\nPackage: {} (slipway.json + model.safetensors, sha256 {}…)\n",
         dir.display(),
@@ -196,9 +216,18 @@ fn binary_text(b: &BinaryReport, positive: &str) -> String {
         "\n  {} rows, {} positive (`{positive}`); confusion at threshold {}:\n",
         b.n, b.positives, b.threshold
     ));
-    out.push_str(&format!("  {:<16}{:>15}{:>15}\n", "", "predicted neg", "predicted pos"));
-    out.push_str(&format!("  {:<16}{:>15}{:>15}\n", "actual negative", c.tn, c.fp));
-    out.push_str(&format!("  {:<16}{:>15}{:>15}\n", "actual positive", c.fn_, c.tp));
+    out.push_str(&format!(
+        "  {:<16}{:>15}{:>15}\n",
+        "", "predicted neg", "predicted pos"
+    ));
+    out.push_str(&format!(
+        "  {:<16}{:>15}{:>15}\n",
+        "actual negative", c.tn, c.fp
+    ));
+    out.push_str(&format!(
+        "  {:<16}{:>15}{:>15}\n",
+        "actual positive", c.fn_, c.tp
+    ));
     out
 }
 
@@ -240,8 +269,17 @@ fn multiclass_text(m: &MulticlassReport) -> String {
         "  accuracy {:.4}   macro F1 {:.4}   weighted F1 {:.4}   log loss {:.4}   ROC-AUC (OvR) {:.4}\n\n",
         m.accuracy, m.macro_f1, m.weighted_f1, m.log_loss, m.roc_auc_ovr
     );
-    let width = m.per_class.iter().map(|c| c.class.len()).max().unwrap_or(5).max(5);
-    out.push_str(&format!("  {:<width$}  precision  recall      F1  support\n", "class"));
+    let width = m
+        .per_class
+        .iter()
+        .map(|c| c.class.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    out.push_str(&format!(
+        "  {:<width$}  precision  recall      F1  support\n",
+        "class"
+    ));
     for c in &m.per_class {
         out.push_str(&format!(
             "  {:<width$}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}\n",
@@ -271,3 +309,13 @@ fn regression_text(r: &RegressionReport) -> String {
     )
 }
 
+/// A duration for people: `850 µs`, `12.3 ms`, `4.56 s`.
+pub fn seconds(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}

@@ -10,8 +10,7 @@ pub mod manifest;
 pub mod tensor;
 
 pub use manifest::{
-    Activation, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec, Task,
-    TargetSpec,
+    Activation, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec, TargetSpec, Task,
 };
 pub use tensor::{DataType, Signature, Tensor, TensorData, TensorSpec};
 
@@ -22,7 +21,9 @@ pub enum CoreError {
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
     /// A manifest written by a newer Slipway.
-    #[error("package format version {found} is newer than this slipway understands ({supported}); upgrade slipway")]
+    #[error(
+        "package format version {found} is newer than this slipway understands ({supported}); upgrade slipway"
+    )]
     UnsupportedFormat { found: u32, supported: u32 },
     /// An input does not match the model's signature.
     #[error("invalid input: {0}")]

@@ -21,7 +21,10 @@ pub enum Task {
 impl Task {
     /// True for binary and multiclass classification.
     pub fn is_classification(self) -> bool {
-        matches!(self, Task::BinaryClassification | Task::MulticlassClassification)
+        matches!(
+            self,
+            Task::BinaryClassification | Task::MulticlassClassification
+        )
     }
 }
 
@@ -75,7 +78,10 @@ pub enum FeatureKind {
     Numeric { median: f64, mean: f64, std: f64 },
     /// Missing values become `most_frequent`, then one-hot over `categories`; a category not in
     /// the list encodes as all zeros.
-    Categorical { categories: Vec<String>, most_frequent: String },
+    Categorical {
+        categories: Vec<String>,
+        most_frequent: String,
+    },
 }
 
 impl FeatureKind {
@@ -207,7 +213,9 @@ impl Manifest {
     pub fn from_json(text: &str) -> Result<Self, CoreError> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| CoreError::InvalidManifest(e.to_string()))?;
-        let found = value.get("format_version").and_then(serde_json::Value::as_u64);
+        let found = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
         match found {
             Some(v) if v > u64::from(FORMAT_VERSION) => {
                 return Err(CoreError::UnsupportedFormat {
@@ -249,7 +257,10 @@ impl Manifest {
             Task::MulticlassClassification => self.target.classes.len(),
         };
         if out != expected {
-            return bad(format!("the model gives {out} outputs, the {} task needs {expected}", self.task));
+            return bad(format!(
+                "the model gives {out} outputs, the {} task needs {expected}",
+                self.task
+            ));
         }
         if self.task.is_classification() && self.target.classes.len() < 2 {
             return bad("a classifier needs at least two classes".into());

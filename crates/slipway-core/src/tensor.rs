@@ -113,7 +113,11 @@ pub struct Tensor {
 impl Tensor {
     /// A one-dimensional tensor.
     pub fn vector(name: impl Into<String>, data: TensorData) -> Self {
-        Tensor { name: name.into(), shape: vec![data.len()], data }
+        Tensor {
+            name: name.into(),
+            shape: vec![data.len()],
+            data,
+        }
     }
 }
 
@@ -123,7 +127,12 @@ mod tests {
 
     #[test]
     fn datatype_names_round_trip_through_json() {
-        for dt in [DataType::Fp64, DataType::Bytes, DataType::Uint16, DataType::Fp16] {
+        for dt in [
+            DataType::Fp64,
+            DataType::Bytes,
+            DataType::Uint16,
+            DataType::Fp16,
+        ] {
             let json = serde_json::to_string(&dt).unwrap();
             assert_eq!(json, format!("\"{}\"", dt.as_str()));
             assert_eq!(serde_json::from_str::<DataType>(&json).unwrap(), dt);

@@ -45,7 +45,10 @@ pub enum Column {
     Numeric(Vec<f64>),
     /// Codes index `levels`; [`MISSING_CODE`] marks a missing value. Levels are in order of
     /// first appearance.
-    Categorical { codes: Vec<u32>, levels: Vec<String> },
+    Categorical {
+        codes: Vec<u32>,
+        levels: Vec<String>,
+    },
 }
 
 impl Column {
@@ -123,7 +126,10 @@ impl Frame {
         self.index_of(name).ok_or_else(|| {
             LearnError::data(
                 &self.path,
-                format!("no column named `{name}`; the columns are: {}", self.names.join(", ")),
+                format!(
+                    "no column named `{name}`; the columns are: {}",
+                    self.names.join(", ")
+                ),
             )
         })
     }
@@ -162,24 +168,36 @@ impl<R: Read> Read for HashingReader<R> {
 /// Maps a csv error to one line naming the file and line.
 pub(crate) fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError {
     let line = err.position().map(|p| p.line());
-    let message = match err.kind() {
-        csv::ErrorKind::UnequalLengths { len, .. } => {
-            format!("this row has {len} fields but the header has {header_len}")
-        }
-        csv::ErrorKind::Io(e) => e.to_string(),
-        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 ({err})"),
-        _ => err.to_string(),
+    // csv's ErrorKind is non-exhaustive: test the kinds we word ourselves, keep csv's text otherwise.
+    let message = if let csv::ErrorKind::UnequalLengths { len, .. } = err.kind() {
+        format!("this row has {len} fields but the header has {header_len}")
+    } else if let csv::ErrorKind::Utf8 { err, .. } = err.kind() {
+        format!("invalid UTF-8 ({err})")
+    } else if let csv::ErrorKind::Io(e) = err.kind() {
+        e.to_string()
+    } else {
+        err.to_string()
     };
-    LearnError::Data { path: path.to_path_buf(), line, column: None, message }
+    LearnError::Data {
+        path: path.to_path_buf(),
+        line,
+        column: None,
+        message,
+    }
 }
 
 /// Opens a CSV for record-by-record reading and returns it with its header.
 pub(crate) fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<R>, Vec<String>)> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(input);
     let header = reader.headers().map_err(|e| csv_error(path, e, 0))?;
     let names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
     if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
-        return Err(LearnError::data(path, "the file is empty: it needs a header row and data rows"));
+        return Err(LearnError::data(
+            path,
+            "the file is empty: it needs a header row and data rows",
+        ));
     }
     let mut seen = HashMap::new();
     for (i, n) in names.iter().enumerate() {
@@ -196,7 +214,11 @@ pub(crate) fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<
                 path: path.to_path_buf(),
                 line: Some(1),
                 column: Some(n.clone()),
-                message: format!("the name appears twice (fields {} and {})", first + 1, i + 1),
+                message: format!(
+                    "the name appears twice (fields {} and {})",
+                    first + 1,
+                    i + 1
+                ),
             });
         }
     }
@@ -206,13 +228,19 @@ pub(crate) fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<
 /// Reads a CSV file into a typed frame.
 pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
     // Pass 1: kinds, row count, digest.
-    let hashing = HashingReader { inner: open(path)?, hasher: Sha256::new() };
+    let hashing = HashingReader {
+        inner: open(path)?,
+        hasher: Sha256::new(),
+    };
     let (mut reader, names) = csv_reader(path, hashing)?;
     for name in options.kinds.keys() {
         if !names.contains(name) {
             return Err(LearnError::data(
                 path,
-                format!("no column named `{name}` to set the type of; the columns are: {}", names.join(", ")),
+                format!(
+                    "no column named `{name}` to set the type of; the columns are: {}",
+                    names.join(", ")
+                ),
             ));
         }
     }
@@ -243,7 +271,10 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
     std::io::copy(&mut inner, &mut std::io::sink()).map_err(|e| LearnError::io(path, e))?;
     let sha256 = hex(&inner.hasher.finalize());
     if rows == 0 {
-        return Err(LearnError::data(path, "the file has a header but no data rows"));
+        return Err(LearnError::data(
+            path,
+            "the file has a header but no data rows",
+        ));
     }
     let kinds: Vec<ColumnKind> = names
         .iter()
@@ -261,11 +292,17 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
         .iter()
         .map(|k| match k {
             ColumnKind::Numeric => Column::Numeric(Vec::with_capacity(rows)),
-            ColumnKind::Categorical => Column::Categorical { codes: Vec::with_capacity(rows), levels: Vec::new() },
+            ColumnKind::Categorical => Column::Categorical {
+                codes: Vec::with_capacity(rows),
+                levels: Vec::new(),
+            },
         })
         .collect();
     let mut lookups: Vec<HashMap<Box<[u8]>, u32>> = vec![HashMap::new(); width];
-    while reader.read_byte_record(&mut record).map_err(|e| csv_error(path, e, width))? {
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_error(path, e, width))?
+    {
         for (j, field) in record.iter().enumerate() {
             match &mut columns[j] {
                 Column::Numeric(values) => {
@@ -294,12 +331,13 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
                     let code = match lookups[j].get(field) {
                         Some(code) => *code,
                         None => {
-                            let text = std::str::from_utf8(field).map_err(|_| LearnError::Data {
-                                path: path.to_path_buf(),
-                                line: record.position().map(|p| p.line()),
-                                column: Some(names[j].clone()),
-                                message: "the value is not valid UTF-8".into(),
-                            })?;
+                            let text =
+                                std::str::from_utf8(field).map_err(|_| LearnError::Data {
+                                    path: path.to_path_buf(),
+                                    line: record.position().map(|p| p.line()),
+                                    column: Some(names[j].clone()),
+                                    message: "the value is not valid UTF-8".into(),
+                                })?;
                             let code = u32::try_from(levels.len()).unwrap_or(MISSING_CODE - 1);
                             levels.push(text.to_string());
                             lookups[j].insert(field.into(), code);
@@ -313,9 +351,18 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
     }
     let n_rows = columns.first().map_or(0, Column::len);
     if n_rows != rows {
-        return Err(LearnError::data(path, "the file changed while it was being read; read it again"));
+        return Err(LearnError::data(
+            path,
+            "the file changed while it was being read; read it again",
+        ));
     }
-    Ok(Frame { path: path.to_path_buf(), names, columns, n_rows, sha256 })
+    Ok(Frame {
+        path: path.to_path_buf(),
+        names,
+        columns,
+        n_rows,
+        sha256,
+    })
 }
 
 /// Lower-case hex of bytes.
@@ -348,18 +395,28 @@ mod tests {
     fn infers_kinds_missing_values_and_quotes() {
         let (_d, path) = write("a,b,c\n1,x,\"p, q\"\nNA,y,r\n3.5,?,p, q\n");
         let err = read_csv(&path, &ReadOptions::default()).unwrap_err();
-        assert!(err.to_string().contains(":4: this row has 4 fields but the header has 3"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(":4: this row has 4 fields but the header has 3"),
+            "{err}"
+        );
 
         let (_d, path) = write("a,b,c\n1,x,\"p, q\"\nNA,y,r\n3.5,?,\"p, q\"\n");
         let f = read_csv(&path, &ReadOptions::default()).unwrap();
         assert_eq!(f.n_rows, 3);
-        let Column::Numeric(a) = &f.columns[0] else { panic!("a should be numeric") };
+        let Column::Numeric(a) = &f.columns[0] else {
+            panic!("a should be numeric")
+        };
         assert_eq!(a[0], 1.0);
         assert!(a[1].is_nan());
-        let Column::Categorical { codes, levels } = &f.columns[1] else { panic!("b categorical") };
+        let Column::Categorical { codes, levels } = &f.columns[1] else {
+            panic!("b categorical")
+        };
         assert_eq!(levels, &["x", "y"]);
         assert_eq!(codes, &[0, 1, MISSING_CODE]);
-        let Column::Categorical { codes, levels } = &f.columns[2] else { panic!("c categorical") };
+        let Column::Categorical { codes, levels } = &f.columns[2] else {
+            panic!("c categorical")
+        };
         assert_eq!(levels, &["p, q", "r"]);
         assert_eq!(codes, &[0, 1, 0]);
         assert_eq!(f.sha256.len(), 64);
@@ -374,19 +431,44 @@ mod tests {
         assert_eq!(f.columns[0].kind(), ColumnKind::Categorical);
         options.kinds.insert("v".into(), ColumnKind::Numeric);
         let err = read_csv(&path, &options).unwrap_err().to_string();
-        assert!(err.ends_with(":3: column `v`: `x` is not a number, but the column was declared numeric"), "{err}");
+        assert!(
+            err.ends_with(
+                ":3: column `v`: `x` is not a number, but the column was declared numeric"
+            ),
+            "{err}"
+        );
         options.kinds.insert("nope".into(), ColumnKind::Numeric);
-        assert!(read_csv(&path, &options).unwrap_err().to_string().contains("no column named `nope`"));
+        assert!(
+            read_csv(&path, &options)
+                .unwrap_err()
+                .to_string()
+                .contains("no column named `nope`")
+        );
     }
 
     #[test]
     fn empty_and_header_only_files_are_refused() {
         let (_d, path) = write("");
-        assert!(read_csv(&path, &ReadOptions::default()).unwrap_err().to_string().contains("the file is empty"));
+        assert!(
+            read_csv(&path, &ReadOptions::default())
+                .unwrap_err()
+                .to_string()
+                .contains("the file is empty")
+        );
         let (_d, path) = write("a,b\n");
-        assert!(read_csv(&path, &ReadOptions::default()).unwrap_err().to_string().contains("no data rows"));
+        assert!(
+            read_csv(&path, &ReadOptions::default())
+                .unwrap_err()
+                .to_string()
+                .contains("no data rows")
+        );
         let (_d, path) = write("a,a\n1,2\n");
-        assert!(read_csv(&path, &ReadOptions::default()).unwrap_err().to_string().contains("appears twice"));
+        assert!(
+            read_csv(&path, &ReadOptions::default())
+                .unwrap_err()
+                .to_string()
+                .contains("appears twice")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use slipway_core::{FeatureKind, FeatureSpec};
 
-use crate::data::{self, Column, ColumnKind, Frame, ReadOptions, MISSING_CODE};
+use crate::data::{self, Column, ColumnKind, Frame, MISSING_CODE, ReadOptions};
 use crate::error::{LearnError, Result};
 
 /// What the target means.
@@ -22,7 +22,10 @@ pub enum TargetKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     /// `codes[i]` indexes `classes`. For two classes the positive class is `classes[1]`.
-    Classes { codes: Vec<u32>, classes: Vec<String> },
+    Classes {
+        codes: Vec<u32>,
+        classes: Vec<String>,
+    },
     Values(Vec<f64>),
 }
 
@@ -76,7 +79,12 @@ impl Dataset {
 /// Reads a CSV for training. `kind` says how to read the target; `None` infers it: a text target
 /// is classes, a numeric target is values unless every value is 0 or 1.
 pub fn load(path: &Path, spec: &DatasetSpec, kind: Option<TargetKind>) -> Result<Dataset> {
-    let frame = data::read_csv(path, &ReadOptions { kinds: spec.kinds.clone() })?;
+    let frame = data::read_csv(
+        path,
+        &ReadOptions {
+            kinds: spec.kinds.clone(),
+        },
+    )?;
     let target_idx = frame.require(&spec.target)?;
     let (frame, dropped) = drop_missing_target(frame, target_idx)?;
     let feature_columns = select_features(&frame, target_idx, spec)?;
@@ -85,14 +93,31 @@ pub fn load(path: &Path, spec: &DatasetSpec, kind: Option<TargetKind>) -> Result
         TargetKind::Values => regression_target(&frame, target_idx)?,
         TargetKind::Classes => {
             let (labels, codes) = labels_of(&frame.columns[target_idx]);
-            let classes = order_classes(&frame, &spec.target, &labels, spec.positive_class.as_deref())?;
-            let index: HashMap<&str, u32> =
-                classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
-            let codes = codes.iter().map(|c| index[labels[*c as usize].as_str()]).collect();
+            let classes = order_classes(
+                &frame,
+                &spec.target,
+                &labels,
+                spec.positive_class.as_deref(),
+            )?;
+            let index: HashMap<&str, u32> = classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str(), i as u32))
+                .collect();
+            let codes = codes
+                .iter()
+                .map(|c| index[labels[*c as usize].as_str()])
+                .collect();
             Target::Classes { codes, classes }
         }
     };
-    Ok(Dataset { frame, feature_columns, target_name: spec.target.clone(), target, rows_dropped: dropped })
+    Ok(Dataset {
+        frame,
+        feature_columns,
+        target_name: spec.target.clone(),
+        target,
+        rows_dropped: dropped,
+    })
 }
 
 /// Reads a labelled CSV to evaluate a package on: the package's features (kinds forced to what
@@ -106,12 +131,18 @@ pub fn load_for_model(
     let frame = read_for_features(path, features, Some(target_name))?;
     let target_idx = frame.require(target_name)?;
     let (frame, dropped) = drop_missing_target(frame, target_idx)?;
-    let feature_columns = features.iter().map(|f| frame.require(&f.name)).collect::<Result<Vec<_>>>()?;
+    let feature_columns = features
+        .iter()
+        .map(|f| frame.require(&f.name))
+        .collect::<Result<Vec<_>>>()?;
     let target_values = if classes.is_empty() {
         regression_target(&frame, target_idx)?
     } else {
-        let index: HashMap<&str, u32> =
-            classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+        let index: HashMap<&str, u32> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i as u32))
+            .collect();
         let (labels, codes) = labels_of(&frame.columns[target_idx]);
         let mut out = Vec::with_capacity(codes.len());
         for (row, code) in codes.iter().enumerate() {
@@ -131,13 +162,26 @@ pub fn load_for_model(
                 }
             }
         }
-        Target::Classes { codes: out, classes: classes.to_vec() }
+        Target::Classes {
+            codes: out,
+            classes: classes.to_vec(),
+        }
     };
-    Ok(Dataset { frame, feature_columns, target_name: target_name.to_string(), target: target_values, rows_dropped: dropped })
+    Ok(Dataset {
+        frame,
+        feature_columns,
+        target_name: target_name.to_string(),
+        target: target_values,
+        rows_dropped: dropped,
+    })
 }
 
 /// Reads a CSV with the kinds of `features` forced (and the target, if any, left to inference).
-pub fn read_for_features(path: &Path, features: &[FeatureSpec], target: Option<&str>) -> Result<Frame> {
+pub fn read_for_features(
+    path: &Path,
+    features: &[FeatureSpec],
+    target: Option<&str>,
+) -> Result<Frame> {
     let header = {
         let file = std::fs::File::open(path).map_err(|e| LearnError::io(path, e))?;
         data::csv_reader(path, file)?.1
@@ -165,14 +209,19 @@ pub fn read_for_features(path: &Path, features: &[FeatureSpec], target: Option<&
     {
         return Err(LearnError::data(
             path,
-            format!("no target column named `{t}` to evaluate against; the columns are: {}", header.join(", ")),
+            format!(
+                "no target column named `{t}` to evaluate against; the columns are: {}",
+                header.join(", ")
+            ),
         ));
     }
     data::read_csv(path, &ReadOptions { kinds })
 }
 
 fn drop_missing_target(mut frame: Frame, target_idx: usize) -> Result<(Frame, usize)> {
-    let keep: Vec<bool> = (0..frame.n_rows).map(|i| !frame.columns[target_idx].is_missing(i)).collect();
+    let keep: Vec<bool> = (0..frame.n_rows)
+        .map(|i| !frame.columns[target_idx].is_missing(i))
+        .collect();
     let dropped = keep.iter().filter(|k| !**k).count();
     if dropped == frame.n_rows {
         return Err(LearnError::Data {
@@ -193,16 +242,25 @@ fn select_features(frame: &Frame, target_idx: usize, spec: &DatasetSpec) -> Resu
         frame.require(name)?;
     }
     let columns: Vec<usize> = match &spec.features {
-        Some(names) => names.iter().map(|n| frame.require(n)).collect::<Result<_>>()?,
+        Some(names) => names
+            .iter()
+            .map(|n| frame.require(n))
+            .collect::<Result<_>>()?,
         None => (0..frame.names.len())
             .filter(|j| *j != target_idx && !spec.ignore.contains(&frame.names[*j]))
             .collect(),
     };
     if columns.contains(&target_idx) {
-        return Err(LearnError::Param(format!("the target `{}` cannot also be a feature", spec.target)));
+        return Err(LearnError::Param(format!(
+            "the target `{}` cannot also be a feature",
+            spec.target
+        )));
     }
     if columns.is_empty() {
-        return Err(LearnError::data(&frame.path, "no feature column is left to train on"));
+        return Err(LearnError::data(
+            &frame.path,
+            "no feature column is left to train on",
+        ));
     }
     for j in &columns {
         if (0..frame.n_rows).all(|i| frame.columns[*j].is_missing(i)) {
@@ -265,7 +323,16 @@ fn labels_of(column: &Column) -> (Vec<String>, Vec<u32>) {
                 });
                 remap.push(idx as u32);
             }
-            let codes = codes.iter().map(|c| if *c == MISSING_CODE { 0 } else { remap[*c as usize] }).collect();
+            let codes = codes
+                .iter()
+                .map(|c| {
+                    if *c == MISSING_CODE {
+                        0
+                    } else {
+                        remap[*c as usize]
+                    }
+                })
+                .collect();
             (unique, codes)
         }
         Column::Numeric(v) => {
@@ -287,7 +354,12 @@ fn labels_of(column: &Column) -> (Vec<String>, Vec<u32>) {
 }
 
 /// Sorted classes; for two, the positive class last.
-fn order_classes(frame: &Frame, target: &str, labels: &[String], positive: Option<&str>) -> Result<Vec<String>> {
+fn order_classes(
+    frame: &Frame,
+    target: &str,
+    labels: &[String],
+    positive: Option<&str>,
+) -> Result<Vec<String>> {
     let set: BTreeSet<&str> = labels.iter().map(String::as_str).collect();
     let mut classes: Vec<String> = set.iter().map(|s| s.to_string()).collect();
     if classes.len() < 2 {
@@ -315,7 +387,18 @@ fn order_classes(frame: &Frame, target: &str, labels: &[String], positive: Optio
             classes.push(p);
         }
     } else if classes.len() == 2 {
-        let conventional = ["1", "true", "yes", "y", "positive", "pos", "bad", "default", "fraud", "malignant"];
+        let conventional = [
+            "1",
+            "true",
+            "yes",
+            "y",
+            "positive",
+            "pos",
+            "bad",
+            "default",
+            "fraud",
+            "malignant",
+        ];
         let pos = classes
             .iter()
             .position(|c| conventional.contains(&c.to_lowercase().as_str()))
@@ -338,7 +421,10 @@ mod tests {
     }
 
     fn spec(target: &str) -> DatasetSpec {
-        DatasetSpec { target: target.into(), ..DatasetSpec::default() }
+        DatasetSpec {
+            target: target.into(),
+            ..DatasetSpec::default()
+        }
     }
 
     #[test]
@@ -354,31 +440,51 @@ mod tests {
     fn binary_classes_put_the_positive_class_last() {
         let (_d, path) = write("x,y\n1,good\n2,bad\n3,good\n");
         let ds = load(&path, &spec("y"), None).unwrap();
-        let Target::Classes { classes, codes } = &ds.target else { panic!() };
+        let Target::Classes { classes, codes } = &ds.target else {
+            panic!()
+        };
         assert_eq!(classes, &["good", "bad"]);
         assert_eq!(codes, &[0, 1, 0]);
         let mut s = spec("y");
         s.positive_class = Some("good".into());
         let ds = load(&path, &s, None).unwrap();
-        let Target::Classes { classes, .. } = &ds.target else { panic!() };
+        let Target::Classes { classes, .. } = &ds.target else {
+            panic!()
+        };
         assert_eq!(classes, &["bad", "good"]);
         s.positive_class = Some("ugly".into());
-        assert!(load(&path, &s, None).unwrap_err().to_string().contains("not a class"));
+        assert!(
+            load(&path, &s, None)
+                .unwrap_err()
+                .to_string()
+                .contains("not a class")
+        );
     }
 
     #[test]
     fn bad_targets_are_named() {
         let (_d, path) = write("x,y\n1,good\n2,good\n");
         let err = load(&path, &spec("y"), None).unwrap_err().to_string();
-        assert!(err.contains("column `y`: the target has a single class `good`"), "{err}");
+        assert!(
+            err.contains("column `y`: the target has a single class `good`"),
+            "{err}"
+        );
         let err = load(&path, &spec("z"), None).unwrap_err().to_string();
         assert!(err.contains("no column named `z`"), "{err}");
         let (_d, path) = write("x,y\n1,3.5\n2,bad\n");
-        let err = load(&path, &spec("y"), Some(TargetKind::Values)).unwrap_err().to_string();
-        assert!(err.contains(":3: column `y`: the target must be numeric"), "{err}");
+        let err = load(&path, &spec("y"), Some(TargetKind::Values))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3: column `y`: the target must be numeric"),
+            "{err}"
+        );
         let (_d, path) = write("x,z,y\n1,,3.5\n2,,4\n");
         let err = load(&path, &spec("y"), None).unwrap_err().to_string();
-        assert!(err.contains("column `z`: the column has no value in any row"), "{err}");
+        assert!(
+            err.contains("column `z`: the column has no value in any row"),
+            "{err}"
+        );
         let (_d, path) = write("x,y\n1,\n2,\n");
         let err = load(&path, &spec("y"), None).unwrap_err().to_string();
         assert!(err.contains("the target is missing in every row"), "{err}");
@@ -388,7 +494,9 @@ mod tests {
     fn numeric_zero_one_target_is_binary() {
         let (_d, path) = write("x,y\n1,0\n2,1.0\n3,1\n");
         let ds = load(&path, &spec("y"), None).unwrap();
-        let Target::Classes { classes, codes } = &ds.target else { panic!() };
+        let Target::Classes { classes, codes } = &ds.target else {
+            panic!()
+        };
         assert_eq!(classes, &["0", "1"]);
         assert_eq!(codes, &[0, 1, 1]);
     }

@@ -32,7 +32,12 @@ pub enum LearnError {
     Core(#[from] CoreError),
 }
 
-fn data_message(path: &std::path::Path, line: Option<u64>, column: Option<&str>, message: &str) -> String {
+fn data_message(
+    path: &std::path::Path,
+    line: Option<u64>,
+    column: Option<&str>,
+    message: &str,
+) -> String {
     let mut out = path.display().to_string();
     if let Some(line) = line {
         out.push_str(&format!(":{line}"));
@@ -47,15 +52,26 @@ fn data_message(path: &std::path::Path, line: Option<u64>, column: Option<&str>,
 
 impl LearnError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LearnError::Io { path: path.into(), source }
+        LearnError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        LearnError::Data { path: path.into(), line: None, column: None, message: message.into() }
+        LearnError::Data {
+            path: path.into(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn package(dir: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        LearnError::Package { dir: dir.into(), message: message.into() }
+        LearnError::Package {
+            dir: dir.into(),
+            message: message.into(),
+        }
     }
 }
 

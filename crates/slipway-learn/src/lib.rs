@@ -4,11 +4,11 @@
 //! an estimator ([`linear`], [`logistic`], [`mlp`]) → [`metrics`] → [`package::write`].
 //! [`package::NativeModel`] loads a package back and scores rows.
 
-pub mod metrics;
 pub mod data;
 pub mod dataset;
 pub mod error;
 pub mod linear;
+pub mod metrics;
 pub mod mlp;
 pub mod nn;
 pub mod optim;

@@ -9,14 +9,16 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use slipway_core::Activation;
 
 use crate::error::{LearnError, Result};
-use crate::nn::{activate, Dense, Network};
+use crate::nn::{Dense, Network, activate};
 use crate::optim::lbfgs;
 
 /// Fits ridge regression. `l2 = 0` is ordinary least squares (with a tiny jitter when the
 /// features are collinear, as one-hot columns are).
 pub fn fit_ridge(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, l2: f64) -> Result<Network> {
     let n = x.nrows() as f64;
-    let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| LearnError::Param("no training rows".into()))?;
+    let x_mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| LearnError::Param("no training rows".into()))?;
     let y_mean = y.mean().unwrap_or(0.0);
     let xc = &x - &x_mean;
     let yc = &y - y_mean;
@@ -36,14 +38,26 @@ pub fn fit_ridge(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, l2: f64) -> Res
         if let Some(w) = cholesky_solve(m, &rhs) {
             break w;
         }
-        jitter = if jitter == 0.0 { 1e-10 * scale.max(1e-12) } else { jitter * 100.0 };
+        jitter = if jitter == 0.0 {
+            1e-10 * scale.max(1e-12)
+        } else {
+            jitter * 100.0
+        };
         if jitter > scale {
-            return Err(LearnError::Param("the least-squares system is singular; try --l2 0.01".into()));
+            return Err(LearnError::Param(
+                "the least-squares system is singular; try --l2 0.01".into(),
+            ));
         }
     };
     let b = y_mean - x_mean.dot(&w);
     let w = w.insert_axis(Axis(1));
-    Ok(Network { layers: vec![Dense { w, b: Array1::from_elem(1, b), activation: Activation::Identity }] })
+    Ok(Network {
+        layers: vec![Dense {
+            w,
+            b: Array1::from_elem(1, b),
+            activation: Activation::Identity,
+        }],
+    })
 }
 
 /// Solves `a · w = rhs` for symmetric positive-definite `a`; `None` when it is not.
@@ -105,7 +119,11 @@ pub fn fit_logistic(
         return Err(LearnError::Param("no training rows".into()));
     }
     let k = if n_classes == 2 { 1 } else { n_classes };
-    let activation = if k == 1 { Activation::Sigmoid } else { Activation::Softmax };
+    let activation = if k == 1 {
+        Activation::Sigmoid
+    } else {
+        Activation::Softmax
+    };
     let targets = targets_matrix(y, k);
     let nf = n as f64;
     let objective = |theta: &[f64], grad: &mut [f64]| -> f64 {
@@ -144,7 +162,9 @@ pub fn fit_logistic(
     let w = Array2::from_shape_vec((d, k), m.x[..d * k].to_vec()).expect("shape matches length");
     let b = Array1::from_vec(m.x[d * k..].to_vec());
     Ok(LogisticFit {
-        network: Network { layers: vec![Dense { w, b, activation }] },
+        network: Network {
+            layers: vec![Dense { w, b, activation }],
+        },
         iterations: m.iterations,
         converged: m.converged,
     })
@@ -174,7 +194,11 @@ mod tests {
         let y = x.column(0).mapv(|v| 2.0 * v) - x.column(1).mapv(|v| 3.0 * v) + 1.0;
         let net = fit_ridge(x.view(), y.view(), 0.0).unwrap();
         let l = &net.layers[0];
-        assert!((l.w[[0, 0]] - 2.0).abs() < 1e-9 && (l.w[[1, 0]] + 3.0).abs() < 1e-9, "{:?}", l.w);
+        assert!(
+            (l.w[[0, 0]] - 2.0).abs() < 1e-9 && (l.w[[1, 0]] + 3.0).abs() < 1e-9,
+            "{:?}",
+            l.w
+        );
         assert!((l.b[0] - 1.0).abs() < 1e-9);
         // Collinear columns still solve.
         let xc = array![[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]];

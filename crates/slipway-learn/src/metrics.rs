@@ -171,7 +171,9 @@ pub fn roc_curve(y: &[bool], p: &[f64], max_points: usize) -> Vec<(f64, f64)> {
     if points.len() > max_points.max(2) {
         let step = points.len() as f64 / (max_points.max(2) - 1) as f64;
         let last = *points.last().expect("non-empty");
-        points = (0..max_points.max(2) - 1).map(|i| points[(i as f64 * step) as usize]).collect();
+        points = (0..max_points.max(2) - 1)
+            .map(|i| points[(i as f64 * step) as usize])
+            .collect();
         points.push(last);
     }
     points

@@ -5,12 +5,12 @@
 //! seed, data and parameters give bit-for-bit the same weights on one machine.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip, s};
 use serde::Serialize;
 use slipway_core::Activation;
 
 use crate::error::{LearnError, Result};
-use crate::nn::{activate, backprop_activation, Dense, Network};
+use crate::nn::{Dense, Network, activate, backprop_activation};
 use crate::rng::Rng;
 
 /// Loss functions.
@@ -78,15 +78,22 @@ impl MlpParams {
             return bad("--hidden layer sizes must be at least 1");
         }
         if self.activation == Activation::Softmax {
-            return bad("softmax is an output activation; use relu, tanh or sigmoid for hidden layers");
+            return bad(
+                "softmax is an output activation; use relu, tanh or sigmoid for hidden layers",
+            );
         }
         match (self.loss, self.output_activation) {
             (Loss::CrossEntropy, Activation::Sigmoid | Activation::Softmax) => Ok(()),
             (Loss::CrossEntropy, other) => Err(LearnError::Param(format!(
                 "cross-entropy needs a sigmoid or softmax output, not {other}; use --loss mse"
             ))),
-            (Loss::Mse, Activation::Softmax) => bad("softmax outputs train with cross-entropy; use --loss cross-entropy"),
-            (Loss::Mse, Activation::Identity | Activation::Relu | Activation::Tanh | Activation::Sigmoid) => Ok(()),
+            (Loss::Mse, Activation::Softmax) => {
+                bad("softmax outputs train with cross-entropy; use --loss cross-entropy")
+            }
+            (
+                Loss::Mse,
+                Activation::Identity | Activation::Relu | Activation::Tanh | Activation::Sigmoid,
+            ) => Ok(()),
         }
     }
 }
@@ -146,11 +153,21 @@ pub fn train(
         .windows(2)
         .enumerate()
         .map(|(i, io)| {
-            let activation = if i + 2 == sizes.len() { p.output_activation } else { p.activation };
+            let activation = if i + 2 == sizes.len() {
+                p.output_activation
+            } else {
+                p.activation
+            };
             // Glorot/Xavier uniform, as Keras and scikit-learn initialise dense layers.
-            let factor = if activation == Activation::Sigmoid { 2.0 } else { 6.0 };
+            let factor = if activation == Activation::Sigmoid {
+                2.0
+            } else {
+                6.0
+            };
             let bound = (factor / (io[0] + io[1]) as f64).sqrt();
-            let w = Array2::from_shape_simple_fn((io[0], io[1]), || (2.0 * rng.next_f64() - 1.0) * bound);
+            let w = Array2::from_shape_simple_fn((io[0], io[1]), || {
+                (2.0 * rng.next_f64() - 1.0) * bound
+            });
             let zeros2 = || Array2::zeros((io[0], io[1]));
             let zeros1 = || Array1::zeros(io[1]);
             Layer {
@@ -170,7 +187,10 @@ pub fn train(
     let batch = p.batch_size.min(n);
     // Activations per layer (index 0 is the input batch) and deltas per layer.
     let mut acts: Vec<Array2<f64>> = sizes.iter().map(|s| Array2::zeros((batch, *s))).collect();
-    let mut deltas: Vec<Array2<f64>> = sizes[1..].iter().map(|s| Array2::zeros((batch, *s))).collect();
+    let mut deltas: Vec<Array2<f64>> = sizes[1..]
+        .iter()
+        .map(|s| Array2::zeros((batch, *s)))
+        .collect();
     let mut yb = Array2::zeros((batch, k));
     let mut order: Vec<usize> = (0..n).collect();
     let mut history = Vec::with_capacity(p.epochs);
@@ -208,7 +228,10 @@ pub fn train(
                     Loss::CrossEntropy => 1.0,
                     Loss::Mse => 2.0 / k as f64,
                 } / bs as f64;
-                Zip::from(&mut delta).and(&out).and(&yv).for_each(|dl, o, t| *dl = (o - t) * scale);
+                Zip::from(&mut delta)
+                    .and(&out)
+                    .and(&yv)
+                    .for_each(|dl, o, t| *dl = (o - t) * scale);
                 if p.loss == Loss::Mse {
                     backprop_activation(delta, out, layers[last - 1].activation);
                 }
@@ -228,8 +251,18 @@ pub fn train(
                 if l > 0 {
                     let (lower, upper) = deltas.split_at_mut(l);
                     let mut below = lower[l - 1].slice_mut(s![..bs, ..]);
-                    general_mat_mul(1.0, &upper[0].slice(s![..bs, ..]), &layer.w.t(), 0.0, &mut below);
-                    backprop_activation(below, acts[l].slice(s![..bs, ..]), layers[l - 1].activation);
+                    general_mat_mul(
+                        1.0,
+                        &upper[0].slice(s![..bs, ..]),
+                        &layer.w.t(),
+                        0.0,
+                        &mut below,
+                    );
+                    backprop_activation(
+                        below,
+                        acts[l].slice(s![..bs, ..]),
+                        layers[l - 1].activation,
+                    );
                 }
             }
             step += 1;
@@ -240,7 +273,12 @@ pub fn train(
             let out = forward(&layers, vx);
             batch_loss(out.view(), vy, p.loss, p.output_activation)
         });
-        let report = EpochReport { epoch, epochs: p.epochs, train_loss, val_loss };
+        let report = EpochReport {
+            epoch,
+            epochs: p.epochs,
+            train_loss,
+            val_loss,
+        };
         on_epoch(&report);
         history.push(report);
         if !train_loss.is_finite() {
@@ -250,7 +288,15 @@ pub fn train(
         }
         let monitored = val_loss.unwrap_or(train_loss);
         if monitored < best.0 - p.min_delta {
-            best = (monitored, epoch, if validation.is_some() { snapshot(&layers) } else { Vec::new() });
+            best = (
+                monitored,
+                epoch,
+                if validation.is_some() {
+                    snapshot(&layers)
+                } else {
+                    Vec::new()
+                },
+            );
             wait = 0;
         } else {
             wait += 1;
@@ -263,34 +309,53 @@ pub fn train(
     let keep_best = validation.is_some() && !best.2.is_empty();
     let best_epoch = if keep_best { best.1 } else { history.len() };
     let network = Network {
-        layers: if keep_best {
-            best.2
-        } else {
-            snapshot(&layers)
-        },
+        layers: if keep_best { best.2 } else { snapshot(&layers) },
     };
-    Ok(MlpFit { network, history, best_epoch, stopped_early })
+    Ok(MlpFit {
+        network,
+        history,
+        best_epoch,
+        stopped_early,
+    })
 }
 
 fn snapshot(layers: &[Layer]) -> Vec<Dense> {
-    layers.iter().map(|l| Dense { w: l.w.clone(), b: l.b.clone(), activation: l.activation }).collect()
+    layers
+        .iter()
+        .map(|l| Dense {
+            w: l.w.clone(),
+            b: l.b.clone(),
+            activation: l.activation,
+        })
+        .collect()
 }
 
 fn forward(layers: &[Layer], x: ArrayView2<'_, f64>) -> Array2<f64> {
-    Network { layers: snapshot(layers) }.forward(x)
+    Network {
+        layers: snapshot(layers),
+    }
+    .forward(x)
 }
 
 /// Mean loss of outputs against targets.
-pub fn batch_loss(out: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, loss: Loss, output: Activation) -> f64 {
+pub fn batch_loss(
+    out: ArrayView2<'_, f64>,
+    y: ArrayView2<'_, f64>,
+    loss: Loss,
+    output: Activation,
+) -> f64 {
     const EPS: f64 = 1e-15;
     let n = out.nrows().max(1) as f64;
     let total: f64 = match (loss, output) {
         (Loss::Mse, _) => {
-            Zip::from(&out).and(&y).fold(0.0, |acc, o, t| acc + (o - t) * (o - t)) / out.ncols().max(1) as f64
+            Zip::from(&out)
+                .and(&y)
+                .fold(0.0, |acc, o, t| acc + (o - t) * (o - t))
+                / out.ncols().max(1) as f64
         }
-        (Loss::CrossEntropy, Activation::Softmax) => {
-            Zip::from(&out).and(&y).fold(0.0, |acc, o, t| acc - t * o.clamp(EPS, 1.0).ln())
-        }
+        (Loss::CrossEntropy, Activation::Softmax) => Zip::from(&out)
+            .and(&y)
+            .fold(0.0, |acc, o, t| acc - t * o.clamp(EPS, 1.0).ln()),
         (
             Loss::CrossEntropy,
             Activation::Sigmoid | Activation::Identity | Activation::Relu | Activation::Tanh,
@@ -307,8 +372,12 @@ fn update(layers: &mut [Layer], p: &MlpParams, step: u64) {
         Optimizer::Sgd => {
             for l in layers {
                 // v = μv − lr·g; w += v
-                Zip::from(&mut l.mw).and(&l.gw).for_each(|v, g| *v = p.momentum * *v - p.lr * g);
-                Zip::from(&mut l.mb).and(&l.gb).for_each(|v, g| *v = p.momentum * *v - p.lr * g);
+                Zip::from(&mut l.mw)
+                    .and(&l.gw)
+                    .for_each(|v, g| *v = p.momentum * *v - p.lr * g);
+                Zip::from(&mut l.mb)
+                    .and(&l.gb)
+                    .for_each(|v, g| *v = p.momentum * *v - p.lr * g);
                 l.w += &l.mw;
                 l.b += &l.mb;
             }
@@ -320,16 +389,24 @@ fn update(layers: &mut [Layer], p: &MlpParams, step: u64) {
             let t = i32::try_from(step).unwrap_or(i32::MAX);
             let lr_t = p.lr * (1.0 - B2.powi(t)).sqrt() / (1.0 - B1.powi(t));
             for l in layers {
-                Zip::from(&mut l.w).and(&mut l.mw).and(&mut l.vw).and(&l.gw).for_each(|w, m, v, g| {
-                    *m = B1 * *m + (1.0 - B1) * g;
-                    *v = B2 * *v + (1.0 - B2) * g * g;
-                    *w -= lr_t * *m / (v.sqrt() + EPS);
-                });
-                Zip::from(&mut l.b).and(&mut l.mb).and(&mut l.vb).and(&l.gb).for_each(|w, m, v, g| {
-                    *m = B1 * *m + (1.0 - B1) * g;
-                    *v = B2 * *v + (1.0 - B2) * g * g;
-                    *w -= lr_t * *m / (v.sqrt() + EPS);
-                });
+                Zip::from(&mut l.w)
+                    .and(&mut l.mw)
+                    .and(&mut l.vw)
+                    .and(&l.gw)
+                    .for_each(|w, m, v, g| {
+                        *m = B1 * *m + (1.0 - B1) * g;
+                        *v = B2 * *v + (1.0 - B2) * g * g;
+                        *w -= lr_t * *m / (v.sqrt() + EPS);
+                    });
+                Zip::from(&mut l.b)
+                    .and(&mut l.mb)
+                    .and(&mut l.vb)
+                    .and(&l.gb)
+                    .for_each(|w, m, v, g| {
+                        *m = B1 * *m + (1.0 - B1) * g;
+                        *v = B2 * *v + (1.0 - B2) * g * g;
+                        *w -= lr_t * *m / (v.sqrt() + EPS);
+                    });
             }
         }
     }
@@ -379,9 +456,24 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         for (act, out, loss, y) in [
-            (Activation::Relu, Activation::Sigmoid, Loss::CrossEntropy, array![[1.0], [0.0], [1.0]]),
-            (Activation::Tanh, Activation::Identity, Loss::Mse, array![[0.3], [-1.0], [2.0]]),
-            (Activation::Sigmoid, Activation::Softmax, Loss::CrossEntropy, array![[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
+            (
+                Activation::Relu,
+                Activation::Sigmoid,
+                Loss::CrossEntropy,
+                array![[1.0], [0.0], [1.0]],
+            ),
+            (
+                Activation::Tanh,
+                Activation::Identity,
+                Loss::Mse,
+                array![[0.3], [-1.0], [2.0]],
+            ),
+            (
+                Activation::Sigmoid,
+                Activation::Softmax,
+                Loss::CrossEntropy,
+                array![[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],
+            ),
         ] {
             let x = array![[0.5, -1.0, 2.0], [1.5, 0.2, -0.3], [-0.7, 0.9, 0.1]];
             let mut p = params();
@@ -398,11 +490,19 @@ mod tests {
             p.lr = 1e-9;
             let mut p0 = p.clone();
             p0.lr = f64::MIN_POSITIVE; // effectively no step: the initial weights
-            let w0 = train(x.view(), y.view(), None, &p0, &mut |_| {}).unwrap().network;
-            let w1 = train(x.view(), y.view(), None, &p, &mut |_| {}).unwrap().network;
+            let w0 = train(x.view(), y.view(), None, &p0, &mut |_| {})
+                .unwrap()
+                .network;
+            let w1 = train(x.view(), y.view(), None, &p, &mut |_| {})
+                .unwrap()
+                .network;
             let objective = |net: &Network| {
                 let o = net.forward(x.view());
-                let penalty: f64 = net.layers.iter().map(|l| l.w.iter().map(|v| v * v).sum::<f64>()).sum();
+                let penalty: f64 = net
+                    .layers
+                    .iter()
+                    .map(|l| l.w.iter().map(|v| v * v).sum::<f64>())
+                    .sum();
                 batch_loss(o.view(), y.view(), loss, out) + 0.5 * p.l2 * penalty
             };
             let h = 1e-6;
@@ -435,19 +535,34 @@ mod tests {
         p.loss = Loss::Mse;
         p.patience = 3;
         p.epochs = 500;
-        let fit = train(x.view(), y.view(), Some((vx.view(), vy.view())), &p, &mut |_| {}).unwrap();
+        let fit = train(
+            x.view(),
+            y.view(),
+            Some((vx.view(), vy.view())),
+            &p,
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(fit.stopped_early);
         assert_eq!(fit.history.len(), fit.best_epoch + 3);
         let best_val = fit.history[fit.best_epoch - 1].val_loss.unwrap();
         let out = fit.network.forward(vx.view());
-        assert!((batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity) - best_val).abs() < 1e-12);
+        assert!(
+            (batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity) - best_val).abs()
+                < 1e-12
+        );
     }
 
     #[test]
     fn bad_combinations_are_refused() {
         let mut p = params();
         p.output_activation = Activation::Identity;
-        assert!(p.validate().unwrap_err().to_string().contains("cross-entropy needs"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cross-entropy needs")
+        );
         p = params();
         p.lr = 0.0;
         assert!(p.validate().is_err());

@@ -36,7 +36,11 @@ impl Network {
     pub fn specs(&self) -> Vec<LayerSpec> {
         self.layers
             .iter()
-            .map(|l| LayerSpec { inputs: l.w.nrows(), units: l.w.ncols(), activation: l.activation })
+            .map(|l| LayerSpec {
+                inputs: l.w.nrows(),
+                units: l.w.ncols(),
+                activation: l.activation,
+            })
             .collect()
     }
 
@@ -78,7 +82,11 @@ pub fn activate(mut z: ArrayViewMut2<'_, f64>, activation: Activation) {
 /// Multiplies `delta` in place by the activation's derivative, written in terms of the
 /// activation's output `a`. Softmax is only used with cross-entropy, whose delta is taken
 /// directly, so it is not handled here.
-pub fn backprop_activation(mut delta: ArrayViewMut2<'_, f64>, a: ArrayView2<'_, f64>, activation: Activation) {
+pub fn backprop_activation(
+    mut delta: ArrayViewMut2<'_, f64>,
+    a: ArrayView2<'_, f64>,
+    activation: Activation,
+) {
     match activation {
         Activation::Identity | Activation::Softmax => {}
         Activation::Relu => Zip::from(&mut delta).and(&a).for_each(|d, a| {
@@ -86,8 +94,12 @@ pub fn backprop_activation(mut delta: ArrayViewMut2<'_, f64>, a: ArrayView2<'_, 
                 *d = 0.0;
             }
         }),
-        Activation::Tanh => Zip::from(&mut delta).and(&a).for_each(|d, a| *d *= 1.0 - a * a),
-        Activation::Sigmoid => Zip::from(&mut delta).and(&a).for_each(|d, a| *d *= a * (1.0 - a)),
+        Activation::Tanh => Zip::from(&mut delta)
+            .and(&a)
+            .for_each(|d, a| *d *= 1.0 - a * a),
+        Activation::Sigmoid => Zip::from(&mut delta)
+            .and(&a)
+            .for_each(|d, a| *d *= a * (1.0 - a)),
     }
 }
 
@@ -108,7 +120,11 @@ mod tests {
     #[test]
     fn forward_is_affine_then_activation() {
         let net = Network {
-            layers: vec![Dense { w: array![[2.0], [-1.0]], b: array![0.5], activation: Activation::Identity }],
+            layers: vec![Dense {
+                w: array![[2.0], [-1.0]],
+                b: array![0.5],
+                activation: Activation::Identity,
+            }],
         };
         let y = net.forward(array![[1.0, 1.0], [0.0, 2.0]].view());
         assert_eq!(y, array![[1.5], [-1.5]]);

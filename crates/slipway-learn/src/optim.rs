@@ -12,7 +12,12 @@ pub struct Minimum {
 /// Minimises `f`, which returns the objective at `x` and writes its gradient into the second
 /// argument. Stops when the largest gradient component is below `gtol`, when the objective no
 /// longer moves, or after `max_iter` iterations.
-pub fn lbfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, max_iter: usize, gtol: f64) -> Minimum {
+pub fn lbfgs(
+    mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
+    x0: Vec<f64>,
+    max_iter: usize,
+    gtol: f64,
+) -> Minimum {
     const MEMORY: usize = 10;
     let n = x0.len();
     let mut x = x0;
@@ -27,7 +32,12 @@ pub fn lbfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, max_ite
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     for iter in 0..max_iter {
         if norm_inf(&g) < gtol {
-            return Minimum { x, value, iterations: iter, converged: true };
+            return Minimum {
+                x,
+                value,
+                iterations: iter,
+                converged: true,
+            };
         }
         // Two-loop recursion: d = -H g.
         let mut q = g.clone();
@@ -88,18 +98,33 @@ pub fn lbfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, max_ite
                 value = v;
                 accepted = true;
                 if moved {
-                    return Minimum { x, value, iterations: iter + 1, converged: true };
+                    return Minimum {
+                        x,
+                        value,
+                        iterations: iter + 1,
+                        converged: true,
+                    };
                 }
                 break;
             }
             step *= 0.5;
         }
         if !accepted {
-            return Minimum { x, value, iterations: iter + 1, converged: norm_inf(&g) < gtol.sqrt() };
+            return Minimum {
+                x,
+                value,
+                iterations: iter + 1,
+                converged: norm_inf(&g) < gtol.sqrt(),
+            };
         }
     }
     let converged = norm_inf(&g) < gtol;
-    Minimum { x, value, iterations: max_iter, converged }
+    Minimum {
+        x,
+        value,
+        iterations: max_iter,
+        converged,
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +145,10 @@ mod tests {
             1e-8,
         );
         assert!(m.converged);
-        assert!((m.x[0] - 1.0).abs() < 1e-5 && (m.x[1] - 1.0).abs() < 1e-5, "{:?}", m.x);
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-5 && (m.x[1] - 1.0).abs() < 1e-5,
+            "{:?}",
+            m.x
+        );
     }
 }

@@ -30,8 +30,16 @@ pub fn write(dir: &Path, manifest: &Manifest, network: &Network) -> Result<Manif
     std::fs::create_dir_all(dir).map_err(|e| LearnError::io(dir, e))?;
     let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     for (i, layer) in network.layers.iter().enumerate() {
-        tensors.push((format!("layers.{i}.weight"), f64_bytes(layer.w.iter()), layer.w.shape().to_vec()));
-        tensors.push((format!("layers.{i}.bias"), f64_bytes(layer.b.iter()), vec![layer.b.len()]));
+        tensors.push((
+            format!("layers.{i}.weight"),
+            f64_bytes(layer.w.iter()),
+            layer.w.shape().to_vec(),
+        ));
+        tensors.push((
+            format!("layers.{i}.bias"),
+            f64_bytes(layer.b.iter()),
+            vec![layer.b.len()],
+        ));
     }
     let views = tensors
         .iter()
@@ -76,17 +84,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads and checks a package's manifest.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     if !dir.exists() {
-        return Err(LearnError::package(dir, "no such folder; train one with `slipway train … --out DIR`"));
+        return Err(LearnError::package(
+            dir,
+            "no such folder; train one with `slipway train … --out DIR`",
+        ));
     }
     if !dir.is_dir() {
         return Err(LearnError::package(dir, "is a file, not a package folder"));
     }
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            LearnError::package(dir, format!("has no {MANIFEST}; is this a Slipway package folder?"))
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            LearnError::package(
+                dir,
+                format!("has no {MANIFEST}; is this a Slipway package folder?"),
+            )
+        } else {
+            LearnError::io(&path, e)
         }
-        _ => LearnError::io(&path, e),
     })?;
     Manifest::from_json(&text).map_err(|e| LearnError::package(dir, format!("{MANIFEST}: {e}")))
 }
@@ -105,14 +120,21 @@ impl NativeModel {
     pub fn load(dir: &Path) -> Result<Self> {
         let manifest = read_manifest(dir)?;
         if manifest.framework != Framework::Native {
-            return Err(LearnError::package(dir, "holds an ONNX model, which this command cannot run yet"));
+            return Err(LearnError::package(
+                dir,
+                "holds an ONNX model, which this command cannot run yet",
+            ));
         }
         let path = dir.join(&manifest.payload.file);
-        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                LearnError::package(dir, format!("the payload {} is missing", manifest.payload.file))
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                LearnError::package(
+                    dir,
+                    format!("the payload {} is missing", manifest.payload.file),
+                )
+            } else {
+                LearnError::io(&path, e)
             }
-            _ => LearnError::io(&path, e),
         })?;
         let digest = hex(&Sha256::digest(&bytes));
         if digest != manifest.payload.sha256 {
@@ -128,13 +150,27 @@ impl NativeModel {
             .map_err(|e| LearnError::package(dir, format!("{}: {e}", manifest.payload.file)))?;
         let mut layers = Vec::new();
         for (i, spec) in manifest.model.layers.iter().enumerate() {
-            let w = read_tensor(dir, &tensors, &format!("layers.{i}.weight"), &[spec.inputs, spec.units])?;
+            let w = read_tensor(
+                dir,
+                &tensors,
+                &format!("layers.{i}.weight"),
+                &[spec.inputs, spec.units],
+            )?;
             let b = read_tensor(dir, &tensors, &format!("layers.{i}.bias"), &[spec.units])?;
             let w = Array2::from_shape_vec((spec.inputs, spec.units), w).expect("length checked");
-            layers.push(Dense { w, b: Array1::from_vec(b), activation: spec.activation });
+            layers.push(Dense {
+                w,
+                b: Array1::from_vec(b),
+                activation: spec.activation,
+            });
         }
         let encoder = RowEncoder::new(&manifest.features);
-        Ok(NativeModel { dir: dir.to_path_buf(), manifest, network: Network { layers }, encoder })
+        Ok(NativeModel {
+            dir: dir.to_path_buf(),
+            manifest,
+            network: Network { layers },
+            encoder,
+        })
     }
 
     /// Turns network outputs into the positive-class probability, class probabilities or values.
@@ -156,7 +192,10 @@ impl NativeModel {
                 let best = out
                     .iter()
                     .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+                    )
                     .0;
                 &classes[best]
             }
@@ -165,17 +204,30 @@ impl NativeModel {
     }
 }
 
-fn read_tensor(dir: &Path, tensors: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
+fn read_tensor(
+    dir: &Path,
+    tensors: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f64>> {
     let view = tensors
         .tensor(name)
         .map_err(|_| LearnError::package(dir, format!("{PAYLOAD} lacks the tensor `{name}`")))?;
     if view.dtype() != Dtype::F64 || view.shape() != shape {
         return Err(LearnError::package(
             dir,
-            format!("tensor `{name}` is {:?} {:?}, the manifest says F64 {shape:?}", view.dtype(), view.shape()),
+            format!(
+                "tensor `{name}` is {:?} {:?}, the manifest says F64 {shape:?}",
+                view.dtype(),
+                view.shape()
+            ),
         ));
     }
-    Ok(view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    Ok(view
+        .data()
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 impl Model for NativeModel {
@@ -213,8 +265,11 @@ impl Model for NativeModel {
                             fields[j].extend_from_slice(v[i].to_string().as_bytes());
                         }
                     }
-                    (FeatureKind::Categorical { .. }, TensorData::Bytes(v)) => fields[j].extend_from_slice(&v[i]),
-                    (FeatureKind::Numeric { .. }, other) | (FeatureKind::Categorical { .. }, other) => {
+                    (FeatureKind::Categorical { .. }, TensorData::Bytes(v)) => {
+                        fields[j].extend_from_slice(&v[i])
+                    }
+                    (FeatureKind::Numeric { .. }, other)
+                    | (FeatureKind::Categorical { .. }, other) => {
                         let want = match f.kind {
                             FeatureKind::Numeric { .. } => DataType::Fp64,
                             FeatureKind::Categorical { .. } => DataType::Bytes,
@@ -251,7 +306,10 @@ impl Model for NativeModel {
                 },
                 Tensor::vector("label", TensorData::Bytes(labels())),
             ],
-            Task::Regression => vec![Tensor::vector("prediction", TensorData::Fp64(out.column(0).to_vec()))],
+            Task::Regression => vec![Tensor::vector(
+                "prediction",
+                TensorData::Fp64(out.column(0).to_vec()),
+            )],
         })
     }
 }

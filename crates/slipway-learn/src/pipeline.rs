@@ -28,26 +28,53 @@ pub fn fit(frame: &Frame, columns: &[usize], rows: &[usize]) -> Vec<FeatureSpec>
 }
 
 fn fit_numeric(name: String, values: &[f64], rows: &[usize]) -> FeatureSpec {
-    let mut present: Vec<f64> = rows.iter().map(|r| values[*r]).filter(|v| !v.is_nan()).collect();
+    let mut present: Vec<f64> = rows
+        .iter()
+        .map(|r| values[*r])
+        .filter(|v| !v.is_nan())
+        .collect();
     present.sort_unstable_by(f64::total_cmp);
     let median = quantile_sorted(&present, 0.5);
     let n = rows.len() as f64;
-    let imputed = |r: &usize| if values[*r].is_nan() { median } else { values[*r] };
+    let imputed = |r: &usize| {
+        if values[*r].is_nan() {
+            median
+        } else {
+            values[*r]
+        }
+    };
     let mean = rows.iter().map(imputed).sum::<f64>() / n;
-    let var = rows.iter().map(|r| (imputed(r) - mean).powi(2)).sum::<f64>() / n;
-    let std = if var.sqrt() > 1e-12 * mean.abs().max(1.0) { var.sqrt() } else { 1.0 };
-    let edges: Vec<f64> = (0..=10).map(|i| quantile_sorted(&present, f64::from(i) / 10.0)).collect();
+    let var = rows
+        .iter()
+        .map(|r| (imputed(r) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = if var.sqrt() > 1e-12 * mean.abs().max(1.0) {
+        var.sqrt()
+    } else {
+        1.0
+    };
+    let edges: Vec<f64> = (0..=10)
+        .map(|i| quantile_sorted(&present, f64::from(i) / 10.0))
+        .collect();
     let mut counts = [0usize; 10];
     for v in &present {
         let bin = edges[1..10].partition_point(|e| e <= v);
         counts[bin] += 1;
     }
-    let shares = counts.iter().map(|c| *c as f64 / present.len().max(1) as f64).collect();
+    let shares = counts
+        .iter()
+        .map(|c| *c as f64 / present.len().max(1) as f64)
+        .collect();
     let missing = (rows.len() - present.len()) as f64 / n;
     FeatureSpec {
         name,
         kind: FeatureKind::Numeric { median, mean, std },
-        profile: Profile { missing, edges, shares },
+        profile: Profile {
+            missing,
+            edges,
+            shares,
+        },
     }
 }
 
@@ -85,14 +112,21 @@ fn fit_categorical(name: String, codes: &[u32], levels: &[String], rows: &[usize
         .map(|(l, _)| l.clone())
         .unwrap_or_default();
     let present = (rows.len() - missing).max(1) as f64;
-    let shares = categories.iter().map(|(_, c)| *c as f64 / present).collect();
+    let shares = categories
+        .iter()
+        .map(|(_, c)| *c as f64 / present)
+        .collect();
     FeatureSpec {
         name,
         kind: FeatureKind::Categorical {
             categories: categories.into_iter().map(|(l, _)| l).collect(),
             most_frequent,
         },
-        profile: Profile { missing: missing as f64 / rows.len().max(1) as f64, edges: Vec::new(), shares },
+        profile: Profile {
+            missing: missing as f64 / rows.len().max(1) as f64,
+            edges: Vec::new(),
+            shares,
+        },
     }
 }
 
@@ -117,7 +151,11 @@ pub fn encoded_names(features: &[FeatureSpec]) -> Vec<String> {
 
 /// Encodes `rows` of a frame into the model's input matrix. Returns the matrix and the number of
 /// cells whose category was not seen in training.
-pub fn transform(features: &[FeatureSpec], frame: &Frame, rows: &[usize]) -> Result<(Array2<f64>, u64)> {
+pub fn transform(
+    features: &[FeatureSpec],
+    frame: &Frame,
+    rows: &[usize],
+) -> Result<(Array2<f64>, u64)> {
     let mut x = Array2::zeros((rows.len(), width(features)));
     let mut offset = 0;
     let mut unseen = 0u64;
@@ -126,15 +164,30 @@ pub fn transform(features: &[FeatureSpec], frame: &Frame, rows: &[usize]) -> Res
         match (&f.kind, &frame.columns[j]) {
             (FeatureKind::Numeric { median, mean, std }, Column::Numeric(values)) => {
                 for (i, r) in rows.iter().enumerate() {
-                    let v = if values[*r].is_nan() { *median } else { values[*r] };
+                    let v = if values[*r].is_nan() {
+                        *median
+                    } else {
+                        values[*r]
+                    };
                     x[[i, offset]] = (v - mean) / std;
                 }
             }
-            (FeatureKind::Categorical { categories, most_frequent }, Column::Categorical { codes, levels }) => {
-                let position: HashMap<&str, usize> =
-                    categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
-                let level_to_cat: Vec<Option<usize>> =
-                    levels.iter().map(|l| position.get(l.as_str()).copied()).collect();
+            (
+                FeatureKind::Categorical {
+                    categories,
+                    most_frequent,
+                },
+                Column::Categorical { codes, levels },
+            ) => {
+                let position: HashMap<&str, usize> = categories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i))
+                    .collect();
+                let level_to_cat: Vec<Option<usize>> = levels
+                    .iter()
+                    .map(|l| position.get(l.as_str()).copied())
+                    .collect();
                 let fill = position.get(most_frequent.as_str()).copied();
                 for (i, r) in rows.iter().enumerate() {
                     let cat = match codes[*r] {
@@ -156,7 +209,8 @@ pub fn transform(features: &[FeatureSpec], frame: &Frame, rows: &[usize]) -> Res
                     path: frame.path.clone(),
                     line: None,
                     column: Some(f.name.clone()),
-                    message: "the column's type differs from the one the model was trained on".into(),
+                    message: "the column's type differs from the one the model was trained on"
+                        .into(),
                 });
             }
         }
@@ -174,8 +228,17 @@ pub struct RowEncoder {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Numeric { median: f64, mean: f64, inv_std: f64, offset: usize },
-    Categorical { lookup: HashMap<Box<[u8]>, usize>, fill: Option<usize>, offset: usize },
+    Numeric {
+        median: f64,
+        mean: f64,
+        inv_std: f64,
+        offset: usize,
+    },
+    Categorical {
+        lookup: HashMap<Box<[u8]>, usize>,
+        fill: Option<usize>,
+        offset: usize,
+    },
 }
 
 /// Why a raw field could not be encoded.
@@ -193,24 +256,37 @@ impl RowEncoder {
             .iter()
             .map(|f| {
                 let step = match &f.kind {
-                    FeatureKind::Numeric { median, mean, std } => {
-                        Step::Numeric { median: *median, mean: *mean, inv_std: 1.0 / std, offset }
-                    }
-                    FeatureKind::Categorical { categories, most_frequent } => {
+                    FeatureKind::Numeric { median, mean, std } => Step::Numeric {
+                        median: *median,
+                        mean: *mean,
+                        inv_std: 1.0 / std,
+                        offset,
+                    },
+                    FeatureKind::Categorical {
+                        categories,
+                        most_frequent,
+                    } => {
                         let lookup: HashMap<Box<[u8]>, usize> = categories
                             .iter()
                             .enumerate()
                             .map(|(i, c)| (c.as_bytes().into(), i))
                             .collect();
                         let fill = lookup.get(most_frequent.as_bytes()).copied();
-                        Step::Categorical { lookup, fill, offset }
+                        Step::Categorical {
+                            lookup,
+                            fill,
+                            offset,
+                        }
                     }
                 };
                 offset += f.kind.width();
                 step
             })
             .collect();
-        RowEncoder { steps, width: offset }
+        RowEncoder {
+            steps,
+            width: offset,
+        }
     }
 
     /// Encoded width.
@@ -228,7 +304,12 @@ impl RowEncoder {
         let mut unseen = 0;
         for (index, (step, field)) in self.steps.iter().zip(fields).enumerate() {
             match step {
-                Step::Numeric { median, mean, inv_std, offset } => {
+                Step::Numeric {
+                    median,
+                    mean,
+                    inv_std,
+                    offset,
+                } => {
                     let v = if data::is_missing(field) {
                         *median
                     } else {
@@ -236,7 +317,11 @@ impl RowEncoder {
                     };
                     out[*offset] = (v - mean) * inv_std;
                 }
-                Step::Categorical { lookup, fill, offset } => {
+                Step::Categorical {
+                    lookup,
+                    fill,
+                    offset,
+                } => {
                     let cat = if data::is_missing(field) {
                         *fill
                     } else {
@@ -257,7 +342,7 @@ impl RowEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{read_csv, ReadOptions};
+    use crate::data::{ReadOptions, read_csv};
 
     #[test]
     fn fit_on_train_rows_only_and_encode_unseen_as_zeros() {
@@ -267,11 +352,19 @@ mod tests {
         let frame = read_csv(&path, &ReadOptions::default()).unwrap();
         let train = [0, 1, 2, 3];
         let features = fit(&frame, &[0, 1], &train);
-        let FeatureKind::Numeric { median, mean, std } = features[0].kind else { panic!() };
+        let FeatureKind::Numeric { median, mean, std } = features[0].kind else {
+            panic!()
+        };
         assert_eq!(median, 2.0);
         assert_eq!(mean, 2.0);
         assert!((std - (0.5f64).sqrt()).abs() < 1e-12);
-        let FeatureKind::Categorical { categories, most_frequent } = &features[1].kind else { panic!() };
+        let FeatureKind::Categorical {
+            categories,
+            most_frequent,
+        } = &features[1].kind
+        else {
+            panic!()
+        };
         assert_eq!(categories, &["a", "b"]);
         assert_eq!(most_frequent, "a");
         assert_eq!(encoded_names(&features), ["n", "c=a", "c=b"]);
@@ -289,7 +382,10 @@ mod tests {
         assert_eq!(row.to_vec(), xt.row(0).to_vec());
         let mut row = ndarray::Array1::zeros(enc.width());
         let fields: [&[u8]; 2] = [b"x", b"b"];
-        assert_eq!(enc.encode(fields.into_iter(), row.view_mut()), Err(EncodeError::NotNumeric { index: 0 }));
+        assert_eq!(
+            enc.encode(fields.into_iter(), row.view_mut()),
+            Err(EncodeError::NotNumeric { index: 0 })
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ pub struct PredictOptions {
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { id_column: None, threshold: 0.5, chunk_rows: 4096 }
+        PredictOptions {
+            id_column: None,
+            threshold: 0.5,
+            chunk_rows: 4096,
+        }
     }
 }
 
@@ -45,7 +49,14 @@ pub fn output_header(model: &NativeModel, id: Option<&str>) -> Vec<String> {
             header.push("label".into());
         }
         Task::MulticlassClassification => {
-            header.extend(model.manifest.target.classes.iter().map(|c| format!("probability_{c}")));
+            header.extend(
+                model
+                    .manifest
+                    .target
+                    .classes
+                    .iter()
+                    .map(|c| format!("probability_{c}")),
+            );
             header.push("label".into());
         }
         Task::Regression => header.push("prediction".into()),
@@ -54,7 +65,12 @@ pub fn output_header(model: &NativeModel, id: Option<&str>) -> Vec<String> {
 }
 
 /// Scores every row of `input` and writes one output row per input row, in order.
-pub fn predict_csv(model: &NativeModel, input: &Path, output: impl Write, options: &PredictOptions) -> Result<PredictSummary> {
+pub fn predict_csv(
+    model: &NativeModel,
+    input: &Path,
+    output: impl Write,
+    options: &PredictOptions,
+) -> Result<PredictSummary> {
     let file = std::fs::File::open(input).map_err(|e| LearnError::io(input, e))?;
     let (mut reader, names) = csv_reader(input, std::io::BufReader::with_capacity(1 << 20, file))?;
     let features = &model.manifest.features;
@@ -74,23 +90,40 @@ pub fn predict_csv(model: &NativeModel, input: &Path, output: impl Write, option
     }
     let id = match &options.id_column {
         Some(name) => Some(names.iter().position(|n| n == name).ok_or_else(|| {
-            LearnError::data(input, format!("no id column named `{name}`; the columns are: {}", names.join(", ")))
+            LearnError::data(
+                input,
+                format!(
+                    "no id column named `{name}`; the columns are: {}",
+                    names.join(", ")
+                ),
+            )
         })?),
         None => None,
     };
-    let mut writer = csv::WriterBuilder::new().buffer_capacity(1 << 20).from_writer(output);
+    let mut writer = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_writer(output);
     let out_err = |e: csv::Error| LearnError::data(input, format!("cannot write the scores: {e}"));
-    writer.write_record(output_header(model, options.id_column.as_deref())).map_err(out_err)?;
+    writer
+        .write_record(output_header(model, options.id_column.as_deref()))
+        .map_err(out_err)?;
 
     let chunk = options.chunk_rows.max(1);
     let width = model.encoder.width();
     let mut x = Array2::<f64>::zeros((chunk, width));
     let mut ids: Vec<Vec<u8>> = vec![Vec::new(); chunk];
     let mut record = csv::ByteRecord::new();
-    let mut summary = PredictSummary { rows: 0, unseen_categories: 0 };
+    let mut summary = PredictSummary {
+        rows: 0,
+        unseen_categories: 0,
+    };
     let mut filled = 0;
     let mut buf = ryu::Buffer::new();
-    let mut flush = |x: &Array2<f64>, ids: &[Vec<u8>], filled: usize, writer: &mut csv::Writer<_>| -> Result<()> {
+    let mut flush = |x: &Array2<f64>,
+                     ids: &[Vec<u8>],
+                     filled: usize,
+                     writer: &mut csv::Writer<_>|
+     -> Result<()> {
         let out = model.forward(x.slice(ndarray::s![..filled, ..]));
         for (i, row) in out.rows().into_iter().enumerate() {
             if id.is_some() {
@@ -102,7 +135,9 @@ pub fn predict_csv(model: &NativeModel, input: &Path, output: impl Write, option
                     for p in row {
                         writer.write_field(buf.format(*p)).map_err(out_err)?;
                     }
-                    writer.write_field(model.label(row, options.threshold)).map_err(out_err)?;
+                    writer
+                        .write_field(model.label(row, options.threshold))
+                        .map_err(out_err)?;
                 }
                 Task::Regression => writer.write_field(buf.format(row[0])).map_err(out_err)?,
             }
@@ -118,7 +153,9 @@ pub fn predict_csv(model: &NativeModel, input: &Path, output: impl Write, option
         }
         let mut row = x.row_mut(filled);
         row.fill(0.0);
-        let encoded = model.encoder.encode(columns.iter().map(|j| &record[*j]), row);
+        let encoded = model
+            .encoder
+            .encode(columns.iter().map(|j| &record[*j]), row);
         match encoded {
             Ok(unseen) => summary.unseen_categories += u64::from(unseen),
             Err(EncodeError::NotNumeric { index }) => {
@@ -147,6 +184,8 @@ pub fn predict_csv(model: &NativeModel, input: &Path, output: impl Write, option
     if filled > 0 {
         flush(&x, &ids, filled, &mut writer)?;
     }
-    writer.flush().map_err(|e| LearnError::data(input, format!("cannot write the scores: {e}")))?;
+    writer
+        .flush()
+        .map_err(|e| LearnError::data(input, format!("cannot write the scores: {e}")))?;
     Ok(summary)
 }

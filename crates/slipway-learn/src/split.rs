@@ -13,7 +13,13 @@ pub struct Split {
 /// Splits `rows` into train, validation and test. With `strata` (one class code per entry of
 /// `rows`), each class is split in the same proportions. The same inputs and seed always give
 /// the same split.
-pub fn split(rows: &[usize], strata: Option<&[u32]>, test: f64, validation: f64, seed: u64) -> Split {
+pub fn split(
+    rows: &[usize],
+    strata: Option<&[u32]>,
+    test: f64,
+    validation: f64,
+    seed: u64,
+) -> Split {
     let mut rng = Rng::new(seed);
     let mut out = Split::default();
     for group in groups(rows, strata) {
@@ -23,7 +29,8 @@ pub fn split(rows: &[usize], strata: Option<&[u32]>, test: f64, validation: f64,
         let n_test = ((n * test).round() as usize).min(group.len());
         let n_val = ((n * validation).round() as usize).min(group.len() - n_test);
         out.test.extend_from_slice(&group[..n_test]);
-        out.validation.extend_from_slice(&group[n_test..n_test + n_val]);
+        out.validation
+            .extend_from_slice(&group[n_test..n_test + n_val]);
         out.train.extend_from_slice(&group[n_test + n_val..]);
     }
     out.train.sort_unstable();
@@ -74,7 +81,10 @@ mod tests {
         let rows: Vec<usize> = (0..1000).collect();
         let strata: Vec<u32> = rows.iter().map(|r| u32::from(r % 10 < 3)).collect();
         let s = split(&rows, Some(&strata), 0.2, 0.1, 42);
-        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (700, 100, 200));
+        assert_eq!(
+            (s.train.len(), s.validation.len(), s.test.len()),
+            (700, 100, 200)
+        );
         let positives = s.test.iter().filter(|r| strata[**r] == 1).count();
         assert_eq!(positives, 60);
         assert_eq!(s, split(&rows, Some(&strata), 0.2, 0.1, 42));

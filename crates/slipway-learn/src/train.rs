@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
-use slipway_core::manifest::{rfc3339, Payload, FORMAT_VERSION};
+use slipway_core::manifest::{FORMAT_VERSION, Payload, rfc3339};
 use slipway_core::{
     Activation, DataType, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec,
     Signature, TargetSpec, Task, TensorSpec,
@@ -103,7 +103,9 @@ impl TrainParams {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(LearnError::Param(format!("{name} must be in [0, 1), got {v}")))
+                Err(LearnError::Param(format!(
+                    "{name} must be in [0, 1), got {v}"
+                )))
             }
         };
         frac(self.test_size, "--test-size")?;
@@ -114,7 +116,9 @@ impl TrainParams {
             ));
         }
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
-            return Err(LearnError::Param("--threshold must be strictly between 0 and 1".into()));
+            return Err(LearnError::Param(
+                "--threshold must be strictly between 0 and 1".into(),
+            ));
         }
         if let Some(l2) = self.l2
             && !(l2 >= 0.0 && l2.is_finite())
@@ -199,7 +203,11 @@ pub fn mlp_params(params: &TrainParams, task: Task, l2: f64) -> MlpParams {
         Task::MulticlassClassification => Activation::Softmax,
         Task::Regression => Activation::Identity,
     });
-    let loss = params.loss.unwrap_or(if task.is_classification() { Loss::CrossEntropy } else { Loss::Mse });
+    let loss = params.loss.unwrap_or(if task.is_classification() {
+        Loss::CrossEntropy
+    } else {
+        Loss::Mse
+    });
     MlpParams {
         hidden: params.hidden.clone(),
         activation: params.activation,
@@ -261,7 +269,13 @@ pub fn fit_estimator(
             let y = target_rows(target, train_rows);
             let val = validation.map(|(vx, rows)| (vx, target_rows(target, rows)));
             let p = mlp_params(params, task, l2);
-            let fit = mlp::train(x, y.view(), val.as_ref().map(|(vx, vy)| (*vx, vy.view())), &p, on_epoch)?;
+            let fit = mlp::train(
+                x,
+                y.view(),
+                val.as_ref().map(|(vx, vy)| (*vx, vy.view())),
+                &p,
+                on_epoch,
+            )?;
             info.epochs_run = fit.history.len();
             info.best_epoch = fit.best_epoch;
             info.stopped_early = fit.stopped_early;
@@ -269,7 +283,10 @@ pub fn fit_estimator(
             fit.network
         }
         (ModelKind::Linear, Target::Classes { .. }) | (ModelKind::Logistic, Target::Values(_)) => {
-            return Err(LearnError::Param(format!("--model {} does not fit a {task} target", params.model)));
+            return Err(LearnError::Param(format!(
+                "--model {} does not fit a {task} target",
+                params.model
+            )));
         }
     };
     info.n_params = network.n_params();
@@ -278,7 +295,12 @@ pub fn fit_estimator(
 }
 
 /// Evaluates a network's outputs against the target rows.
-pub fn evaluate(out: ArrayView2<'_, f64>, target: &Target, rows: &[usize], threshold: f64) -> Report {
+pub fn evaluate(
+    out: ArrayView2<'_, f64>,
+    target: &Target,
+    rows: &[usize],
+    threshold: f64,
+) -> Report {
     match target {
         Target::Classes { codes, classes } if classes.len() == 2 => {
             let y: Vec<bool> = rows.iter().map(|r| codes[*r] == 1).collect();
@@ -303,16 +325,37 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
     let data = dataset::load(&spec.data, &spec.dataset, params.target_kind())?;
     let task = task_of(&data.target);
     let rows = data.rows();
-    let test_size = if spec.test_data.is_some() { 0.0 } else { params.test_size };
-    let parts = split::split(&rows, data.target.strata(), test_size, params.validation_size, params.seed);
+    let test_size = if spec.test_data.is_some() {
+        0.0
+    } else {
+        params.test_size
+    };
+    let parts = split::split(
+        &rows,
+        data.target.strata(),
+        test_size,
+        params.validation_size,
+        params.seed,
+    );
     if parts.train.is_empty() {
-        return Err(LearnError::data(&spec.data, "no row is left to train on after the split"));
+        return Err(LearnError::data(
+            &spec.data,
+            "no row is left to train on after the split",
+        ));
     }
     let features = pipeline::fit(&data.frame, &data.feature_columns, &parts.train);
     let (x_train, _) = pipeline::transform(&features, &data.frame, &parts.train)?;
     let (x_val, _) = pipeline::transform(&features, &data.frame, &parts.validation)?;
-    let validation = (!parts.validation.is_empty()).then_some((x_val.view(), parts.validation.as_slice()));
-    let (network, fit) = fit_estimator(params, &data.target, x_train.view(), &parts.train, validation, on_epoch)?;
+    let validation =
+        (!parts.validation.is_empty()).then_some((x_val.view(), parts.validation.as_slice()));
+    let (network, fit) = fit_estimator(
+        params,
+        &data.target,
+        x_train.view(),
+        &parts.train,
+        validation,
+        on_epoch,
+    )?;
 
     // Test on the held-out split, or on the separate test file.
     let classes = match &data.target {
@@ -325,7 +368,11 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
             let rows = test.rows();
             let (x, unseen) = pipeline::transform(&features, &test.frame, &rows)?;
             let out = network.forward(x.view());
-            (evaluate(out.view(), &test.target, &rows, params.threshold), unseen, rows.len())
+            (
+                evaluate(out.view(), &test.target, &rows, params.threshold),
+                unseen,
+                rows.len(),
+            )
         }
         None if parts.test.is_empty() => {
             // No test split asked for: report on the validation split, else on training rows.
@@ -335,28 +382,53 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
                 (x_val.view(), &parts.validation)
             };
             let out = network.forward(x);
-            (evaluate(out.view(), &data.target, rows, params.threshold), 0, 0)
+            (
+                evaluate(out.view(), &data.target, rows, params.threshold),
+                0,
+                0,
+            )
         }
         None => {
             let (x, unseen) = pipeline::transform(&features, &data.frame, &parts.test)?;
             let out = network.forward(x.view());
-            (evaluate(out.view(), &data.target, &parts.test, params.threshold), unseen, parts.test.len())
+            (
+                evaluate(out.view(), &data.target, &parts.test, params.threshold),
+                unseen,
+                parts.test.len(),
+            )
         }
     };
-    let manifest = manifest_for(spec, &data, task, features, &network, &report, &fit, [
-        parts.train.len() as u64,
-        parts.validation.len() as u64,
-        test_rows as u64,
-    ]);
-    Ok(Trained { manifest, network, report, fit, rows_dropped: data.rows_dropped, unseen_categories: unseen })
+    let manifest = manifest_for(
+        spec,
+        &data,
+        task,
+        features,
+        &network,
+        &report,
+        &fit,
+        [
+            parts.train.len() as u64,
+            parts.validation.len() as u64,
+            test_rows as u64,
+        ],
+    );
+    Ok(Trained {
+        manifest,
+        network,
+        report,
+        fit,
+        rows_dropped: data.rows_dropped,
+        unseen_categories: unseen,
+    })
 }
 
 /// The target restricted to `rows`, re-indexed from 0.
 pub fn subset(target: &Target, rows: &[usize]) -> Target {
     match target {
-        Target::Classes { codes, classes } => {
-            Target::Classes { codes: rows.iter().map(|r| codes[*r]).collect(), classes: classes.clone() }
-        }
+        Target::Classes { codes, classes } => Target::Classes {
+            codes: rows.iter().map(|r| codes[*r]).collect(),
+            classes: classes.clone(),
+        },
         Target::Values(v) => Target::Values(rows.iter().map(|r| v[*r]).collect()),
     }
 }
@@ -374,10 +446,17 @@ pub fn signature_for(features: &[FeatureSpec], task: Task, n_classes: usize) -> 
             shape: vec![-1],
         })
         .collect();
-    let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec { name: name.into(), datatype, shape };
+    let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec {
+        name: name.into(),
+        datatype,
+        shape,
+    };
     let outputs = match task {
         Task::BinaryClassification => {
-            vec![spec("probability", DataType::Fp64, vec![-1]), spec("label", DataType::Bytes, vec![-1])]
+            vec![
+                spec("probability", DataType::Fp64, vec![-1]),
+                spec("label", DataType::Bytes, vec![-1]),
+            ]
         }
         Task::MulticlassClassification => vec![
             spec("probabilities", DataType::Fp64, vec![-1, n_classes as i64]),
@@ -400,22 +479,42 @@ fn manifest_for(
     split: [u64; 3],
 ) -> Manifest {
     let (classes, positive_class) = match &data.target {
-        Target::Classes { classes, .. } => {
-            (classes.clone(), (classes.len() == 2).then(|| classes[1].clone()))
-        }
+        Target::Classes { classes, .. } => (
+            classes.clone(),
+            (classes.len() == 2).then(|| classes[1].clone()),
+        ),
         Target::Values(_) => (Vec::new(), None),
     };
     let mut params = serde_json::to_value(&spec.params).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(map) = &mut params {
         map.insert("l2".into(), fit.l2.into());
         if spec.params.model != ModelKind::Mlp {
-            for key in ["hidden", "activation", "output_activation", "loss", "optimizer", "lr", "momentum", "batch_size", "epochs", "patience", "min_delta"] {
+            for key in [
+                "hidden",
+                "activation",
+                "output_activation",
+                "loss",
+                "optimizer",
+                "lr",
+                "momentum",
+                "batch_size",
+                "epochs",
+                "patience",
+                "min_delta",
+            ] {
                 map.remove(key);
             }
         }
         map.insert("epochs_run".into(), fit.epochs_run.into());
         map.insert("best_epoch".into(), fit.best_epoch.into());
-        map.insert("features".into(), features.iter().map(|f| f.name.clone()).collect::<Vec<_>>().into());
+        map.insert(
+            "features".into(),
+            features
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+                .into(),
+        );
     }
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -425,11 +524,21 @@ fn manifest_for(
         name: spec.name.clone(),
         task,
         framework: Framework::Native,
-        target: TargetSpec { name: data.target_name.clone(), classes: classes.clone(), positive_class },
+        target: TargetSpec {
+            name: data.target_name.clone(),
+            classes: classes.clone(),
+            positive_class,
+        },
         signature: signature_for(&features, task, classes.len()),
         features,
-        model: ModelSpec { kind: spec.params.model.to_string(), layers: network.specs() },
-        payload: Payload { file: crate::package::PAYLOAD.into(), sha256: String::new() },
+        model: ModelSpec {
+            kind: spec.params.model.to_string(),
+            layers: network.specs(),
+        },
+        payload: Payload {
+            file: crate::package::PAYLOAD.into(),
+            sha256: String::new(),
+        },
         metrics: report.scalars(),
         params,
         lineage: Lineage {

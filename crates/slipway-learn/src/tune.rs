@@ -12,7 +12,7 @@ use crate::error::{LearnError, Result};
 use crate::metrics;
 use crate::mlp::Optimizer;
 use crate::rng::Rng;
-use crate::train::{self, fit_estimator, task_of, ModelKind, TrainParams, TrainSpec, Trained};
+use crate::train::{self, ModelKind, TrainParams, TrainSpec, Trained, fit_estimator, task_of};
 use crate::{pipeline, split};
 
 /// One axis of the search: a parameter and the values to try.
@@ -32,7 +32,17 @@ pub enum Values {
 }
 
 /// The keys a grid may set.
-pub const KEYS: &[&str] = &["lr", "batch_size", "hidden", "l2", "epochs", "activation", "optimizer", "momentum", "patience"];
+pub const KEYS: &[&str] = &[
+    "lr",
+    "batch_size",
+    "hidden",
+    "l2",
+    "epochs",
+    "activation",
+    "optimizer",
+    "momentum",
+    "patience",
+];
 
 /// Parses `lr=0.01,0.001;hidden=16,32x16;l2=1e-4..1e-2`.
 pub fn parse_grid(text: &str) -> Result<Vec<Axis>> {
@@ -43,7 +53,10 @@ pub fn parse_grid(text: &str) -> Result<Vec<Axis>> {
             .ok_or_else(|| LearnError::Param(format!("grid entry `{part}` is not KEY=V1,V2,…")))?;
         let key = key.trim().replace('-', "_");
         if !KEYS.contains(&key.as_str()) {
-            return Err(LearnError::Param(format!("grid key `{key}` is not one of: {}", KEYS.join(", "))));
+            return Err(LearnError::Param(format!(
+                "grid key `{key}` is not one of: {}",
+                KEYS.join(", ")
+            )));
         }
         if axes.iter().any(|a| a.key == key) {
             return Err(LearnError::Param(format!("grid key `{key}` appears twice")));
@@ -51,13 +64,21 @@ pub fn parse_grid(text: &str) -> Result<Vec<Axis>> {
         let values = match values.split_once("..") {
             Some((lo, hi)) => {
                 let parse = |v: &str| {
-                    v.trim().parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()).ok_or_else(|| {
-                        LearnError::Param(format!("range bound `{v}` of `{key}` is not a positive number"))
-                    })
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|x| *x > 0.0 && x.is_finite())
+                        .ok_or_else(|| {
+                            LearnError::Param(format!(
+                                "range bound `{v}` of `{key}` is not a positive number"
+                            ))
+                        })
                 };
                 let (lo, hi) = (parse(lo)?, parse(hi)?);
                 if lo >= hi {
-                    return Err(LearnError::Param(format!("range of `{key}` must go from low to high")));
+                    return Err(LearnError::Param(format!(
+                        "range of `{key}` must go from low to high"
+                    )));
                 }
                 Values::Range(lo, hi)
             }
@@ -73,7 +94,9 @@ pub fn parse_grid(text: &str) -> Result<Vec<Axis>> {
         axes.push(axis);
     }
     if axes.is_empty() {
-        return Err(LearnError::Param("the grid is empty; e.g. --grid 'lr=0.01,0.001;hidden=16,32x16'".into()));
+        return Err(LearnError::Param(
+            "the grid is empty; e.g. --grid 'lr=0.01,0.001;hidden=16,32x16'".into(),
+        ));
     }
     Ok(axes)
 }
@@ -116,7 +139,11 @@ pub fn parse_hidden(text: &str) -> Result<Vec<usize>> {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| LearnError::Param(format!("hidden layer size `{s}` is not a positive whole number")))
+                .ok_or_else(|| {
+                    LearnError::Param(format!(
+                        "hidden layer size `{s}` is not a positive whole number"
+                    ))
+                })
         })
         .collect()
 }
@@ -159,7 +186,7 @@ pub fn candidates(axes: &[Axis], search: Search, seed: u64) -> Result<Vec<Candid
             Ok(out)
         }
         Search::Random { trials } => {
-            let mut rng = Rng::new(seed ^ 0x5EA2_C4);
+            let mut rng = Rng::new(seed ^ 0x005E_A2C4);
             let mut out: Vec<Candidate> = Vec::new();
             let mut attempts = 0;
             while out.len() < trials && attempts < trials * 50 {
@@ -172,7 +199,9 @@ pub fn candidates(axes: &[Axis], search: Search, seed: u64) -> Result<Vec<Candid
                             Values::Range(lo, hi) => {
                                 let x = (lo.ln() + rng.next_f64() * (hi.ln() - lo.ln())).exp();
                                 match a.key.as_str() {
-                                    "batch_size" | "epochs" | "patience" => format!("{}", x.round().max(1.0)),
+                                    "batch_size" | "epochs" | "patience" => {
+                                        format!("{}", x.round().max(1.0))
+                                    }
                                     _ => format!("{x:.3e}"),
                                 }
                             }
@@ -231,7 +260,11 @@ pub fn default_metric(task: Task) -> &'static str {
 
 /// Runs the search. `on_job` is called once per finished (candidate, fold) fit, from any thread;
 /// `on_start` gets the number of fits first.
-pub fn tune(spec: &TuneSpec, on_start: &mut dyn FnMut(usize), on_job: &(dyn Fn() + Sync)) -> Result<Tuned> {
+pub fn tune(
+    spec: &TuneSpec,
+    on_start: &mut dyn FnMut(usize),
+    on_job: &(dyn Fn() + Sync),
+) -> Result<Tuned> {
     let base = &spec.train.params;
     base.validate()?;
     if spec.folds < 2 {
@@ -244,9 +277,15 @@ pub fn tune(spec: &TuneSpec, on_start: &mut dyn FnMut(usize), on_job: &(dyn Fn()
     };
     let data = dataset::load(&spec.train.data, &spec.train.dataset, kind)?;
     let task = task_of(&data.target);
-    let metric = spec.metric.clone().unwrap_or_else(|| default_metric(task).to_string());
+    let metric = spec
+        .metric
+        .clone()
+        .unwrap_or_else(|| default_metric(task).to_string());
     let higher = metrics::higher_is_better(&metric).ok_or_else(|| {
-        LearnError::Param(format!("unknown metric `{metric}`; metrics: {}", metrics::METRIC_NAMES.join(", ")))
+        LearnError::Param(format!(
+            "unknown metric `{metric}`; metrics: {}",
+            metrics::METRIC_NAMES.join(", ")
+        ))
     })?;
     let candidates = candidates(&spec.axes, spec.search, base.seed)?;
     let params: Vec<TrainParams> = candidates
@@ -264,20 +303,32 @@ pub fn tune(spec: &TuneSpec, on_start: &mut dyn FnMut(usize), on_job: &(dyn Fn()
     let rows = data.rows();
     let outer = split::split(&rows, data.target.strata(), base.test_size, 0.0, base.seed);
     let dev = outer.train;
-    let dev_strata: Option<Vec<u32>> = data.target.strata().map(|s| dev.iter().map(|r| s[*r]).collect());
+    let dev_strata: Option<Vec<u32>> = data
+        .target
+        .strata()
+        .map(|s| dev.iter().map(|r| s[*r]).collect());
     let folds = split::folds(&dev, dev_strata.as_deref(), spec.folds, base.seed);
     if folds.iter().any(Vec::is_empty) {
-        return Err(LearnError::Param(format!("{} rows are too few for {} folds", dev.len(), spec.folds)));
+        return Err(LearnError::Param(format!(
+            "{} rows are too few for {} folds",
+            dev.len(),
+            spec.folds
+        )));
     }
-    let jobs: Vec<(usize, usize)> =
-        (0..params.len()).flat_map(|c| (0..folds.len()).map(move |f| (c, f))).collect();
+    let jobs: Vec<(usize, usize)> = (0..params.len())
+        .flat_map(|c| (0..folds.len()).map(move |f| (c, f)))
+        .collect();
     on_start(jobs.len());
     let done = AtomicUsize::new(0);
     let scores: Vec<Result<f64>> = jobs
         .par_iter()
         .map(|(c, f)| {
             let held = &folds[*f];
-            let fit_rows: Vec<usize> = dev.iter().copied().filter(|r| held.binary_search(r).is_err()).collect();
+            let fit_rows: Vec<usize> = dev
+                .iter()
+                .copied()
+                .filter(|r| held.binary_search(r).is_err())
+                .collect();
             let score = score_fold(&data, &params[*c], &fit_rows, held, &metric);
             done.fetch_add(1, Ordering::Relaxed);
             on_job();
@@ -286,14 +337,28 @@ pub fn tune(spec: &TuneSpec, on_start: &mut dyn FnMut(usize), on_job: &(dyn Fn()
         .collect();
     let mut ranking = Vec::with_capacity(params.len());
     for (c, cand) in candidates.iter().enumerate() {
-        let folds: Vec<f64> =
-            scores[c * spec.folds..(c + 1) * spec.folds].iter().map(|s| s.as_ref().map_or(f64::NAN, |v| *v)).collect();
-        if let Some(Err(e)) = scores[c * spec.folds..(c + 1) * spec.folds].iter().find(|s| s.is_err()) {
-            return Err(LearnError::Param(format!("candidate {}: {e}", describe(cand))));
+        let folds: Vec<f64> = scores[c * spec.folds..(c + 1) * spec.folds]
+            .iter()
+            .map(|s| s.as_ref().map_or(f64::NAN, |v| *v))
+            .collect();
+        if let Some(Err(e)) = scores[c * spec.folds..(c + 1) * spec.folds]
+            .iter()
+            .find(|s| s.is_err())
+        {
+            return Err(LearnError::Param(format!(
+                "candidate {}: {e}",
+                describe(cand)
+            )));
         }
         let mean = folds.iter().sum::<f64>() / folds.len() as f64;
-        let std = (folds.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / folds.len() as f64).sqrt();
-        ranking.push(Scored { params: cand.clone(), mean, std, folds });
+        let std =
+            (folds.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / folds.len() as f64).sqrt();
+        ranking.push(Scored {
+            params: cand.clone(),
+            mean,
+            std,
+            folds,
+        });
     }
     ranking.sort_by(|a, b| {
         let ord = a.mean.total_cmp(&b.mean);
@@ -306,27 +371,60 @@ pub fn tune(spec: &TuneSpec, on_start: &mut dyn FnMut(usize), on_job: &(dyn Fn()
         apply(&mut final_spec.params, k, v)?;
     }
     let trained = train::train(&final_spec, &mut |_| {})?;
-    Ok(Tuned { metric, higher_is_better: higher, ranking, trained })
+    Ok(Tuned {
+        metric,
+        higher_is_better: higher,
+        ranking,
+        trained,
+    })
 }
 
-fn score_fold(data: &Dataset, params: &TrainParams, fit_rows: &[usize], held: &[usize], metric: &str) -> Result<f64> {
-    let strata: Option<Vec<u32>> = data.target.strata().map(|s| fit_rows.iter().map(|r| s[*r]).collect());
-    let inner = split::split(fit_rows, strata.as_deref(), 0.0, params.validation_size, params.seed);
+fn score_fold(
+    data: &Dataset,
+    params: &TrainParams,
+    fit_rows: &[usize],
+    held: &[usize],
+    metric: &str,
+) -> Result<f64> {
+    let strata: Option<Vec<u32>> = data
+        .target
+        .strata()
+        .map(|s| fit_rows.iter().map(|r| s[*r]).collect());
+    let inner = split::split(
+        fit_rows,
+        strata.as_deref(),
+        0.0,
+        params.validation_size,
+        params.seed,
+    );
     let features = pipeline::fit(&data.frame, &data.feature_columns, &inner.train);
     let (x, _) = pipeline::transform(&features, &data.frame, &inner.train)?;
     let (xv, _) = pipeline::transform(&features, &data.frame, &inner.validation)?;
     // Early stopping watches the inner validation rows; the fold's held-out rows stay unseen.
-    let validation = (!inner.validation.is_empty()).then_some((xv.view(), inner.validation.as_slice()));
-    let (network, _) = fit_estimator(params, &data.target, x.view(), &inner.train, validation, &mut |_| {})?;
+    let validation =
+        (!inner.validation.is_empty()).then_some((xv.view(), inner.validation.as_slice()));
+    let (network, _) = fit_estimator(
+        params,
+        &data.target,
+        x.view(),
+        &inner.train,
+        validation,
+        &mut |_| {},
+    )?;
     let (xh, _) = pipeline::transform(&features, &data.frame, held)?;
     let out = network.forward(xh.view());
     let report = train::evaluate(out.view(), &data.target, held, params.threshold);
-    report.get(metric).ok_or_else(|| LearnError::Param(format!("metric `{metric}` does not apply to this task")))
+    report
+        .get(metric)
+        .ok_or_else(|| LearnError::Param(format!("metric `{metric}` does not apply to this task")))
 }
 
 /// `lr=0.01 hidden=32x16`.
 pub fn describe(c: &Candidate) -> String {
-    c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    c.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -349,11 +447,26 @@ mod tests {
     #[test]
     fn bad_grids_say_what_is_wrong() {
         assert!(parse_grid("").unwrap_err().to_string().contains("empty"));
-        assert!(parse_grid("speed=1").unwrap_err().to_string().contains("not one of"));
-        assert!(parse_grid("lr=fast").unwrap_err().to_string().contains("`fast` is not a valid value for `lr`"));
+        assert!(
+            parse_grid("speed=1")
+                .unwrap_err()
+                .to_string()
+                .contains("not one of")
+        );
+        assert!(
+            parse_grid("lr=fast")
+                .unwrap_err()
+                .to_string()
+                .contains("`fast` is not a valid value for `lr`")
+        );
         assert!(parse_grid("lr").unwrap_err().to_string().contains("KEY=V1"));
         let axes = parse_grid("lr=1e-4..1e-1").unwrap();
-        assert!(candidates(&axes, Search::Grid, 1).unwrap_err().to_string().contains("--search random"));
+        assert!(
+            candidates(&axes, Search::Grid, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("--search random")
+        );
         let r = candidates(&axes, Search::Random { trials: 5 }, 1).unwrap();
         for c in r {
             let v: f64 = c[0].1.parse().unwrap();

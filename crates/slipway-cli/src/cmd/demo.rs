@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use slipway_learn::dataset::DatasetSpec;
 use slipway_learn::package::{self, NativeModel};
-use slipway_learn::predict::{predict_csv, PredictOptions};
+use slipway_learn::predict::{PredictOptions, predict_csv};
 use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec, Trained};
 
 use crate::output::{self, EpochBar};
@@ -23,11 +23,17 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let data = args.dir.join("german_credit.csv");
-    std::fs::write(&data, GERMAN_CREDIT).with_context(|| format!("cannot write {}", data.display()))?;
-    println!("Slipway demo: a credit-risk model on the Statlog German credit data (1,000 applicants,");
-    println!("20 attributes, 30% bad risks; Hofmann 1994, UCI, CC BY 4.0). Positive class: `bad`.\n");
+    std::fs::write(&data, GERMAN_CREDIT)
+        .with_context(|| format!("cannot write {}", data.display()))?;
+    println!(
+        "Slipway demo: a credit-risk model on the Statlog German credit data (1,000 applicants,"
+    );
+    println!(
+        "20 attributes, 30% bad risks; Hofmann 1994, UCI, CC BY 4.0). Positive class: `bad`.\n"
+    );
 
     let dataset = DatasetSpec {
         target: "creditability".into(),
@@ -36,10 +42,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let mut results: Vec<(String, PathBuf, Trained)> = Vec::new();
     for (label, params) in [
-        ("logistic", TrainParams { model: ModelKind::Logistic, ..TrainParams::default() }),
+        (
+            "logistic",
+            TrainParams {
+                model: ModelKind::Logistic,
+                ..TrainParams::default()
+            },
+        ),
         (
             "mlp",
-            TrainParams { model: ModelKind::Mlp, hidden: vec![16], l2: Some(0.01), ..TrainParams::default() },
+            TrainParams {
+                model: ModelKind::Mlp,
+                hidden: vec![16],
+                l2: Some(0.01),
+                ..TrainParams::default()
+            },
         ),
     ] {
         let spec = TrainSpec {
@@ -54,11 +71,24 @@ pub fn run(args: DemoArgs) -> Result<()> {
         bar.finish();
         let dir = args.dir.join(format!("credit-{label}"));
         let manifest = package::write(&dir, &trained.manifest, &trained.network)?;
-        results.push((label.to_string(), dir, Trained { manifest, ..trained }));
+        results.push((
+            label.to_string(),
+            dir,
+            Trained {
+                manifest,
+                ..trained
+            },
+        ));
     }
 
-    println!("Held-out test set: {} applicants, the same split for both models (seed 42)\n", results[0].2.manifest.lineage.split[2]);
-    println!("  {:<10} {:>8} {:>7} {:>7} {:>9} {:>9} {:>10}", "model", "ROC-AUC", "Gini", "KS", "log loss", "accuracy", "fit");
+    println!(
+        "Held-out test set: {} applicants, the same split for both models (seed 42)\n",
+        results[0].2.manifest.lineage.split[2]
+    );
+    println!(
+        "  {:<10} {:>8} {:>7} {:>7} {:>9} {:>9} {:>10}",
+        "model", "ROC-AUC", "Gini", "KS", "log loss", "accuracy", "fit"
+    );
     for (label, _, t) in &results {
         let m = &t.manifest.metrics;
         let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
@@ -80,25 +110,39 @@ pub fn run(args: DemoArgs) -> Result<()> {
             auc(&a.2).total_cmp(&auc(&b.2))
         })
         .expect("two models");
-    println!("\nThe {} model ranks applicants best. Its full report:\n", best.0);
+    println!(
+        "\nThe {} model ranks applicants best. Its full report:\n",
+        best.0
+    );
     print!("{}", output::trained_text(&best.2, &best.1));
 
     // Score the first applicants with the package, as a bank's batch job would.
     let sample = args.dir.join("applicants.csv");
-    let text: String = GERMAN_CREDIT.lines().take(6).map(|l| format!("{l}\n")).collect();
+    let text: String = GERMAN_CREDIT
+        .lines()
+        .take(6)
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&sample, text)?;
     let scores = args.dir.join("scores.csv");
     let model = NativeModel::load(&best.1)?;
     let file = std::fs::File::create(&scores)?;
     predict_csv(&model, &sample, file, &PredictOptions::default())?;
-    println!("\nScores for the first five applicants ({}):", scores.display());
+    println!(
+        "\nScores for the first five applicants ({}):",
+        scores.display()
+    );
     for line in std::fs::read_to_string(&scores)?.lines() {
         println!("  {line}");
     }
     let pkg = best.1.display();
     println!("\nNext:");
     println!("  slipway eval --model {pkg} --data {}", data.display());
-    println!("  slipway predict --model {pkg} --data {} --out {}", sample.display(), scores.display());
+    println!(
+        "  slipway predict --model {pkg} --data {} --out {}",
+        sample.display(),
+        scores.display()
+    );
     println!(
         "  slipway tune --data {} --target creditability --positive-class bad --model mlp \\\n      --grid 'lr=0.01,0.001;hidden=16,32x16;l2=0.001,0.01' --folds 5 --out {}",
         data.display(),

@@ -28,7 +28,10 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     if !(args.threshold > 0.0 && args.threshold < 1.0) {
-        return Err(slipway_learn::LearnError::Param("--threshold must be strictly between 0 and 1".into()).into());
+        return Err(slipway_learn::LearnError::Param(
+            "--threshold must be strictly between 0 and 1".into(),
+        )
+        .into());
     }
     let model = NativeModel::load(&args.model)?;
     let m = &model.manifest;
@@ -50,10 +53,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         return Ok(());
     }
     if data.rows_dropped > 0 {
-        eprintln!("warning: dropped {} rows whose target `{}` is missing", data.rows_dropped, m.target.name);
+        eprintln!(
+            "warning: dropped {} rows whose target `{}` is missing",
+            data.rows_dropped, m.target.name
+        );
     }
     if unseen > 0 {
-        eprintln!("note: {unseen} cells held a category not seen in training; they were encoded as all zeros");
+        eprintln!(
+            "note: {unseen} cells held a category not seen in training; they were encoded as all zeros"
+        );
     }
     println!(
         "{} `{}` ({}, {}) on {}: {} rows\n",
@@ -64,6 +72,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         args.data.display(),
         rows.len()
     );
-    print!("{}", output::report_text(&report, m.target.positive_class.as_deref()));
+    print!(
+        "{}",
+        output::report_text(&report, m.target.positive_class.as_deref())
+    );
     Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use slipway_learn::package::NativeModel;
-use slipway_learn::predict::{predict_csv, PredictOptions};
+use slipway_learn::predict::{PredictOptions, predict_csv};
 
 use crate::output;
 
@@ -36,10 +36,17 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     if !(args.threshold > 0.0 && args.threshold < 1.0) {
-        return Err(slipway_learn::LearnError::Param("--threshold must be strictly between 0 and 1".into()).into());
+        return Err(slipway_learn::LearnError::Param(
+            "--threshold must be strictly between 0 and 1".into(),
+        )
+        .into());
     }
     let model = NativeModel::load(&args.model)?;
-    let options = PredictOptions { id_column: args.id_column.clone(), threshold: args.threshold, ..PredictOptions::default() };
+    let options = PredictOptions {
+        id_column: args.id_column.clone(),
+        threshold: args.threshold,
+        ..PredictOptions::default()
+    };
     let start = Instant::now();
     let to_stdout = args.out.as_os_str() == "-";
     let summary = if to_stdout {
@@ -48,12 +55,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
     } else {
         // Write beside the destination and rename, so a failed run never leaves half a file.
         let tmp = args.out.with_extension("partial");
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let result = predict_csv(&model, &args.data, &file, &options);
         match result {
             Ok(summary) => {
                 (&file).flush()?;
-                std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+                std::fs::rename(&tmp, &args.out)
+                    .with_context(|| format!("cannot write {}", args.out.display()))?;
                 summary
             }
             Err(e) => {

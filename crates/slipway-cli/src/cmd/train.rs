@@ -203,7 +203,9 @@ impl ModelOptions {
             threshold: self.threshold,
         };
         let name = self.name.clone().unwrap_or_else(|| {
-            self.data.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
+            self.data
+                .file_stem()
+                .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
         });
         Ok(TrainSpec {
             data: self.data.clone(),
@@ -235,15 +237,21 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let spec = args.model.spec()?;
-    let bar = EpochBar::new(!args.json && spec.params.model == ModelKind::Mlp, spec.params.epochs);
+    let bar = EpochBar::new(
+        !args.json && spec.params.model == ModelKind::Mlp,
+        spec.params.epochs,
+    );
     let trained = train::train(&spec, &mut |e| bar.epoch(e))?;
     bar.finish();
     let manifest = package::write(&args.out, &trained.manifest, &trained.network)?;
-    let trained = Trained { manifest, ..trained };
+    let trained = Trained {
+        manifest,
+        ..trained
+    };
+    output::warnings(&trained);
     if args.json {
         output::print_json(&output::trained_json(&trained, &args.out));
     } else {
-        output::warnings(&trained);
         print!("{}", output::trained_text(&trained, &args.out));
     }
     Ok(())

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 use slipway_learn::package;
 use slipway_learn::train::Trained;
-use slipway_learn::tune::{self, describe, Search, TuneSpec};
+use slipway_learn::tune::{self, Search, TuneSpec, describe};
 
 use crate::cmd::train::ModelOptions;
 use crate::output;
@@ -54,7 +54,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
         axes: tune::parse_grid(&args.grid)?,
         search: match args.search {
             SearchArg::Grid => Search::Grid,
-            SearchArg::Random => Search::Random { trials: args.trials.max(1) },
+            SearchArg::Random => Search::Random {
+                trials: args.trials.max(1),
+            },
         },
         folds: args.folds,
         metric: args.metric.clone(),
@@ -77,8 +79,12 @@ pub fn run(args: TuneArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let manifest = package::write(&args.out, &tuned.trained.manifest, &tuned.trained.network)?;
-    let trained = Trained { manifest, ..tuned.trained.clone() };
+    let trained = Trained {
+        manifest,
+        ..tuned.trained.clone()
+    };
     let best = &tuned.ranking[0];
+    output::warnings(&trained);
     if args.json {
         output::print_json(&json!({
             "metric": tuned.metric,
@@ -90,11 +96,30 @@ pub fn run(args: TuneArgs) -> Result<()> {
         return Ok(());
     }
     let metric = &tuned.metric;
-    println!("Cross-validated {metric} ({} folds, {} candidates), best first:", args.folds, tuned.ranking.len());
-    let width = tuned.ranking.iter().map(|s| describe(&s.params).len()).max().unwrap_or(10).max(10);
-    println!("  {:>4}  {:<width$}  {:>9}  {:>8}", "rank", "candidate", "mean", "± std");
+    println!(
+        "Cross-validated {metric} ({} folds, {} candidates), best first:",
+        args.folds,
+        tuned.ranking.len()
+    );
+    let width = tuned
+        .ranking
+        .iter()
+        .map(|s| describe(&s.params).len())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    println!(
+        "  {:>4}  {:<width$}  {:>9}  {:>8}",
+        "rank", "candidate", "mean", "± std"
+    );
     for (i, s) in tuned.ranking.iter().enumerate().take(15) {
-        println!("  {:>4}  {:<width$}  {:>9.4}  {:>8.4}", i + 1, describe(&s.params), s.mean, s.std);
+        println!(
+            "  {:>4}  {:<width$}  {:>9.4}  {:>8.4}",
+            i + 1,
+            describe(&s.params),
+            s.mean,
+            s.std
+        );
     }
     if tuned.ranking.len() > 15 {
         println!("  … {} more (use --json for all)", tuned.ranking.len() - 15);
@@ -102,7 +127,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let why = match tuned.ranking.get(1) {
         Some(second) => {
             let gap = (best.mean - second.mean).abs();
-            let word = if tuned.higher_is_better { "highest" } else { "lowest" };
+            let word = if tuned.higher_is_better {
+                "highest"
+            } else {
+                "lowest"
+            };
             let verdict = if gap < best.std.max(second.std) {
                 "within one standard deviation of the runner-up: the two are statistically close"
             } else {
@@ -120,7 +149,6 @@ pub fn run(args: TuneArgs) -> Result<()> {
         None => format!("{} was the only candidate.", describe(&best.params)),
     };
     println!("\n{why}\nRetrained on the training split and tested on the held-out rows:\n");
-    output::warnings(&trained);
     print!("{}", output::trained_text(&trained, &args.out));
     Ok(())
 }

@@ -1,0 +1,634 @@
+//! The `slipway` binary, run as a process, as a user or a CI pipeline runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
+}
+
+fn slipway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .output()
+        .expect("slipway runs")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = slipway(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs a command that must fail; returns its exit code and stderr.
+fn fails(args: &[&str]) -> (i32, String) {
+    let out = slipway(args);
+    assert!(!out.status.success(), "{args:?} should fail but succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line of error expected: {stderr}"
+    );
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_eval_predict_credit_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("credit");
+    let credit = data("german_credit.csv");
+    let trained = ok_json(&[
+        "train",
+        "--data",
+        s(&credit),
+        "--target",
+        "creditability",
+        "--positive-class",
+        "bad",
+        "--model",
+        "logistic",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    let auc = trained["metrics"]["roc_auc"].as_f64().unwrap();
+    assert!((0.70..0.90).contains(&auc), "roc_auc {auc}");
+    for key in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "ks",
+        "gini",
+    ] {
+        assert!(trained["metrics"][key].is_f64(), "missing {key}");
+    }
+    assert_eq!(trained["rows"]["test"], 200);
+    assert!(pkg.join("slipway.json").is_file() && pkg.join("model.safetensors").is_file());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(pkg.join("slipway.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["lineage"]["dataset_sha256"],
+        "01f2981fc8f44de5ed05b904318afb1e78390c34def2cb46015e0c3f99be286c"
+    );
+    assert_eq!(manifest["target"]["positive_class"], "bad");
+    assert_eq!(manifest["features"].as_array().unwrap().len(), 20);
+    assert_eq!(manifest["signature"]["inputs"][0]["datatype"], "BYTES");
+
+    // Evaluating on all rows gives a report of the same shape.
+    let eval = ok_json(&["eval", "--model", s(&pkg), "--data", s(&credit), "--json"]);
+    assert_eq!(eval["rows"], 1000);
+    assert!(eval["metrics"]["roc_auc"].as_f64().unwrap() > 0.7);
+    assert_eq!(
+        eval["report"]["confusion"]["tp"].as_u64().unwrap()
+            + eval["report"]["confusion"]["fn"].as_u64().unwrap(),
+        300
+    );
+
+    // Predict keeps an id column and agrees with eval's confusion matrix.
+    let with_id = tmp.path().join("with_id.csv");
+    let mut text = String::new();
+    for (i, line) in std::fs::read_to_string(&credit)
+        .unwrap()
+        .lines()
+        .enumerate()
+    {
+        text.push_str(&if i == 0 {
+            format!("applicant_id,{line}\n")
+        } else {
+            format!("A{i},{line}\n")
+        });
+    }
+    std::fs::write(&with_id, text).unwrap();
+    let scores = tmp.path().join("scores.csv");
+    let summary = ok_json(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&with_id),
+        "--out",
+        s(&scores),
+        "--id-column",
+        "applicant_id",
+        "--json",
+    ]);
+    assert_eq!(summary["rows"], 1000);
+    let out = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("applicant_id,probability,label"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1000);
+    assert!(rows[0].starts_with("A1,"));
+    let predicted_bad = rows.iter().filter(|r| r.ends_with(",bad")).count() as u64;
+    let c = &eval["report"]["confusion"];
+    assert_eq!(
+        predicted_bad,
+        c["tp"].as_u64().unwrap() + c["fp"].as_u64().unwrap()
+    );
+    for r in &rows {
+        let p: f64 = r.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+    }
+}
+
+#[test]
+fn training_is_bit_for_bit_reproducible_from_a_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let credit = data("breast_cancer.csv");
+    let run = |dir: &str, seed: &str| {
+        let pkg = tmp.path().join(dir);
+        ok_json(&[
+            "train",
+            "--data",
+            s(&credit),
+            "--target",
+            "diagnosis",
+            "--model",
+            "mlp",
+            "--hidden",
+            "8,4",
+            "--epochs",
+            "20",
+            "--seed",
+            seed,
+            "--out",
+            s(&pkg),
+            "--json",
+        ]);
+        std::fs::read(pkg.join("model.safetensors")).unwrap()
+    };
+    let a = run("a", "7");
+    let b = run("b", "7");
+    let c = run("c", "8");
+    assert_eq!(a, b, "same seed, same weights");
+    assert_ne!(a, c, "another seed, other weights");
+}
+
+#[test]
+fn tutorial_single_dense_unit_with_sgd_and_mse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("mpg");
+    let mpg = data("auto_mpg.csv");
+    let out = slipway(&[
+        "train",
+        "--data",
+        s(&mpg),
+        "--target",
+        "Miles_per_Gallon",
+        "--model",
+        "mlp",
+        "--hidden",
+        "",
+        "--features",
+        "Horsepower,Weight_in_lbs",
+        "--optimizer",
+        "sgd",
+        "--loss",
+        "mse",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "100",
+        "--patience",
+        "0",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dropped 8 rows"),
+        "the unlabelled rows are reported: {stderr}"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["task"], "regression");
+    assert_eq!(v["fit"]["epochs_run"], 100);
+    assert_eq!(
+        v["fit"]["parameters"], 3,
+        "one unit on two features: two weights and a bias"
+    );
+    assert!(
+        v["metrics"]["r2"].as_f64().unwrap() > 0.5,
+        "{}",
+        v["metrics"]
+    );
+    let scores = tmp.path().join("mpg.csv");
+    ok_json(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&mpg),
+        "--out",
+        s(&scores),
+        "--json",
+    ]);
+    let text = std::fs::read_to_string(&scores).unwrap();
+    assert_eq!(text.lines().next(), Some("prediction"));
+    assert_eq!(
+        text.lines().count(),
+        407,
+        "every row is scored, labelled or not"
+    );
+}
+
+#[test]
+fn multiclass_mlp_and_linear_regression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = ok_json(&[
+        "train",
+        "--data",
+        s(&data("penguins.csv")),
+        "--target",
+        "species",
+        "--model",
+        "mlp",
+        "--lr",
+        "0.01",
+        "--out",
+        s(&tmp.path().join("p")),
+        "--json",
+    ]);
+    assert_eq!(v["task"], "multiclass_classification");
+    assert!(
+        v["metrics"]["accuracy"].as_f64().unwrap() > 0.9,
+        "{}",
+        v["metrics"]
+    );
+    assert_eq!(v["report"]["per_class"].as_array().unwrap().len(), 3);
+    let scores = tmp.path().join("p.csv");
+    ok_json(&[
+        "predict",
+        "--model",
+        s(&tmp.path().join("p")),
+        "--data",
+        s(&data("penguins.csv")),
+        "--out",
+        s(&scores),
+        "--json",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&scores).unwrap().lines().next(),
+        Some("probability_Adelie,probability_Chinstrap,probability_Gentoo,label")
+    );
+    let v = ok_json(&[
+        "train",
+        "--data",
+        s(&data("auto_mpg.csv")),
+        "--target",
+        "Miles_per_Gallon",
+        "--model",
+        "linear",
+        "--ignore",
+        "Name",
+        "--out",
+        s(&tmp.path().join("l")),
+        "--json",
+    ]);
+    assert!(
+        v["metrics"]["r2"].as_f64().unwrap() > 0.75,
+        "{}",
+        v["metrics"]
+    );
+    assert_eq!(v["rows"]["dropped_missing_target"], 8);
+}
+
+#[test]
+fn tune_picks_by_cross_validation_and_writes_the_winner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("tuned");
+    let v = ok_json(&[
+        "tune",
+        "--data",
+        s(&data("breast_cancer.csv")),
+        "--target",
+        "diagnosis",
+        "--model",
+        "mlp",
+        "--grid",
+        "lr=0.01,0.001;hidden=4,8x4",
+        "--epochs",
+        "30",
+        "--folds",
+        "3",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    let ranking = v["ranking"].as_array().unwrap();
+    assert_eq!(ranking.len(), 4);
+    assert_eq!(v["metric"], "roc_auc");
+    let means: Vec<f64> = ranking
+        .iter()
+        .map(|r| r["mean"].as_f64().unwrap())
+        .collect();
+    assert!(
+        means.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {means:?}"
+    );
+    assert_eq!(ranking[0]["folds"].as_array().unwrap().len(), 3);
+    assert!(pkg.join("slipway.json").is_file());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(pkg.join("slipway.json")).unwrap()).unwrap();
+    let best = &ranking[0]["params"];
+    assert_eq!(
+        manifest["params"]["lr"].as_f64().unwrap(),
+        best[0][1].as_str().unwrap().parse::<f64>().unwrap()
+    );
+
+    let (code, err) = fails(&[
+        "tune",
+        "--data",
+        s(&data("breast_cancer.csv")),
+        "--target",
+        "diagnosis",
+        "--grid",
+        "speed=1",
+        "--out",
+        s(&pkg),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("grid key `speed`"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pkg");
+    let file = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let train = |path: &Path, target: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(path),
+            "--target",
+            target,
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        fails(
+            &args
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    };
+
+    let (code, err) = train(Path::new("/no/such.csv"), "y", &[]);
+    assert_eq!(code, 66);
+    assert!(err.contains("/no/such.csv"), "{err}");
+
+    let (code, err) = train(&file("empty.csv", ""), "y", &[]);
+    assert_eq!(code, 65);
+    assert!(err.contains("empty.csv: the file is empty"), "{err}");
+
+    let (code, err) = train(&file("ragged.csv", "x,y\n1,a\n2,b,3\n"), "y", &[]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("ragged.csv:3: this row has 3 fields but the header has 2"),
+        "{err}"
+    );
+
+    let (code, err) = train(&data("german_credit.csv"), "risk", &[]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("no column named `risk`") && err.contains("creditability"),
+        "{err}"
+    );
+
+    let (code, err) = train(&file("one.csv", "x,y\n1,a\n2,a\n"), "y", &[]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("column `y`: the target has a single class `a`"),
+        "{err}"
+    );
+
+    let (code, err) = train(
+        &data("german_credit.csv"),
+        "creditability",
+        &["--model", "linear"],
+    );
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("german_credit.csv:2: column `creditability`: the target must be numeric"),
+        "{err}"
+    );
+
+    let (code, err) = train(&file("allna.csv", "x,z,y\n1,,a\n2,NA,b\n3,?,a\n"), "y", &[]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("column `z`: the column has no value in any row")
+            && err.contains("--ignore z"),
+        "{err}"
+    );
+
+    let (code, err) = train(
+        &data("german_credit.csv"),
+        "creditability",
+        &["--test-size", "1.5"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--test-size"), "{err}");
+
+    let (code, err) = train(
+        &data("german_credit.csv"),
+        "creditability",
+        &["--hidden", "32,x"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("hidden layer size"), "{err}");
+
+    // Package problems.
+    let (code, err) = fails(&[
+        "eval",
+        "--model",
+        s(&tmp.path().join("nope")),
+        "--data",
+        s(&data("german_credit.csv")),
+    ]);
+    assert_eq!(code, 66);
+    assert!(err.contains("no such folder"), "{err}");
+    let (code, err) = fails(&[
+        "predict",
+        "--model",
+        s(tmp.path()),
+        "--data",
+        s(&data("german_credit.csv")),
+        "--out",
+        "-",
+    ]);
+    assert_eq!(code, 65);
+    assert!(err.contains("has no slipway.json"), "{err}");
+
+    let pkg = tmp.path().join("credit");
+    ok_json(&[
+        "train",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--target",
+        "creditability",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    // A CSV that lacks a feature column.
+    let lacking = file("lacking.csv", "duration_in_month,creditability\n6,good\n");
+    let (code, err) = fails(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&lacking),
+        "--out",
+        s(&tmp.path().join("o.csv")),
+    ]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("needs a column named `status_of_existing_checking_account`"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("o.csv").exists(),
+        "no partial output on failure"
+    );
+    // A non-number in a numeric feature, named by line and column.
+    let credit = std::fs::read_to_string(data("german_credit.csv")).unwrap();
+    let mut lines: Vec<String> = credit.lines().take(4).map(str::to_string).collect();
+    lines[3] = lines[3].replacen(",12,", ",twelve,", 1);
+    let bad = file("bad_number.csv", &(lines.join("\n") + "\n"));
+    let (code, err) = fails(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&bad),
+        "--out",
+        "-",
+    ]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("bad_number.csv:4: column `duration_in_month`: `twelve` is not a number"),
+        "{err}"
+    );
+    // Tampered weights are refused.
+    let weights = pkg.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&weights, bytes).unwrap();
+    let (code, err) = fails(&[
+        "eval",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&data("german_credit.csv")),
+    ]);
+    assert_eq!(code, 65);
+    assert!(err.contains("model.safetensors is corrupt"), "{err}");
+    // A manifest that is not JSON.
+    std::fs::write(pkg.join("slipway.json"), "{").unwrap();
+    let (code, err) = fails(&[
+        "eval",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&data("german_credit.csv")),
+    ]);
+    assert_eq!(code, 65);
+    assert!(err.contains("slipway.json: invalid manifest"), "{err}");
+}
+
+#[test]
+fn unseen_categories_are_scored_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("credit");
+    ok_json(&[
+        "train",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--target",
+        "creditability",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    let credit = std::fs::read_to_string(data("german_credit.csv")).unwrap();
+    let mut lines: Vec<String> = credit.lines().take(3).map(str::to_string).collect();
+    lines[1] = lines[1].replacen(",radio/television,", ",spaceship,", 1);
+    let path = tmp.path().join("unseen.csv");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let v = ok_json(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&path),
+        "--out",
+        s(&tmp.path().join("o.csv")),
+        "--json",
+    ]);
+    assert_eq!(v["rows"], 2);
+    assert_eq!(v["unseen_categories"], 1);
+}
+
+#[test]
+fn demo_trains_and_scores_the_credit_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = slipway(&["demo", "--dir", s(&dir)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ROC-AUC") && text.contains("Scores for the first five applicants"),
+        "{text}"
+    );
+    assert!(dir.join("credit-logistic/slipway.json").is_file());
+    assert!(dir.join("credit-mlp/slipway.json").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("scores.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+}
