@@ -16,7 +16,7 @@ use slipway_core::{
 use crate::data::hex;
 use crate::error::{LearnError, Result};
 use crate::nn::{Dense, Network};
-use crate::pipeline::RowEncoder;
+use crate::pipeline::{EncodeError, Field, RowEncoder};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "slipway.json";
@@ -246,45 +246,42 @@ impl Model for NativeModel {
             columns.push(t);
         }
         let n = columns.first().map_or(0, |t| t.data.len());
-        let mut x = Array2::zeros((n, self.encoder.width()));
-        let mut fields: Vec<Vec<u8>> = vec![Vec::new(); features.len()];
-        for i in 0..n {
-            for (j, (f, t)) in features.iter().zip(&columns).enumerate() {
-                if t.data.len() != n {
-                    return Err(CoreError::InvalidInput(format!(
-                        "input `{}` has {} elements, `{}` has {n}",
-                        t.name,
-                        t.data.len(),
-                        features[0].name
-                    )));
-                }
-                fields[j].clear();
-                match (&f.kind, &t.data) {
-                    (FeatureKind::Numeric { .. }, TensorData::Fp64(v)) => {
-                        if !v[i].is_nan() {
-                            fields[j].extend_from_slice(v[i].to_string().as_bytes());
-                        }
-                    }
-                    (FeatureKind::Categorical { .. }, TensorData::Bytes(v)) => {
-                        fields[j].extend_from_slice(&v[i])
-                    }
-                    (FeatureKind::Numeric { .. }, other)
-                    | (FeatureKind::Categorical { .. }, other) => {
-                        let want = match f.kind {
-                            FeatureKind::Numeric { .. } => DataType::Fp64,
-                            FeatureKind::Categorical { .. } => DataType::Bytes,
-                        };
-                        return Err(CoreError::InvalidInput(format!(
-                            "input `{}` must be {want}, got {}",
-                            f.name,
-                            other.datatype()
-                        )));
-                    }
-                }
+        for (f, t) in features.iter().zip(&columns) {
+            let want = match f.kind {
+                FeatureKind::Numeric { .. } => DataType::Fp64,
+                FeatureKind::Categorical { .. } => DataType::Bytes,
+            };
+            if t.data.datatype() != want {
+                return Err(CoreError::InvalidInput(format!(
+                    "input `{}` must be {want}, got {}",
+                    f.name,
+                    t.data.datatype()
+                )));
             }
+            if t.data.len() != n {
+                return Err(CoreError::InvalidInput(format!(
+                    "input `{}` has {} elements, `{}` has {n}",
+                    t.name,
+                    t.data.len(),
+                    features[0].name
+                )));
+            }
+        }
+        let mut x = Array2::zeros((n, self.encoder.width()));
+        for i in 0..n {
+            let fields = columns.iter().map(|t| match &t.data {
+                TensorData::Fp64(v) => Field::Number(v[i]),
+                TensorData::Bytes(v) => Field::Text(&v[i]),
+                TensorData::Bool(_) | TensorData::Int64(_) | TensorData::Fp32(_) => Field::Missing,
+            });
             self.encoder
-                .encode(fields.iter().map(Vec::as_slice), x.row_mut(i))
-                .map_err(|_| CoreError::InvalidInput("a numeric input is not a number".into()))?;
+                .encode_fields(fields, x.row_mut(i))
+                .map_err(|e| match e {
+                    EncodeError::NotNumeric { index } => CoreError::InvalidInput(format!(
+                        "input `{}` holds a value that is not a finite number at row {i}",
+                        features[index].name
+                    )),
+                })?;
         }
         let out = self.network.forward(x.view());
         let labels = || {

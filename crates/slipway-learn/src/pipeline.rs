@@ -294,11 +294,30 @@ impl RowEncoder {
         self.width
     }
 
-    /// Encodes one row's raw fields (one per feature, in feature order) into `out`, which must be
-    /// zeroed and `width()` long. Returns the number of unseen categories.
+    /// Encodes one row's raw CSV fields (one per feature, in feature order) into `out`, which
+    /// must be zeroed and `width()` long. Returns the number of unseen categories.
     pub fn encode<'a>(
         &self,
         fields: impl Iterator<Item = &'a [u8]>,
+        out: ArrayViewMut1<'_, f64>,
+    ) -> std::result::Result<u32, EncodeError> {
+        let fields = fields.map(|f| {
+            if data::is_missing(f) {
+                Field::Missing
+            } else {
+                Field::Text(f)
+            }
+        });
+        self.encode_fields(fields, out)
+    }
+
+    /// Encodes one row of typed values (one per feature, in feature order) into `out`, which
+    /// must be zeroed and `width()` long. A number for a categorical feature is looked up by its
+    /// canonical text (`1.0` → `1`); text for a numeric feature is parsed. Returns the number of
+    /// unseen categories.
+    pub fn encode_fields<'a>(
+        &self,
+        fields: impl Iterator<Item = Field<'a>>,
         mut out: ArrayViewMut1<'_, f64>,
     ) -> std::result::Result<u32, EncodeError> {
         let mut unseen = 0;
@@ -310,10 +329,14 @@ impl RowEncoder {
                     inv_std,
                     offset,
                 } => {
-                    let v = if data::is_missing(field) {
-                        *median
-                    } else {
-                        data::parse_number(field).ok_or(EncodeError::NotNumeric { index })?
+                    let v = match field {
+                        Field::Missing => *median,
+                        Field::Number(v) if v.is_nan() => *median,
+                        Field::Number(v) if v.is_finite() => v,
+                        Field::Number(_) => return Err(EncodeError::NotNumeric { index }),
+                        Field::Text(t) => {
+                            data::parse_number(t).ok_or(EncodeError::NotNumeric { index })?
+                        }
                     };
                     out[*offset] = (v - mean) * inv_std;
                 }
@@ -322,12 +345,20 @@ impl RowEncoder {
                     fill,
                     offset,
                 } => {
-                    let cat = if data::is_missing(field) {
-                        *fill
-                    } else {
-                        let cat = lookup.get(field.trim_ascii()).copied();
-                        unseen += u32::from(cat.is_none());
-                        cat
+                    let found = |text: &[u8]| lookup.get(text.trim_ascii()).copied();
+                    let cat = match field {
+                        Field::Missing => *fill,
+                        Field::Number(v) if v.is_nan() => *fill,
+                        Field::Number(v) => {
+                            let cat = found(data::canonical_label(&v.to_string()).as_bytes());
+                            unseen += u32::from(cat.is_none());
+                            cat
+                        }
+                        Field::Text(t) => {
+                            let cat = found(t);
+                            unseen += u32::from(cat.is_none());
+                            cat
+                        }
                     };
                     if let Some(c) = cat {
                         out[*offset + c] = 1.0;
@@ -337,6 +368,14 @@ impl RowEncoder {
         }
         Ok(unseen)
     }
+}
+
+/// One raw value for [`RowEncoder::encode_fields`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    Missing,
+    Number(f64),
+    Text(&'a [u8]),
 }
 
 #[cfg(test)]

@@ -1,0 +1,155 @@
+//! A package written by training, loaded back, scored through the `Model` trait and through
+//! the streaming CSV path: both must agree with the network that was trained.
+
+use std::path::Path;
+
+use slipway_core::{CoreError, Model, Tensor, TensorData};
+use slipway_learn::dataset::DatasetSpec;
+use slipway_learn::package::{self, NativeModel};
+use slipway_learn::predict::{PredictOptions, predict_csv};
+use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec};
+
+fn credit() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/german_credit.csv")
+}
+
+fn trained_package(dir: &Path) -> NativeModel {
+    let spec = TrainSpec {
+        data: credit(),
+        test_data: None,
+        dataset: DatasetSpec {
+            target: "creditability".into(),
+            positive_class: Some("bad".into()),
+            ..DatasetSpec::default()
+        },
+        params: TrainParams {
+            model: ModelKind::Mlp,
+            hidden: vec![8],
+            epochs: 20,
+            ..TrainParams::default()
+        },
+        name: "credit".into(),
+    };
+    let trained = train::train(&spec, &mut |_| {}).unwrap();
+    let written = package::write(dir, &trained.manifest, &trained.network).unwrap();
+    let model = NativeModel::load(dir).unwrap();
+    assert_eq!(model.manifest, written);
+    assert_eq!(model.network, trained.network);
+    model
+}
+
+#[test]
+fn model_trait_and_csv_scoring_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_package(tmp.path());
+
+    // Score the first rows through the CSV path.
+    let text = std::fs::read_to_string(credit()).unwrap();
+    let sample: String = text.lines().take(11).map(|l| format!("{l}\n")).collect();
+    let input = tmp.path().join("sample.csv");
+    std::fs::write(&input, &sample).unwrap();
+    let mut out = Vec::new();
+    predict_csv(&model, &input, &mut out, &PredictOptions::default()).unwrap();
+    let csv_probs: Vec<f64> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+
+    // The same rows as one tensor per column.
+    let mut reader = csv::Reader::from_reader(sample.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let inputs: Vec<Tensor> = model
+        .signature()
+        .inputs
+        .iter()
+        .map(|spec| {
+            let j = headers.iter().position(|h| h == spec.name).unwrap();
+            let data = match spec.datatype {
+                slipway_core::DataType::Fp64 => {
+                    TensorData::Fp64(records.iter().map(|r| r[j].parse().unwrap()).collect())
+                }
+                _ => TensorData::Bytes(records.iter().map(|r| r[j].as_bytes().to_vec()).collect()),
+            };
+            Tensor::vector(spec.name.clone(), data)
+        })
+        .collect();
+    let outputs = model.infer(&inputs).unwrap();
+    assert_eq!(outputs[0].name, "probability");
+    let TensorData::Fp64(probs) = &outputs[0].data else {
+        panic!("probability is FP64")
+    };
+    assert_eq!(probs.len(), 10);
+    for (a, b) in probs.iter().zip(&csv_probs) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    let TensorData::Bytes(labels) = &outputs[1].data else {
+        panic!("label is BYTES")
+    };
+    for (l, p) in labels.iter().zip(probs) {
+        assert_eq!(
+            l.as_slice(),
+            if *p >= 0.5 {
+                b"bad".as_slice()
+            } else {
+                b"good"
+            }
+        );
+    }
+
+    // Bad inputs are refused with a message, never a panic.
+    let err = model.infer(&inputs[1..]).unwrap_err();
+    assert!(matches!(err, CoreError::InvalidInput(m) if m.contains("missing input")));
+    let mut wrong_type = inputs.clone();
+    let numeric = model
+        .signature()
+        .inputs
+        .iter()
+        .position(|s| s.datatype == slipway_core::DataType::Fp64)
+        .unwrap();
+    wrong_type[numeric].data = TensorData::Bytes(vec![b"x".to_vec(); 10]);
+    assert!(
+        model
+            .infer(&wrong_type)
+            .unwrap_err()
+            .to_string()
+            .contains("must be FP64")
+    );
+    let mut short = inputs.clone();
+    short[numeric].data = TensorData::Fp64(vec![1.0; 3]);
+    assert!(
+        model
+            .infer(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("has 3 elements")
+    );
+    let mut infinite = inputs;
+    infinite[numeric].data = TensorData::Fp64(vec![f64::INFINITY; 10]);
+    assert!(
+        model
+            .infer(&infinite)
+            .unwrap_err()
+            .to_string()
+            .contains("not a finite number")
+    );
+}
+
+#[test]
+fn missing_or_truncated_payload_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    trained_package(tmp.path());
+    let payload = tmp.path().join(package::PAYLOAD);
+    let bytes = std::fs::read(&payload).unwrap();
+    std::fs::write(&payload, &bytes[..bytes.len() / 2]).unwrap();
+    let err = NativeModel::load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("is corrupt"), "{err}");
+    std::fs::remove_file(&payload).unwrap();
+    let err = NativeModel::load(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("the payload model.safetensors is missing"),
+        "{err}"
+    );
+}
