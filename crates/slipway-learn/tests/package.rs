@@ -67,11 +67,10 @@ fn model_trait_and_csv_scoring_agree() {
         .iter()
         .map(|spec| {
             let j = headers.iter().position(|h| h == spec.name).unwrap();
-            let data = match spec.datatype {
-                slipway_core::DataType::Fp64 => {
-                    TensorData::Fp64(records.iter().map(|r| r[j].parse().unwrap()).collect())
-                }
-                _ => TensorData::Bytes(records.iter().map(|r| r[j].as_bytes().to_vec()).collect()),
+            let data = if spec.datatype == slipway_core::DataType::Fp64 {
+                TensorData::Fp64(records.iter().map(|r| r[j].parse().unwrap()).collect())
+            } else {
+                TensorData::Bytes(records.iter().map(|r| r[j].as_bytes().to_vec()).collect())
             };
             Tensor::vector(spec.name.clone(), data)
         })
