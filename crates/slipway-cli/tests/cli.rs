@@ -632,3 +632,72 @@ fn demo_trains_and_scores_the_credit_model() {
         6
     );
 }
+
+#[test]
+fn separate_test_file_and_multi_chunk_scoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(data("breast_cancer.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (header, rows) = (lines[0], &lines[1..]);
+    let train_csv = tmp.path().join("train.csv");
+    let test_csv = tmp.path().join("test.csv");
+    let pick = |keep: fn(usize) -> bool| {
+        let body: Vec<&str> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, r)| *r)
+            .collect();
+        format!("{header}\n{}\n", body.join("\n"))
+    };
+    std::fs::write(&train_csv, pick(|i| i % 5 != 0)).unwrap();
+    std::fs::write(&test_csv, pick(|i| i % 5 == 0)).unwrap();
+    let pkg = tmp.path().join("bc");
+    let v = ok_json(&[
+        "train",
+        "--data",
+        s(&train_csv),
+        "--test-data",
+        s(&test_csv),
+        "--target",
+        "diagnosis",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    assert_eq!(
+        v["rows"]["test"], 114,
+        "the whole test file, no split of --data"
+    );
+    assert_eq!(
+        v["rows"]["train"].as_u64().unwrap() + v["rows"]["validation"].as_u64().unwrap(),
+        455
+    );
+    assert!(v["metrics"]["roc_auc"].as_f64().unwrap() > 0.95);
+
+    // 10,000 rows cross several scoring chunks; every row comes out, in order.
+    let big = tmp.path().join("big.csv");
+    let mut body = format!("row,{header}\n");
+    for i in 0..10_000 {
+        body.push_str(&format!("{i},{}\n", rows[i % rows.len()]));
+    }
+    std::fs::write(&big, body).unwrap();
+    let out = tmp.path().join("big-scores.csv");
+    let v = ok_json(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&big),
+        "--out",
+        s(&out),
+        "--id-column",
+        "row",
+        "--json",
+    ]);
+    assert_eq!(v["rows"], 10_000);
+    let scored = std::fs::read_to_string(&out).unwrap();
+    for (i, line) in scored.lines().skip(1).enumerate() {
+        assert!(line.starts_with(&format!("{i},")), "row {i}: {line}");
+    }
+}
