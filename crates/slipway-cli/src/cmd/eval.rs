@@ -19,7 +19,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
     /// Probability at or above which a binary prediction is the positive class.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd::threshold)]
     pub threshold: f64,
     /// Print one JSON object instead of tables.
     #[arg(long)]
@@ -27,12 +27,6 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if !(args.threshold > 0.0 && args.threshold < 1.0) {
-        return Err(slipway_learn::LearnError::Param(
-            "--threshold must be strictly between 0 and 1".into(),
-        )
-        .into());
-    }
     let model = NativeModel::load(&args.model)?;
     let m = &model.manifest;
     let data = dataset::load_for_model(&args.data, &m.features, &m.target.name, &m.target.classes)?;

@@ -27,7 +27,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "COL")]
     pub id_column: Option<String>,
     /// Probability at or above which a binary prediction is the positive class.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd::threshold)]
     pub threshold: f64,
     /// Print a JSON summary instead of a sentence.
     #[arg(long)]
@@ -35,12 +35,6 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    if !(args.threshold > 0.0 && args.threshold < 1.0) {
-        return Err(slipway_learn::LearnError::Param(
-            "--threshold must be strictly between 0 and 1".into(),
-        )
-        .into());
-    }
     let model = NativeModel::load(&args.model)?;
     let options = PredictOptions {
         id_column: args.id_column.clone(),

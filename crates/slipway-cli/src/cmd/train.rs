@@ -145,7 +145,7 @@ pub struct ModelOptions {
     #[arg(long, value_name = "F.csv")]
     pub test_data: Option<PathBuf>,
     /// Probability at or above which a binary prediction is the positive class.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd::threshold)]
     pub threshold: f64,
     /// The package's name (default: the data file's name).
     #[arg(long)]
