@@ -236,6 +236,12 @@ impl Manifest {
     /// the encoded feature width, its output width fits the task.
     pub fn check(&self) -> Result<(), CoreError> {
         let bad = |m: String| Err(CoreError::InvalidManifest(m));
+        let file = &self.payload.file;
+        if file.is_empty() || file == "." || file == ".." || file.contains(['/', '\\', '\0']) {
+            return bad(format!(
+                "payload file `{file}` must be a plain file name inside the package folder"
+            ));
+        }
         let width: usize = self.features.iter().map(|f| f.kind.width()).sum();
         let Some(first) = self.model.layers.first() else {
             return bad("the model has no layer".into());
@@ -311,6 +317,23 @@ mod tests {
     fn newer_format_is_refused_with_upgrade_hint() {
         let err = Manifest::from_json(r#"{"format_version": 99}"#).unwrap_err();
         assert!(err.to_string().contains("upgrade slipway"), "{err}");
+    }
+
+    #[test]
+    fn payload_must_stay_inside_the_package() {
+        let text = r#"{"format_version": 1, "name": "m", "task": "regression", "framework": "native",
+            "target": {"name": "y"}, "signature": {"inputs": [], "outputs": []},
+            "features": [{"name": "x", "kind": "numeric", "median": 0.0, "mean": 0.0, "std": 1.0,
+                          "profile": {"missing": 0.0, "shares": []}}],
+            "model": {"kind": "linear", "layers": [{"inputs": 1, "units": 1, "activation": "identity"}]},
+            "payload": {"file": "FILE", "sha256": ""}, "metrics": {}, "params": null,
+            "lineage": {"dataset_sha256": "", "dataset": "", "rows": 1, "rows_dropped": 0,
+                        "split": [1, 0, 0], "seed": 1, "slipway_version": "0", "created_at": ""}}"#;
+        assert!(Manifest::from_json(&text.replace("FILE", "model.safetensors")).is_ok());
+        for bad in ["/dev/zero", "../../etc/passwd", "..", "", "a\\\\b"] {
+            let err = Manifest::from_json(&text.replace("FILE", bad)).unwrap_err();
+            assert!(err.to_string().contains("plain file name"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -126,6 +126,19 @@ impl NativeModel {
             ));
         }
         let path = dir.join(&manifest.payload.file);
+        // Only a regular file: a link to a device or a folder never reaches `read`.
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(LearnError::package(
+                    dir,
+                    format!(
+                        "the payload {} is not a regular file",
+                        manifest.payload.file
+                    ),
+                ));
+            }
+            Ok(_) | Err(_) => {}
+        }
         let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 LearnError::package(
