@@ -151,4 +151,8 @@ fn missing_or_truncated_payload_is_a_clear_error() {
         err.contains("the payload model.safetensors is missing"),
         "{err}"
     );
+    // A payload that links to a device is refused before a byte is read.
+    std::os::unix::fs::symlink("/dev/zero", &payload).unwrap();
+    let err = NativeModel::load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("is not a regular file"), "{err}");
 }
