@@ -158,8 +158,9 @@ pub fn train(
             } else {
                 p.activation
             };
-            // Glorot/Xavier uniform, as Keras and scikit-learn initialise dense layers.
-            let factor = if activation == Activation::Sigmoid {
+            // Glorot/Xavier uniform for weights and biases, as scikit-learn initialises its MLPs
+            // (the factor follows the hidden activation: 2 for sigmoid, 6 otherwise).
+            let factor = if p.activation == Activation::Sigmoid {
                 2.0
             } else {
                 6.0
@@ -168,11 +169,12 @@ pub fn train(
             let w = Array2::from_shape_simple_fn((io[0], io[1]), || {
                 (2.0 * rng.next_f64() - 1.0) * bound
             });
+            let b = Array1::from_shape_simple_fn(io[1], || (2.0 * rng.next_f64() - 1.0) * bound);
             let zeros2 = || Array2::zeros((io[0], io[1]));
             let zeros1 = || Array1::zeros(io[1]);
             Layer {
                 w,
-                b: zeros1(),
+                b,
                 gw: zeros2(),
                 gb: zeros1(),
                 mw: zeros2(),

@@ -92,7 +92,8 @@ pub fn lbfgs(
                     y_hist.push(y);
                     rho.push(1.0 / sy);
                 }
-                let moved = (value - v).abs() <= 1e-15 * value.abs().max(1.0);
+                // As scipy's L-BFGS-B (factr = 1e7): stop when the relative decrease is within 1e7 ulps.
+                let moved = (value - v) <= 1e7 * f64::EPSILON * value.abs().max(v.abs()).max(1.0);
                 std::mem::swap(&mut x, &mut x_new);
                 std::mem::swap(&mut g, &mut g_new);
                 value = v;
