@@ -159,10 +159,10 @@ pub fn trained_text(trained: &Trained, dir: &Path) -> String {
         seconds(f.fit_seconds),
         f.n_params
     ));
-    let on = if m.lineage.split[2] > 0 {
-        "held-out test rows"
-    } else {
-        "validation rows (no test split)"
+    let on = match m.lineage.split {
+        [_, _, test] if test > 0 => "held-out test rows",
+        [_, validation, _] if validation > 0 => "validation rows (no test split)",
+        _ => "the training rows (no test or validation split: expect optimism)",
     };
     out.push_str(&format!("Metrics on {on}:\n"));
     out.push_str(&report_text(

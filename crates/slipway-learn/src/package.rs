@@ -186,7 +186,7 @@ impl NativeModel {
         })
     }
 
-    /// Turns network outputs into the positive-class probability, class probabilities or values.
+    /// What the model predicts.
     pub fn task(&self) -> Task {
         self.manifest.task
     }

@@ -422,17 +422,6 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
     })
 }
 
-/// The target restricted to `rows`, re-indexed from 0.
-pub fn subset(target: &Target, rows: &[usize]) -> Target {
-    match target {
-        Target::Classes { codes, classes } => Target::Classes {
-            codes: rows.iter().map(|r| codes[*r]).collect(),
-            classes: classes.clone(),
-        },
-        Target::Values(v) => Target::Values(rows.iter().map(|r| v[*r]).collect()),
-    }
-}
-
 /// The signature a native package serves: one tensor per raw column.
 pub fn signature_for(features: &[FeatureSpec], task: Task, n_classes: usize) -> Signature {
     let inputs = features
