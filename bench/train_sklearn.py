@@ -44,24 +44,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_info
 
 
-class SlipwayInitMLP(MLPClassifier):
-    """MLPClassifier initialised as slipway does (diagnostic only, `--init slipway`).
-
-    scikit-learn draws every layer, the output one included, from U(±sqrt(f/(fan_in+fan_out)))
-    with f = 6 (f = 2 only when the *hidden* activation is logistic) and draws the biases from
-    the same range. slipway uses f = 2 for a sigmoid output layer and zero biases.
-    """
-
-    def _init_coef(self, fan_in, fan_out, dtype):
-        layer = getattr(self, "_slipway_layer", 0)
-        last = layer == self.n_layers_ - 2
-        self._slipway_layer = 0 if last else layer + 1
-        factor = 2.0 if (last and self.out_activation_ == "logistic") or self.activation == "logistic" else 6.0
-        bound = np.sqrt(factor / (fan_in + fan_out))
-        coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False)
-        return coef, np.zeros(fan_out, dtype=dtype)
-
-
 def preprocessor(num_cols: list[str], cat_cols: list[str]) -> ColumnTransformer:
     return ColumnTransformer(
         [
@@ -94,8 +76,6 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--init", choices=["sklearn", "slipway"], default="sklearn",
-                    help="MLP initialisation: scikit-learn's own, or slipway's (diagnostic)")
     args = ap.parse_args()
 
     t_start = time.perf_counter()
@@ -114,7 +94,7 @@ def main() -> int:
     else:
         l2 = args.l2 if args.l2 is not None else 1e-4
         hidden = tuple(int(h) for h in args.hidden.replace("x", ",").split(",") if h)
-        mlp_class = SlipwayInitMLP if args.init == "slipway" else MLPClassifier
+        mlp_class = MLPClassifier
         estimator = mlp_class(
             hidden_layer_sizes=hidden,
             activation=args.activation,
@@ -165,7 +145,6 @@ def main() -> int:
         "n_test": len(test),
         "encoded_width": int(pipe.named_steps["pre"].transform(test.head(1)).shape[1]),
         "l2": l2,
-        "init": args.init if args.model == "mlp" else None,
         "mapped": mapped,
         "threads": [f"{api}={n}" for api, n in threads],
         "versions": {"sklearn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__},

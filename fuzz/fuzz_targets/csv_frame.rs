@@ -37,6 +37,8 @@ fuzz_target!(|bytes: &[u8]| {
         return;
     };
     let rows = ds.rows();
-    let features = pipeline::fit(&ds.frame, &ds.feature_columns, &rows);
+    let Ok(features) = pipeline::fit(&ds.frame, &ds.feature_columns, &rows) else {
+        return;
+    };
     let _ = pipeline::transform(&features, &ds.frame, &rows);
 });

@@ -701,3 +701,183 @@ fn separate_test_file_and_multi_chunk_scoring() {
         assert!(line.starts_with(&format!("{i},")), "row {i}: {line}");
     }
 }
+
+/// Cases found in review: each once wrote a package that could not be read back, picked a
+/// winner at random, or blamed the wrong file.
+#[test]
+fn review_regressions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // 30 `no` and 2 `yes`: the test split holds no `yes`, so ROC-AUC is undefined there. The
+    // package must still load, without the undefined metrics.
+    let mut imbalanced = String::from("x,y\n");
+    for i in 0..32 {
+        imbalanced.push_str(&format!("{i},{}\n", if i < 30 { "no" } else { "yes" }));
+    }
+    let imb = file("imb.csv", &imbalanced);
+    let pkg = tmp.path().join("imb");
+    let v = ok_json(&[
+        "train",
+        "--data",
+        s(&imb),
+        "--target",
+        "y",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    assert!(v["metrics"].get("roc_auc").is_none(), "{}", v["metrics"]);
+    assert_eq!(
+        v["rows"]["validation"], 0,
+        "logistic regression trains on the validation share"
+    );
+    ok_json(&[
+        "predict",
+        "--model",
+        s(&pkg),
+        "--data",
+        s(&imb),
+        "--out",
+        s(&tmp.path().join("imb-scores.csv")),
+        "--json",
+    ]);
+    // Tuning on folds where the metric is undefined is an error, not a random winner.
+    let (code, err) = fails(&[
+        "tune",
+        "--data",
+        s(&imb),
+        "--target",
+        "y",
+        "--grid",
+        "l2=0.001,0.1",
+        "--folds",
+        "5",
+        "--out",
+        s(&tmp.path().join("t")),
+    ]);
+    assert_eq!(code, 65);
+    assert!(err.contains("roc_auc is undefined on fold"), "{err}");
+
+    // The decision threshold chosen at training is the default of predict.
+    let credit = data("german_credit.csv");
+    let strict = tmp.path().join("strict");
+    ok_json(&[
+        "train",
+        "--data",
+        s(&credit),
+        "--target",
+        "creditability",
+        "--threshold",
+        "0.9",
+        "--out",
+        s(&strict),
+        "--json",
+    ]);
+    let scores = tmp.path().join("strict.csv");
+    ok_json(&[
+        "predict",
+        "--model",
+        s(&strict),
+        "--data",
+        s(&credit),
+        "--out",
+        s(&scores),
+        "--json",
+    ]);
+    for line in std::fs::read_to_string(&scores).unwrap().lines().skip(1) {
+        let (p, label) = line.split_once(',').unwrap();
+        let p: f64 = p.parse().unwrap();
+        assert_eq!(label == "bad", p >= 0.9, "{line}");
+    }
+
+    // A one-unit softmax is refused.
+    let (code, err) = fails(&[
+        "train",
+        "--data",
+        s(&credit),
+        "--target",
+        "creditability",
+        "--model",
+        "mlp",
+        "--output-activation",
+        "softmax",
+        "--out",
+        s(&tmp.path().join("sm")),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("softmax over one output"), "{err}");
+
+    // Writing scores onto a folder is an I/O error naming it, and leaves nothing behind.
+    let folder = tmp.path().join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    let (code, err) = fails(&[
+        "predict",
+        "--model",
+        s(&strict),
+        "--data",
+        s(&credit),
+        "--out",
+        s(&folder),
+    ]);
+    assert_eq!(code, 74);
+    assert!(err.contains("a-folder"), "{err}");
+    assert!(!tmp.path().join("a-folder.partial").exists());
+
+    // --out never replaces a folder that is not a package.
+    std::fs::write(folder.join("notes.txt"), "mine").unwrap();
+    let (code, err) = fails(&[
+        "train",
+        "--data",
+        s(&credit),
+        "--target",
+        "creditability",
+        "--out",
+        s(&folder),
+    ]);
+    assert_eq!(code, 65);
+    assert!(err.contains("not a package to replace"), "{err}");
+    assert!(folder.join("notes.txt").exists());
+    // ...and does replace a package, whole.
+    ok_json(&[
+        "train",
+        "--data",
+        s(&credit),
+        "--target",
+        "creditability",
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+        "--out",
+        s(&strict),
+        "--json",
+    ]);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(strict.join("slipway.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["model"]["kind"], "mlp");
+
+    // Line numbers count the file's lines, not the rows kept.
+    let labelled = file("ev.csv", "a,y\n1,\n2,\n0.5,good\n0.7,ugly\n");
+    let (code, err) = fails(&["eval", "--model", s(&strict), "--data", s(&labelled)]);
+    assert_eq!(code, 65);
+    assert!(err.contains("needs a column named"), "{err}");
+    let mut text = std::fs::read_to_string(&credit).unwrap();
+    let header_end = text.find('\n').unwrap() + 1;
+    let first = text[header_end..].lines().next().unwrap().to_string();
+    let unlabelled = first.rsplit_once(',').unwrap().0.to_string() + ",\n";
+    text.insert_str(header_end, &unlabelled);
+    let ugly = first.rsplit_once(',').unwrap().0.to_string() + ",ugly\n";
+    text.push_str(&ugly);
+    let shifted = file("shifted.csv", &text);
+    let (code, err) = fails(&["eval", "--model", s(&strict), "--data", s(&shifted)]);
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("shifted.csv:1003: column `creditability`: label `ugly`"),
+        "{err}"
+    );
+}

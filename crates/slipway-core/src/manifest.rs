@@ -58,6 +58,10 @@ pub struct TargetSpec {
     /// For binary classification: the class whose probability the model outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positive_class: Option<String>,
+    /// For binary classification: the probability at or above which the label is the positive
+    /// class (the default of `predict`, `eval` and serving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 /// A raw input column and the preprocessing fitted for it on the training split.
@@ -201,8 +205,13 @@ pub struct Manifest {
     pub features: Vec<FeatureSpec>,
     pub model: ModelSpec,
     pub payload: Payload,
-    /// Metrics on the held-out test split.
+    /// Metrics of the trained model (undefined ones, such as ROC-AUC on a single class, are
+    /// left out), computed on the rows `evaluated_on` names.
     pub metrics: BTreeMap<String, f64>,
+    /// Which rows `metrics` come from: `test` (held out from the data), `test_data` (a separate
+    /// file), `validation` (no test split) or `train` (neither: optimistic).
+    #[serde(default)]
+    pub evaluated_on: String,
     /// Training parameters as given (and defaulted).
     pub params: serde_json::Value,
     pub lineage: Lineage,
@@ -268,8 +277,36 @@ impl Manifest {
                 self.task
             ));
         }
-        if self.task.is_classification() && self.target.classes.len() < 2 {
-            return bad("a classifier needs at least two classes".into());
+        let classes = &self.target.classes;
+        match self.task {
+            Task::BinaryClassification if classes.len() != 2 => {
+                return bad(format!(
+                    "a binary classifier needs 2 classes, not {}",
+                    classes.len()
+                ));
+            }
+            Task::MulticlassClassification if classes.len() < 3 => {
+                return bad(format!(
+                    "a multiclass classifier needs 3 or more classes, not {}",
+                    classes.len()
+                ));
+            }
+            Task::Regression if !classes.is_empty() => {
+                return bad("a regression model has no classes".into());
+            }
+            Task::BinaryClassification | Task::MulticlassClassification | Task::Regression => {}
+        }
+        if let Some(p) = &self.target.positive_class
+            && classes.get(1) != Some(p)
+        {
+            return bad(format!(
+                "the positive class `{p}` must be the second of the classes"
+            ));
+        }
+        if let Some(t) = self.target.threshold
+            && !(t > 0.0 && t < 1.0)
+        {
+            return bad(format!("the threshold {t} is not strictly between 0 and 1"));
         }
         Ok(())
     }
@@ -330,6 +367,19 @@ mod tests {
             "lineage": {"dataset_sha256": "", "dataset": "", "rows": 1, "rows_dropped": 0,
                         "split": [1, 0, 0], "seed": 1, "slipway_version": "0", "created_at": ""}}"#;
         assert!(Manifest::from_json(&text.replace("FILE", "model.safetensors")).is_ok());
+        // A task that does not match its classes is refused.
+        let binary = text
+            .replace("FILE", "model.safetensors")
+            .replace(
+                r#""task": "regression""#,
+                r#""task": "binary_classification""#,
+            )
+            .replace(
+                r#""target": {"name": "y"}"#,
+                r#""target": {"name": "y", "classes": ["a", "b", "c"]}"#,
+            );
+        let err = Manifest::from_json(&binary).unwrap_err();
+        assert!(err.to_string().contains("needs 2 classes, not 3"), "{err}");
         for bad in ["/dev/zero", "../../etc/passwd", "..", "", "a\\\\b"] {
             let err = Manifest::from_json(&text.replace("FILE", bad)).unwrap_err();
             assert!(err.to_string().contains("plain file name"), "{bad}: {err}");

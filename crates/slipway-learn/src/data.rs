@@ -111,6 +111,8 @@ pub struct Frame {
     pub names: Vec<String>,
     pub columns: Vec<Column>,
     pub n_rows: usize,
+    /// The 1-based line on which each row starts, for error messages.
+    pub lines: Vec<u64>,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
 }
@@ -139,6 +141,7 @@ impl Frame {
         for c in &mut self.columns {
             c.retain(keep);
         }
+        retain_by(&mut self.lines, keep);
         self.n_rows = keep.iter().filter(|k| **k).count();
     }
 }
@@ -299,10 +302,12 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
         })
         .collect();
     let mut lookups: Vec<HashMap<Box<[u8]>, u32>> = vec![HashMap::new(); width];
+    let mut lines = Vec::with_capacity(rows);
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_error(path, e, width))?
     {
+        lines.push(record.position().map_or(0, |p| p.line()));
         for (j, field) in record.iter().enumerate() {
             match &mut columns[j] {
                 Column::Numeric(values) => {
@@ -361,6 +366,7 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
         names,
         columns,
         n_rows,
+        lines,
         sha256,
     })
 }

@@ -152,7 +152,7 @@ pub fn load_for_model(
                 None => {
                     return Err(LearnError::Data {
                         path: path.to_path_buf(),
-                        line: Some(row as u64 + 2),
+                        line: frame.lines.get(row).copied(),
                         column: Some(target_name.to_string()),
                         message: format!(
                             "label `{label}` is not one of the model's classes ({})",
@@ -250,6 +250,16 @@ fn select_features(frame: &Frame, target_idx: usize, spec: &DatasetSpec) -> Resu
             .filter(|j| *j != target_idx && !spec.ignore.contains(&frame.names[*j]))
             .collect(),
     };
+    if let Some(j) = columns
+        .iter()
+        .enumerate()
+        .find_map(|(i, c)| columns[..i].contains(c).then_some(*c))
+    {
+        return Err(LearnError::Param(format!(
+            "--features names `{}` twice",
+            frame.names[j]
+        )));
+    }
     if columns.contains(&target_idx) {
         return Err(LearnError::Param(format!(
             "the target `{}` cannot also be a feature",
@@ -290,20 +300,28 @@ fn regression_target(frame: &Frame, target_idx: usize) -> Result<Target> {
     match &frame.columns[target_idx] {
         Column::Numeric(v) => Ok(Target::Values(v.clone())),
         Column::Categorical { codes, levels } => {
-            let (row, code) = codes
+            let column = Some(frame.names[target_idx].clone());
+            match codes
                 .iter()
                 .enumerate()
                 .find(|(_, c)| data::parse_number(levels[**c as usize].as_bytes()).is_none())
-                .map_or((0, 0), |(r, c)| (r, *c));
-            Err(LearnError::Data {
-                path: frame.path.clone(),
-                line: Some(row as u64 + 2),
-                column: Some(frame.names[target_idx].clone()),
-                message: format!(
-                    "the target must be numeric for regression, but holds `{}`; for classes use --model logistic or mlp",
-                    levels[code as usize]
-                ),
-            })
+            {
+                Some((row, code)) => Err(LearnError::Data {
+                    path: frame.path.clone(),
+                    line: frame.lines.get(row).copied(),
+                    column,
+                    message: format!(
+                        "the target must be numeric for regression, but holds `{}`; for classes use --model logistic or mlp",
+                        levels[*code as usize]
+                    ),
+                }),
+                None => Err(LearnError::Data {
+                    path: frame.path.clone(),
+                    line: None,
+                    column,
+                    message: "the target holds numbers but was declared --categorical; regression needs it numeric".into(),
+                }),
+            }
         }
     }
 }
@@ -362,6 +380,13 @@ fn order_classes(
 ) -> Result<Vec<String>> {
     let set: BTreeSet<&str> = labels.iter().map(String::as_str).collect();
     let mut classes: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    // Numeric labels sort as numbers (5 before 10), as scikit-learn sorts them.
+    let numbers: Option<Vec<f64>> = classes.iter().map(|c| c.parse::<f64>().ok()).collect();
+    if let Some(numbers) = numbers {
+        let mut pairs: Vec<(f64, String)> = numbers.into_iter().zip(classes).collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        classes = pairs.into_iter().map(|(_, c)| c).collect();
+    }
     if classes.len() < 2 {
         return Err(LearnError::Data {
             path: frame.path.clone(),
@@ -382,10 +407,14 @@ fn order_classes(
                 classes.join(", ")
             )));
         }
-        if classes.len() == 2 {
-            classes.retain(|c| *c != p);
-            classes.push(p);
+        if classes.len() != 2 {
+            return Err(LearnError::Param(format!(
+                "--positive-class applies to two classes, and `{target}` has {}",
+                classes.len()
+            )));
         }
+        classes.retain(|c| *c != p);
+        classes.push(p);
     } else if classes.len() == 2 {
         let conventional = [
             "1",
@@ -399,9 +428,10 @@ fn order_classes(
             "fraud",
             "malignant",
         ];
-        let pos = classes
+        // The first name of the list that is a class wins; else the second class in order.
+        let pos = conventional
             .iter()
-            .position(|c| conventional.contains(&c.to_lowercase().as_str()))
+            .find_map(|name| classes.iter().position(|c| c.to_lowercase() == *name))
             .unwrap_or(1);
         let p = classes.remove(pos);
         classes.push(p);
@@ -488,6 +518,39 @@ mod tests {
         let (_d, path) = write("x,y\n1,\n2,\n");
         let err = load(&path, &spec("y"), None).unwrap_err().to_string();
         assert!(err.contains("the target is missing in every row"), "{err}");
+    }
+
+    #[test]
+    fn default_positive_class_follows_the_documented_order() {
+        let (_d, path) = write("x,y\n1,10\n2,5\n3,5\n");
+        let ds = load(&path, &spec("y"), Some(TargetKind::Classes)).unwrap();
+        let Target::Classes { classes, .. } = &ds.target else {
+            panic!()
+        };
+        assert_eq!(
+            classes,
+            &["5", "10"],
+            "numbers sort as numbers; the second is positive"
+        );
+        let (_d, path) = write("x,y\nx,yes\ny,bad\n");
+        let ds = load(&path, &spec("y"), None).unwrap();
+        let Target::Classes { classes, .. } = &ds.target else {
+            panic!()
+        };
+        assert_eq!(
+            classes,
+            &["bad", "yes"],
+            "`yes` comes before `bad` in the list"
+        );
+        let (_d, path) = write("x,y\n1,a\n2,b\n3,c\n");
+        let mut s = spec("y");
+        s.positive_class = Some("a".into());
+        assert!(
+            load(&path, &s, None)
+                .unwrap_err()
+                .to_string()
+                .contains("applies to two classes")
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub fn fit_ridge(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, l2: f64) -> Res
     for i in 0..d {
         a[[i, i]] += n * l2;
     }
-    let scale = (0..d).map(|i| a[[i, i]]).sum::<f64>() / d.max(1) as f64;
+    // Mean diagonal, floored at 1 so that constant (all-zero after centring) columns still get a
+    // jitter and solve to zero weights.
+    let scale = ((0..d).map(|i| a[[i, i]]).sum::<f64>() / d.max(1) as f64).max(1.0);
     let mut jitter = 0.0;
     let w = loop {
         let mut m = a.clone();
@@ -41,7 +43,7 @@ pub fn fit_ridge(x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, l2: f64) -> Res
             break w;
         }
         jitter = if jitter == 0.0 {
-            1e-10 * scale.max(1e-12)
+            1e-10 * scale
         } else {
             jitter * 100.0
         };
@@ -274,6 +276,15 @@ mod tests {
             l.w
         );
         assert!((l.b[0] - 1.0).abs() < 1e-9);
+        // Constant columns solve to zero weights and the mean as intercept.
+        let constant = fit_ridge(
+            array![[1.0], [1.0], [1.0]].view(),
+            array![1.0, 2.0, 6.0].view(),
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(constant.layers[0].w[[0, 0]], 0.0);
+        assert!((constant.layers[0].b[0] - 3.0).abs() < 1e-12);
         // Collinear columns still solve.
         let xc = array![[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]];
         assert!(fit_ridge(xc.view(), array![1.0, 2.0, 3.0].view(), 0.0).is_ok());

@@ -195,7 +195,7 @@ pub fn train(
         .collect();
     let mut yb = Array2::zeros((batch, k));
     let mut order: Vec<usize> = (0..n).collect();
-    let mut history = Vec::with_capacity(p.epochs);
+    let mut history = Vec::with_capacity(p.epochs.min(1024));
     let mut best = (f64::INFINITY, 0usize, snapshot(&layers));
     let mut wait = 0;
     let mut step = 0u64;
@@ -308,7 +308,9 @@ pub fn train(
             }
         }
     }
-    let keep_best = validation.is_some() && !best.2.is_empty();
+    // With early stopping on, keep the best validation epoch; with it off (patience 0), the
+    // weights of the last epoch, as asked.
+    let keep_best = p.patience > 0 && validation.is_some() && !best.2.is_empty();
     let best_epoch = if keep_best { best.1 } else { history.len() };
     let network = Network {
         layers: if keep_best { best.2 } else { snapshot(&layers) },
@@ -551,6 +553,36 @@ mod tests {
         let out = fit.network.forward(vx.view());
         assert!(
             (batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity) - best_val).abs()
+                < 1e-12
+        );
+    }
+
+    #[test]
+    fn without_early_stopping_the_last_epoch_is_kept() {
+        let x = Array2::from_shape_fn((40, 1), |(i, _)| i as f64 / 40.0);
+        let y = x.mapv(|v| 2.0 * v);
+        let vx = x.slice(s![..10, ..]).to_owned();
+        let vy = vx.mapv(|v| 2.0 * v + 5.0);
+        let mut p = params();
+        p.hidden = vec![];
+        p.output_activation = Activation::Identity;
+        p.loss = Loss::Mse;
+        p.patience = 0;
+        p.epochs = 30;
+        let fit = train(
+            x.view(),
+            y.view(),
+            Some((vx.view(), vy.view())),
+            &p,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(fit.history.len(), 30);
+        assert_eq!(fit.best_epoch, 30);
+        let out = fit.network.forward(vx.view());
+        let last = fit.history.last().unwrap().val_loss.unwrap();
+        assert!(
+            (batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity) - last).abs()
                 < 1e-12
         );
     }

@@ -23,11 +23,52 @@ pub const MANIFEST: &str = "slipway.json";
 /// The native payload's file name.
 pub const PAYLOAD: &str = "model.safetensors";
 
-/// Writes a package into `dir` (created if needed) and returns the manifest as written, with
-/// the payload digest filled in. Each file is written to a temporary name, synced and renamed,
-/// the manifest last, so a crash never leaves a manifest that points at missing weights.
+/// Writes a package into `dir` and returns the manifest as written, with the payload digest
+/// filled in. The package is built whole in a sibling staging folder, synced, and renamed into
+/// place, so `dir` always holds either the old package or the new one, never a mix. An existing
+/// `dir` is replaced only if it is empty or a package; anything else is refused.
 pub fn write(dir: &Path, manifest: &Manifest, network: &Network) -> Result<Manifest> {
-    std::fs::create_dir_all(dir).map_err(|e| LearnError::io(dir, e))?;
+    if dir.exists() {
+        let entries = std::fs::read_dir(dir).map_err(|e| LearnError::io(dir, e))?;
+        for entry in entries {
+            let name = entry.map_err(|e| LearnError::io(dir, e))?.file_name();
+            if name != MANIFEST && name != PAYLOAD {
+                return Err(LearnError::package(
+                    dir,
+                    format!(
+                        "exists and holds `{}`, so it is not a package to replace; choose another --out",
+                        name.to_string_lossy()
+                    ),
+                ));
+            }
+        }
+    }
+    let base = dir
+        .file_name()
+        .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
+    let staging = dir.with_file_name(format!(".{base}.staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| LearnError::io(&staging, e))?;
+    let written = write_files(&staging, manifest, network).and_then(|m| {
+        let old = dir.with_file_name(format!(".{base}.old-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::rename(dir, &old).map_err(|e| LearnError::io(dir, e))?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| LearnError::io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Persist the renames.
+            let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());
+        }
+        Ok(m)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written
+}
+
+fn write_files(dir: &Path, manifest: &Manifest, network: &Network) -> Result<Manifest> {
     let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     for (i, layer) in network.layers.iter().enumerate() {
         tensors.push((
@@ -186,6 +227,11 @@ impl NativeModel {
         })
     }
 
+    /// The decision threshold chosen at training (0.5 unless `--threshold` said otherwise).
+    pub fn threshold(&self) -> f64 {
+        self.manifest.target.threshold.unwrap_or(0.5)
+    }
+
     /// What the model predicts.
     pub fn task(&self) -> Task {
         self.manifest.task
@@ -284,6 +330,7 @@ impl Model for NativeModel {
         for i in 0..n {
             let fields = columns.iter().map(|t| match &t.data {
                 TensorData::Fp64(v) => Field::Number(v[i]),
+                TensorData::Bytes(v) if crate::data::is_missing(&v[i]) => Field::Missing,
                 TensorData::Bytes(v) => Field::Text(&v[i]),
                 TensorData::Bool(_) | TensorData::Int64(_) | TensorData::Fp32(_) => Field::Missing,
             });
@@ -300,7 +347,11 @@ impl Model for NativeModel {
         let labels = || {
             out.rows()
                 .into_iter()
-                .map(|r| self.label(&r.to_vec(), 0.5).as_bytes().to_vec())
+                .map(|r| {
+                    self.label(&r.to_vec(), self.threshold())
+                        .as_bytes()
+                        .to_vec()
+                })
                 .collect::<Vec<_>>()
         };
         Ok(match self.manifest.task {

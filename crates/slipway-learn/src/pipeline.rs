@@ -13,16 +13,29 @@ use slipway_core::{FeatureKind, FeatureSpec};
 use crate::data::{self, Column, Frame, MISSING_CODE};
 use crate::error::{LearnError, Result};
 
-/// Fits the pipeline on `rows` of the given columns.
-pub fn fit(frame: &Frame, columns: &[usize], rows: &[usize]) -> Vec<FeatureSpec> {
+/// Fits the pipeline on `rows` of the given columns. A column with no value in those rows
+/// cannot be fitted (nothing to impute from) and is an error that names it.
+pub fn fit(frame: &Frame, columns: &[usize], rows: &[usize]) -> Result<Vec<FeatureSpec>> {
     columns
         .iter()
         .map(|j| {
+            let column = &frame.columns[*j];
             let name = frame.names[*j].clone();
-            match &frame.columns[*j] {
+            if rows.iter().all(|r| column.is_missing(*r)) {
+                return Err(LearnError::Data {
+                    path: frame.path.clone(),
+                    line: None,
+                    column: Some(name.clone()),
+                    message: format!(
+                        "the column has no value in the {} training rows; leave it out with --ignore {name}",
+                        rows.len()
+                    ),
+                });
+            }
+            Ok(match column {
                 Column::Numeric(values) => fit_numeric(name, values, rows),
                 Column::Categorical { codes, levels } => fit_categorical(name, codes, levels, rows),
-            }
+            })
         })
         .collect()
 }
@@ -390,7 +403,7 @@ mod tests {
         std::fs::write(&path, "n,c\n1,a\n3,b\nNA,a\n,\n100,z\n").unwrap();
         let frame = read_csv(&path, &ReadOptions::default()).unwrap();
         let train = [0, 1, 2, 3];
-        let features = fit(&frame, &[0, 1], &train);
+        let features = fit(&frame, &[0, 1], &train).unwrap();
         let FeatureKind::Numeric { median, mean, std } = features[0].kind else {
             panic!()
         };
@@ -428,6 +441,20 @@ mod tests {
     }
 
     #[test]
+    fn a_column_empty_in_the_training_rows_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "a,z\n1,\n2,\n3,7\n").unwrap();
+        let frame = read_csv(&path, &ReadOptions::default()).unwrap();
+        let err = fit(&frame, &[0, 1], &[0, 1]).unwrap_err().to_string();
+        assert!(
+            err.contains("column `z`: the column has no value in the 2 training rows"),
+            "{err}"
+        );
+        assert!(fit(&frame, &[0, 1], &[0, 2]).is_ok());
+    }
+
+    #[test]
     fn profiles_sum_to_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.csv");
@@ -438,7 +465,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let frame = read_csv(&path, &ReadOptions::default()).unwrap();
         let rows: Vec<usize> = (0..100).collect();
-        for f in fit(&frame, &[0, 1], &rows) {
+        for f in fit(&frame, &[0, 1], &rows).unwrap() {
             let total: f64 = f.profile.shares.iter().sum();
             assert!((total - 1.0).abs() < 1e-12, "{}: {total}", f.name);
         }

@@ -1,7 +1,7 @@
 //! Streaming batch scoring: CSV in, scores out, in constant memory whatever the file's size.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use slipway_core::Task;
@@ -14,6 +14,8 @@ use crate::pipeline::EncodeError;
 /// Options of a scoring run.
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
+    /// Where the scores go, for error messages (`-` for standard output).
+    pub output: PathBuf,
     /// A column copied from input to output, to join scores back to their rows.
     pub id_column: Option<String>,
     /// Probability at or above which a binary prediction is the positive class.
@@ -25,6 +27,7 @@ pub struct PredictOptions {
 impl Default for PredictOptions {
     fn default() -> Self {
         PredictOptions {
+            output: PathBuf::from("-"),
             id_column: None,
             threshold: 0.5,
             chunk_rows: 4096,
@@ -103,7 +106,14 @@ pub fn predict_csv(
     let mut writer = csv::WriterBuilder::new()
         .buffer_capacity(1 << 20)
         .from_writer(output);
-    let out_err = |e: csv::Error| LearnError::data(input, format!("cannot write the scores: {e}"));
+    let out_err = |e: csv::Error| {
+        let io = if let csv::ErrorKind::Io(io) = e.into_kind() {
+            io
+        } else {
+            std::io::Error::other("the CSV writer failed")
+        };
+        LearnError::io(&options.output, io)
+    };
     writer
         .write_record(output_header(model, options.id_column.as_deref()))
         .map_err(out_err)?;
@@ -186,6 +196,6 @@ pub fn predict_csv(
     }
     writer
         .flush()
-        .map_err(|e| LearnError::data(input, format!("cannot write the scores: {e}")))?;
+        .map_err(|e| LearnError::io(&options.output, e))?;
     Ok(summary)
 }

@@ -128,6 +128,15 @@ impl TrainParams {
         Ok(())
     }
 
+    /// The validation share actually held out: only an MLP uses validation rows (for early
+    /// stopping); linear models train on them.
+    pub fn effective_validation_size(&self) -> f64 {
+        match self.model {
+            ModelKind::Mlp => self.validation_size,
+            ModelKind::Linear | ModelKind::Logistic => 0.0,
+        }
+    }
+
     fn target_kind(&self) -> Option<TargetKind> {
         match self.model {
             ModelKind::Linear => Some(TargetKind::Values),
@@ -269,6 +278,33 @@ pub fn fit_estimator(
             let y = target_rows(target, train_rows);
             let val = validation.map(|(vx, rows)| (vx, target_rows(target, rows)));
             let p = mlp_params(params, task, l2);
+            match (task, p.output_activation) {
+                (Task::BinaryClassification | Task::Regression, Activation::Softmax) => {
+                    return Err(LearnError::Param(
+                        "a softmax over one output is always 1; use --output-activation sigmoid"
+                            .into(),
+                    ));
+                }
+                (Task::MulticlassClassification, Activation::Softmax) => {}
+                (
+                    Task::MulticlassClassification,
+                    Activation::Sigmoid
+                    | Activation::Identity
+                    | Activation::Relu
+                    | Activation::Tanh,
+                ) => {
+                    return Err(LearnError::Param(
+                        "multiclass outputs must be a softmax (probabilities that sum to 1)".into(),
+                    ));
+                }
+                (
+                    Task::BinaryClassification | Task::Regression,
+                    Activation::Sigmoid
+                    | Activation::Identity
+                    | Activation::Relu
+                    | Activation::Tanh,
+                ) => {}
+            }
             let fit = mlp::train(
                 x,
                 y.view(),
@@ -334,7 +370,7 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
         &rows,
         data.target.strata(),
         test_size,
-        params.validation_size,
+        params.effective_validation_size(),
         params.seed,
     );
     if parts.train.is_empty() {
@@ -343,7 +379,7 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
             "no row is left to train on after the split",
         ));
     }
-    let features = pipeline::fit(&data.frame, &data.feature_columns, &parts.train);
+    let features = pipeline::fit(&data.frame, &data.feature_columns, &parts.train)?;
     let (x_train, _) = pipeline::transform(&features, &data.frame, &parts.train)?;
     let (x_val, _) = pipeline::transform(&features, &data.frame, &parts.validation)?;
     let validation =
@@ -362,7 +398,7 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
         Target::Classes { classes, .. } => classes.clone(),
         Target::Values(_) => Vec::new(),
     };
-    let (report, unseen, test_rows) = match &spec.test_data {
+    let (report, unseen, test_rows, evaluated_on) = match &spec.test_data {
         Some(path) => {
             let test = dataset::load_for_model(path, &features, &data.target_name, &classes)?;
             let rows = test.rows();
@@ -372,20 +408,22 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
                 evaluate(out.view(), &test.target, &rows, params.threshold),
                 unseen,
                 rows.len(),
+                "test_data",
             )
         }
         None if parts.test.is_empty() => {
             // No test split asked for: report on the validation split, else on training rows.
-            let (x, rows) = if parts.validation.is_empty() {
-                (x_train.view(), &parts.train)
+            let (x, rows, on) = if parts.validation.is_empty() {
+                (x_train.view(), &parts.train, "train")
             } else {
-                (x_val.view(), &parts.validation)
+                (x_val.view(), &parts.validation, "validation")
             };
             let out = network.forward(x);
             (
                 evaluate(out.view(), &data.target, rows, params.threshold),
                 0,
                 0,
+                on,
             )
         }
         None => {
@@ -395,6 +433,7 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
                 evaluate(out.view(), &data.target, &parts.test, params.threshold),
                 unseen,
                 parts.test.len(),
+                "test",
             )
         }
     };
@@ -411,6 +450,7 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
             parts.validation.len() as u64,
             test_rows as u64,
         ],
+        evaluated_on,
     );
     Ok(Trained {
         manifest,
@@ -466,6 +506,7 @@ fn manifest_for(
     report: &Report,
     fit: &FitInfo,
     split: [u64; 3],
+    evaluated_on: &str,
 ) -> Manifest {
     let (classes, positive_class) = match &data.target {
         Target::Classes { classes, .. } => (
@@ -516,6 +557,7 @@ fn manifest_for(
         target: TargetSpec {
             name: data.target_name.clone(),
             classes: classes.clone(),
+            threshold: positive_class.as_ref().map(|_| spec.params.threshold),
             positive_class,
         },
         signature: signature_for(&features, task, classes.len()),
@@ -528,7 +570,12 @@ fn manifest_for(
             file: crate::package::PAYLOAD.into(),
             sha256: String::new(),
         },
-        metrics: report.scalars(),
+        metrics: report
+            .scalars()
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .collect(),
+        evaluated_on: evaluated_on.to_string(),
         params,
         lineage: Lineage {
             dataset_sha256: data.frame.sha256.clone(),

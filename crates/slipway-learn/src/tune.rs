@@ -307,6 +307,21 @@ pub fn tune(
         .target
         .strata()
         .map(|s| dev.iter().map(|r| s[*r]).collect());
+    if spec.folds > dev.len() {
+        return Err(LearnError::data(
+            &spec.train.data,
+            format!(
+                "{} rows are too few for {} folds; use fewer --folds",
+                dev.len(),
+                spec.folds
+            ),
+        ));
+    }
+    if probe_report(task).get(&metric).is_none() {
+        return Err(LearnError::Param(format!(
+            "metric `{metric}` does not apply to {task}"
+        )));
+    }
     let folds = split::folds(&dev, dev_strata.as_deref(), spec.folds, base.seed);
     if folds.iter().any(Vec::is_empty) {
         return Err(LearnError::Param(format!(
@@ -345,10 +360,36 @@ pub fn tune(
             .iter()
             .find(|s| s.is_err())
         {
-            return Err(LearnError::Param(format!(
-                "candidate {}: {e}",
-                describe(cand)
-            )));
+            return Err(match e {
+                LearnError::Param(m) => {
+                    LearnError::Param(format!("candidate {}: {m}", describe(cand)))
+                }
+                LearnError::Data {
+                    path,
+                    line,
+                    column,
+                    message,
+                } => LearnError::Data {
+                    path: path.clone(),
+                    line: *line,
+                    column: column.clone(),
+                    message: format!("candidate {}: {message}", describe(cand)),
+                },
+                other @ (LearnError::Io { .. }
+                | LearnError::Package { .. }
+                | LearnError::Core(_)) => {
+                    LearnError::Param(format!("candidate {}: {other}", describe(cand)))
+                }
+            });
+        }
+        if let Some(fold) = folds.iter().position(|v| v.is_nan()) {
+            return Err(LearnError::data(
+                &spec.train.data,
+                format!(
+                    "{metric} is undefined on fold {} (it holds a single class); use fewer --folds or another --metric",
+                    fold + 1
+                ),
+            ));
         }
         let mean = folds.iter().sum::<f64>() / folds.len() as f64;
         let std =
@@ -394,10 +435,10 @@ fn score_fold(
         fit_rows,
         strata.as_deref(),
         0.0,
-        params.validation_size,
+        params.effective_validation_size(),
         params.seed,
     );
-    let features = pipeline::fit(&data.frame, &data.feature_columns, &inner.train);
+    let features = pipeline::fit(&data.frame, &data.feature_columns, &inner.train)?;
     let (x, _) = pipeline::transform(&features, &data.frame, &inner.train)?;
     let (xv, _) = pipeline::transform(&features, &data.frame, &inner.validation)?;
     // Early stopping watches the inner validation rows; the fold's held-out rows stay unseen.
@@ -417,6 +458,23 @@ fn score_fold(
     report
         .get(metric)
         .ok_or_else(|| LearnError::Param(format!("metric `{metric}` does not apply to this task")))
+}
+
+/// A report of the task's kind on two made-up rows, to learn which metrics the task has.
+fn probe_report(task: Task) -> metrics::Report {
+    match task {
+        Task::BinaryClassification => {
+            metrics::Report::Binary(metrics::binary(&[true, false], &[0.9, 0.1], 0.5))
+        }
+        Task::MulticlassClassification => {
+            let proba = ndarray::array![[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]];
+            let classes = ["a".to_string(), "b".to_string(), "c".to_string()];
+            metrics::Report::Multiclass(metrics::multiclass(&[0, 1, 2], proba.view(), &classes))
+        }
+        Task::Regression => {
+            metrics::Report::Regression(metrics::regression(&[1.0, 2.0], &[1.0, 2.0]))
+        }
+    }
 }
 
 /// `lr=0.01 hidden=32x16`.

@@ -98,6 +98,27 @@ fn model_trait_and_csv_scoring_agree() {
         );
     }
 
+    // A missing category ("", NA, ?) is imputed with the most frequent one, as in the CSV path.
+    let categorical = model
+        .signature()
+        .inputs
+        .iter()
+        .position(|s| s.datatype == slipway_core::DataType::Bytes)
+        .unwrap();
+    let slipway_core::FeatureKind::Categorical { most_frequent, .. } =
+        &model.manifest.features[categorical].kind
+    else {
+        panic!("the first BYTES input is categorical")
+    };
+    let mut missing = inputs.clone();
+    missing[categorical].data = TensorData::Bytes(vec![b"NA".to_vec(); 10]);
+    let mut imputed = inputs.clone();
+    imputed[categorical].data = TensorData::Bytes(vec![most_frequent.as_bytes().to_vec(); 10]);
+    assert_eq!(
+        model.infer(&missing).unwrap(),
+        model.infer(&imputed).unwrap()
+    );
+
     // Bad inputs are refused with a message, never a panic.
     let err = model.infer(&inputs[1..]).unwrap_err();
     assert!(matches!(err, CoreError::InvalidInput(m) if m.contains("missing input")));

@@ -18,9 +18,10 @@ pub struct EvalArgs {
     /// Labelled data: a CSV with the model's feature columns and its target column.
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
-    /// Probability at or above which a binary prediction is the positive class.
-    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd::threshold)]
-    pub threshold: f64,
+    /// Probability at or above which a binary prediction is the positive class (default: the
+    /// one the package was trained with, 0.5 unless `train --threshold` said otherwise).
+    #[arg(long, value_parser = crate::cmd::threshold)]
+    pub threshold: Option<f64>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -33,7 +34,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let rows = data.rows();
     let (x, unseen) = pipeline::transform(&m.features, &data.frame, &rows)?;
     let out = model.forward(x.view());
-    let report = train::evaluate(out.view(), &data.target, &rows, args.threshold);
+    let threshold = args.threshold.unwrap_or_else(|| model.threshold());
+    let report = train::evaluate(out.view(), &data.target, &rows, threshold);
     if args.json {
         output::print_json(&json!({
             "package": args.model.display().to_string(),

@@ -4,9 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::json;
+use slipway_learn::LearnError;
 use slipway_learn::package::NativeModel;
 use slipway_learn::predict::{PredictOptions, predict_csv};
 
@@ -26,9 +27,10 @@ pub struct PredictArgs {
     /// Copy this column to the output, to join scores back to their rows.
     #[arg(long, value_name = "COL")]
     pub id_column: Option<String>,
-    /// Probability at or above which a binary prediction is the positive class.
-    #[arg(long, default_value_t = 0.5, value_parser = crate::cmd::threshold)]
-    pub threshold: f64,
+    /// Probability at or above which a binary prediction is the positive class (default: the
+    /// one the package was trained with, 0.5 unless `train --threshold` said otherwise).
+    #[arg(long, value_parser = crate::cmd::threshold)]
+    pub threshold: Option<f64>,
     /// Print a JSON summary instead of a sentence.
     #[arg(long)]
     pub json: bool,
@@ -37,8 +39,9 @@ pub struct PredictArgs {
 pub fn run(args: PredictArgs) -> Result<()> {
     let model = NativeModel::load(&args.model)?;
     let options = PredictOptions {
+        output: args.out.clone(),
         id_column: args.id_column.clone(),
-        threshold: args.threshold,
+        threshold: args.threshold.unwrap_or_else(|| model.threshold()),
         ..PredictOptions::default()
     };
     let start = Instant::now();
@@ -49,16 +52,23 @@ pub fn run(args: PredictArgs) -> Result<()> {
     } else {
         // Write beside the destination and rename, so a failed run never leaves half a file.
         let tmp = args.out.with_extension("partial");
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let result = predict_csv(&model, &args.data, &file, &options);
+        let file = std::fs::File::create(&tmp).map_err(|e| LearnError::Io {
+            path: tmp.clone(),
+            source: e,
+        })?;
+        let result = predict_csv(&model, &args.data, &file, &options).and_then(|summary| {
+            (&file)
+                .flush()
+                .and_then(|()| file.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &args.out))
+                .map_err(|e| LearnError::Io {
+                    path: args.out.clone(),
+                    source: e,
+                })?;
+            Ok(summary)
+        });
         match result {
-            Ok(summary) => {
-                (&file).flush()?;
-                std::fs::rename(&tmp, &args.out)
-                    .with_context(|| format!("cannot write {}", args.out.display()))?;
-                summary
-            }
+            Ok(summary) => summary,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e.into());
