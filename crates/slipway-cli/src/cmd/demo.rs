@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use slipway_learn::dataset::DatasetSpec;
 use slipway_learn::package::{self, NativeModel};
@@ -23,11 +23,9 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir).map_err(|e| io(&args.dir, e))?;
     let data = args.dir.join("german_credit.csv");
-    std::fs::write(&data, GERMAN_CREDIT)
-        .with_context(|| format!("cannot write {}", data.display()))?;
+    std::fs::write(&data, GERMAN_CREDIT).map_err(|e| io(&data, e))?;
     println!(
         "Slipway demo: a credit-risk model on the Statlog German credit data (1,000 applicants,"
     );
@@ -123,16 +121,23 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .take(6)
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&sample, text)?;
+    std::fs::write(&sample, text).map_err(|e| io(&sample, e))?;
     let scores = args.dir.join("scores.csv");
     let model = NativeModel::load(&best.1)?;
-    let file = std::fs::File::create(&scores)?;
-    predict_csv(&model, &sample, file, &PredictOptions::default())?;
+    let file = std::fs::File::create(&scores).map_err(|e| io(&scores, e))?;
+    let options = PredictOptions {
+        output: scores.clone(),
+        ..PredictOptions::default()
+    };
+    predict_csv(&model, &sample, file, &options)?;
     println!(
         "\nScores for the first five applicants ({}):",
         scores.display()
     );
-    for line in std::fs::read_to_string(&scores)?.lines() {
+    for line in std::fs::read_to_string(&scores)
+        .map_err(|e| io(&scores, e))?
+        .lines()
+    {
         println!("  {line}");
     }
     let pkg = best.1.display();
@@ -149,4 +154,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.dir.join("credit-tuned").display()
     );
     Ok(())
+}
+
+/// An I/O error that names its path (exit code 74, or 66 when missing).
+fn io(path: &std::path::Path, source: std::io::Error) -> slipway_learn::LearnError {
+    slipway_learn::LearnError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
