@@ -43,7 +43,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Our errors are one complete line each; the chain would repeat the cause.
+            eprintln!("error: {err}");
             ExitCode::from(exit_code(&err))
         }
     }
