@@ -67,6 +67,21 @@ pub fn count_bar(enabled: bool, len: usize, what: &str) -> Option<ProgressBar> {
     })
 }
 
+/// A progress bar over the bytes of an input file, drawn only on a terminal.
+pub fn bytes_bar(enabled: bool, len: u64) -> Option<ProgressBar> {
+    (enabled && len > 0 && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "scoring [{bar:30}] {bytes}/{total_bytes} {msg} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    })
+}
+
 /// Warnings about the data, on stderr.
 pub fn warnings(trained: &Trained) {
     let m = &trained.manifest;

@@ -74,6 +74,18 @@ pub fn predict_csv(
     output: impl Write,
     options: &PredictOptions,
 ) -> Result<PredictSummary> {
+    predict_csv_with_progress(model, input, output, options, &mut |_, _| {})
+}
+
+/// [`predict_csv`], calling `progress(rows, bytes)` after each chunk with the rows scored and the
+/// input bytes read so far.
+pub fn predict_csv_with_progress(
+    model: &NativeModel,
+    input: &Path,
+    output: impl Write,
+    options: &PredictOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PredictSummary> {
     let file = std::fs::File::open(input).map_err(|e| LearnError::io(input, e))?;
     let (mut reader, names) = csv_reader(input, std::io::BufReader::with_capacity(1 << 20, file))?;
     let features = &model.manifest.features;
@@ -189,6 +201,7 @@ pub fn predict_csv(
         if filled == chunk {
             flush(&x, &ids, filled, &mut writer)?;
             filled = 0;
+            progress(summary.rows, record.position().map_or(0, |p| p.byte()));
         }
     }
     if filled > 0 {

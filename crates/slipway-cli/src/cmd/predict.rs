@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use slipway_learn::LearnError;
 use slipway_learn::package::NativeModel;
-use slipway_learn::predict::{PredictOptions, predict_csv};
+use slipway_learn::predict::{PredictOptions, predict_csv_with_progress};
 
 use crate::output;
 
@@ -46,9 +46,17 @@ pub fn run(args: PredictArgs) -> Result<()> {
     };
     let start = Instant::now();
     let to_stdout = args.out.as_os_str() == "-";
+    let size = std::fs::metadata(&args.data).map_or(0, |m| m.len());
+    let bar = output::bytes_bar(!args.json, size);
+    let mut progress = |rows: u64, bytes: u64| {
+        if let Some(bar) = &bar {
+            bar.set_position(bytes);
+            bar.set_message(format!("{rows} rows"));
+        }
+    };
     let summary = if to_stdout {
         let stdout = std::io::stdout();
-        predict_csv(&model, &args.data, stdout.lock(), &options)?
+        predict_csv_with_progress(&model, &args.data, stdout.lock(), &options, &mut progress)?
     } else {
         // Write beside the destination and rename, so a failed run never leaves half a file.
         let tmp = args.out.with_extension("partial");
@@ -56,17 +64,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
             path: tmp.clone(),
             source: e,
         })?;
-        let result = predict_csv(&model, &args.data, &file, &options).and_then(|summary| {
-            (&file)
-                .flush()
-                .and_then(|()| file.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, &args.out))
-                .map_err(|e| LearnError::Io {
-                    path: args.out.clone(),
-                    source: e,
-                })?;
-            Ok(summary)
-        });
+        let result = predict_csv_with_progress(&model, &args.data, &file, &options, &mut progress)
+            .and_then(|summary| {
+                (&file)
+                    .flush()
+                    .and_then(|()| file.sync_all())
+                    .and_then(|()| std::fs::rename(&tmp, &args.out))
+                    .map_err(|e| LearnError::Io {
+                        path: args.out.clone(),
+                        source: e,
+                    })?;
+                Ok(summary)
+            });
         match result {
             Ok(summary) => summary,
             Err(e) => {
@@ -75,6 +84,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             }
         }
     };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let seconds = start.elapsed().as_secs_f64();
     let rate = summary.rows as f64 / seconds.max(1e-9);
     if args.json {
