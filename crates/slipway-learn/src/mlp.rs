@@ -527,38 +527,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn early_stopping_restores_the_best_epoch() {
-        let x = Array2::from_shape_fn((40, 1), |(i, _)| i as f64 / 40.0);
-        let y = x.mapv(|v| 2.0 * v);
-        let vx = x.slice(s![..10, ..]).to_owned();
-        let vy = vx.mapv(|v| 2.0 * v + 5.0); // a validation set it cannot fit: loss stops improving
-        let mut p = params();
-        p.hidden = vec![];
-        p.output_activation = Activation::Identity;
-        p.loss = Loss::Mse;
-        p.patience = 3;
-        p.epochs = 500;
-        let fit = train(
-            x.view(),
-            y.view(),
-            Some((vx.view(), vy.view())),
-            &p,
-            &mut |_| {},
-        )
-        .unwrap();
-        assert!(fit.stopped_early);
-        assert_eq!(fit.history.len(), fit.best_epoch + 3);
-        let best_val = fit.history[fit.best_epoch - 1].val_loss.unwrap();
-        let out = fit.network.forward(vx.view());
-        assert!(
-            (batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity) - best_val).abs()
-                < 1e-12
-        );
-    }
-
-    #[test]
-    fn without_early_stopping_the_last_epoch_is_kept() {
+    /// A linear model trained on `y = 2x`, validated on `y = 2x + 5`, which it cannot fit: the
+    /// validation loss soon stops improving. Returns the fit and its validation loss.
+    fn fit_with_unfittable_validation(patience: usize, epochs: usize) -> (MlpFit, f64) {
         let x = Array2::from_shape_fn((40, 1), |(i, _)| i as f64 / 40.0);
         let y = x.mapv(|v| 2.0 * v);
         let vx = x.slice(s![..10, ..]).to_owned();
@@ -567,24 +538,31 @@ mod tests {
         p.hidden = vec![];
         p.output_activation = Activation::Identity;
         p.loss = Loss::Mse;
-        p.patience = 0;
-        p.epochs = 30;
-        let fit = train(
-            x.view(),
-            y.view(),
-            Some((vx.view(), vy.view())),
-            &p,
-            &mut |_| {},
-        )
-        .unwrap();
+        p.patience = patience;
+        p.epochs = epochs;
+        let validation = Some((vx.view(), vy.view()));
+        let fit = train(x.view(), y.view(), validation, &p, &mut |_| {}).unwrap();
+        let out = fit.network.forward(vx.view());
+        let loss = batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity);
+        (fit, loss)
+    }
+
+    #[test]
+    fn early_stopping_restores_the_best_epoch() {
+        let (fit, kept_loss) = fit_with_unfittable_validation(3, 500);
+        assert!(fit.stopped_early);
+        assert_eq!(fit.history.len(), fit.best_epoch + 3);
+        let best_val = fit.history[fit.best_epoch - 1].val_loss.unwrap();
+        assert!((kept_loss - best_val).abs() < 1e-12);
+    }
+
+    #[test]
+    fn without_early_stopping_the_last_epoch_is_kept() {
+        let (fit, kept_loss) = fit_with_unfittable_validation(0, 30);
         assert_eq!(fit.history.len(), 30);
         assert_eq!(fit.best_epoch, 30);
-        let out = fit.network.forward(vx.view());
         let last = fit.history.last().unwrap().val_loss.unwrap();
-        assert!(
-            (batch_loss(out.view(), vy.view(), Loss::Mse, Activation::Identity) - last).abs()
-                < 1e-12
-        );
+        assert!((kept_loss - last).abs() < 1e-12);
     }
 
     #[test]
