@@ -253,6 +253,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         output::print_json(&output::trained_json(&trained, &args.out));
     } else {
         print!("{}", output::trained_text(&trained, &args.out));
+        println!(
+            "Next: slipway predict --model {} --data NEW.csv --out scores.csv",
+            args.out.display()
+        );
     }
     Ok(())
 }
