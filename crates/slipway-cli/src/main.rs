@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use slipway_learn::LearnError;
+use slipway_registry::RegistryError;
 
 /// Slipway: train, evaluate, tune and score tabular models, from one binary.
 #[derive(Parser)]
@@ -29,9 +30,36 @@ enum Command {
     Tune(cmd::tune::TuneArgs),
     /// Train and evaluate the credit-risk model on the bundled German credit data.
     Demo(cmd::demo::DemoArgs),
+    /// Register a package folder as the next version of a model.
+    Register(cmd::registry::RegisterArgs),
+    /// List, show, trace and delete registered models.
+    #[command(subcommand)]
+    Models(cmd::registry::ModelsCommand),
+    /// Point an alias (production, staging, …) at a version, through gates.
+    Promote(cmd::registry::PromoteArgs),
+    /// Move an alias back to the version it pointed at before.
+    Rollback(cmd::registry::RollbackArgs),
+    /// Check the registry's integrity, or read its audit log.
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
 }
 
 fn main() -> ExitCode {
+    // `slipway models show … | head` closes the pipe early: leave quietly, as Unix tools do,
+    // instead of reporting a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => cmd::train::run(args),
@@ -39,6 +67,11 @@ fn main() -> ExitCode {
         Command::Predict(args) => cmd::predict::run(args),
         Command::Tune(args) => cmd::tune::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Register(args) => cmd::registry::register(args),
+        Command::Models(command) => cmd::registry::models(command),
+        Command::Promote(args) => cmd::registry::promote(args),
+        Command::Rollback(args) => cmd::registry::rollback(args),
+        Command::Registry(command) => cmd::registry::registry(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,8 +84,21 @@ fn main() -> ExitCode {
 }
 
 /// Exit codes follow sysexits(3): 2 for a bad command line (as clap), 65 for bad data, 66 for
-/// a missing input, 74 for other I/O failures, 1 for anything else.
+/// a missing input, 74 for other I/O failures, 3 for a promotion refused by a gate, 1 for
+/// anything else.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<RegistryError>() {
+        return match e {
+            RegistryError::Invalid(_) => 2,
+            RegistryError::GateFailed(_) => 3,
+            RegistryError::NotFound(_) => 66,
+            RegistryError::Conflict(_)
+            | RegistryError::Corrupt(_)
+            | RegistryError::NewerSchema { .. } => 65,
+            RegistryError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 66,
+            RegistryError::Io { .. } | RegistryError::Database { .. } => 74,
+        };
+    }
     match err.downcast_ref::<LearnError>() {
         Some(LearnError::Param(_)) => 2,
         Some(LearnError::Data { .. }) => 65,

@@ -5,16 +5,17 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use slipway_learn::package::NativeModel;
 use slipway_learn::{dataset, pipeline, train};
 
 use crate::output;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The package folder.
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// The package: a folder, or a registry reference (credit@production, credit:3).
+    #[arg(long, value_name = "DIR|REF")]
+    pub model: String,
+    #[command(flatten)]
+    pub registry: crate::cmd::registry::RegistryPath,
     /// Labelled data: a CSV with the model's feature columns and its target column.
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
@@ -28,7 +29,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let model = NativeModel::load(&args.model)?;
+    let model = crate::cmd::registry::load_model(&args.model, &args.registry)?;
     let m = &model.manifest;
     let data = dataset::load_for_model(&args.data, &m.features, &m.target.name, &m.target.classes)?;
     let rows = data.rows();
@@ -38,7 +39,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let report = train::evaluate(out.view(), &data.target, &rows, threshold);
     if args.json {
         output::print_json(&json!({
-            "package": args.model.display().to_string(),
+            "package": args.model,
             "data": args.data.display().to_string(),
             "rows": rows.len(),
             "dropped_missing_target": data.rows_dropped,

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod eval;
 pub mod predict;
+pub mod registry;
 pub mod train;
 pub mod tune;
 

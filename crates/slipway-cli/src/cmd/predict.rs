@@ -8,16 +8,17 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use slipway_learn::LearnError;
-use slipway_learn::package::NativeModel;
 use slipway_learn::predict::{PredictOptions, predict_csv_with_progress};
 
 use crate::output;
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// The package folder.
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// The package: a folder, or a registry reference (credit@production, credit:3).
+    #[arg(long, value_name = "DIR|REF")]
+    pub model: String,
+    #[command(flatten)]
+    pub registry: crate::cmd::registry::RegistryPath,
     /// Rows to score: a CSV with the model's feature columns (others are ignored).
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
@@ -37,7 +38,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let model = NativeModel::load(&args.model)?;
+    let model = crate::cmd::registry::load_model(&args.model, &args.registry)?;
     let options = PredictOptions {
         output: args.out.clone(),
         id_column: args.id_column.clone(),

@@ -1,0 +1,530 @@
+//! Slipway's model registry: the single source of truth for what may run in production.
+//!
+//! Every version is immutable and content-addressed; every alias move is kept with who, when,
+//! from, to and why; promotion passes explicit gates; rollback is one call; every change is in
+//! the audit log. Storage sits behind two traits: [`MetadataStore`] (SQLite now) and
+//! [`BlobStore`] (a folder now).
+//!
+//! Layout of a registry folder: `registry.db` (SQLite, WAL), `blobs/sha256/ab/cdef…` (package
+//! files by digest), `cache/<digest>/` (packages materialised for loading, checked on the way).
+
+pub mod blob;
+pub mod error;
+pub mod meta;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use blob::{BlobStore, FsBlobStore, sha256_hex};
+pub use error::{RegistryError, Result};
+pub use meta::{
+    AliasMove, AuditEntry, FileEntry, MetadataStore, ModelSummary, NewVersion, SqliteStore,
+    VersionRecord,
+};
+
+/// The folder a registry lives in unless told otherwise.
+pub const DEFAULT_REGISTRY: &str = "slipway-data";
+
+/// Which version of a model a reference means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `credit`: the newest version.
+    Latest,
+    /// `credit:3`.
+    Version(u32),
+    /// `credit@production`.
+    Alias(String),
+}
+
+/// A model reference: `credit`, `credit:3` or `credit@production`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub model: String,
+    pub selector: Selector,
+}
+
+/// Checks a model or alias name: letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "`{name}` is not a valid {kind} name: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+impl std::str::FromStr for Reference {
+    type Err = RegistryError;
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            RegistryError::Invalid(format!(
+                "`{text}` is not a model reference; write NAME, NAME:VERSION or NAME@ALIAS (e.g. credit:3, credit@production)"
+            ))
+        };
+        let (model, selector) = match (text.split_once(':'), text.split_once('@')) {
+            (Some(_), Some(_)) => return Err(bad()),
+            (Some((m, v)), None) => {
+                let v: u32 = v.parse().ok().filter(|v| *v > 0).ok_or_else(bad)?;
+                (m, Selector::Version(v))
+            }
+            (None, Some((m, a))) => {
+                check_name("alias", a).map_err(|_| bad())?;
+                (m, Selector::Alias(a.to_string()))
+            }
+            (None, None) => (text, Selector::Latest),
+        };
+        check_name("model", model).map_err(|_| bad())?;
+        Ok(Reference {
+            model: model.to_string(),
+            selector,
+        })
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.selector {
+            Selector::Latest => write!(f, "{}", self.model),
+            Selector::Version(v) => write!(f, "{}:{v}", self.model),
+            Selector::Alias(a) => write!(f, "{}@{a}", self.model),
+        }
+    }
+}
+
+/// A metric floor or ceiling a version must meet to be promoted: `roc_auc>=0.75`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub metric: String,
+    pub op: String,
+    pub value: f64,
+}
+
+impl std::str::FromStr for Gate {
+    type Err = RegistryError;
+    fn from_str(text: &str) -> Result<Self> {
+        for op in [">=", "<=", "==", ">", "<"] {
+            if let Some((metric, value)) = text.split_once(op) {
+                let metric = metric.trim();
+                let value: f64 = value.trim().parse().map_err(|_| {
+                    RegistryError::Invalid(format!(
+                        "gate `{text}`: `{}` is not a number",
+                        value.trim()
+                    ))
+                })?;
+                if metric.is_empty()
+                    || !metric
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    break;
+                }
+                return Ok(Gate {
+                    metric: metric.to_string(),
+                    op: op.to_string(),
+                    value,
+                });
+            }
+        }
+        Err(RegistryError::Invalid(format!(
+            "gate `{text}` is not METRIC>=VALUE (or >, <=, <, ==), e.g. roc_auc>=0.75"
+        )))
+    }
+}
+
+/// One compared figure of a promotion.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Check {
+    /// What was checked, e.g. `roc_auc >= 0.75`.
+    pub rule: String,
+    /// The candidate's figure (None when it has no such metric).
+    pub candidate: Option<f64>,
+    /// What it was compared with (the floor, or the champion's figure).
+    pub against: Option<f64>,
+    pub passed: bool,
+}
+
+impl Gate {
+    /// Checks the gate against a version's recorded metrics.
+    pub fn check(&self, metrics: &BTreeMap<String, f64>) -> Check {
+        let candidate = metrics.get(&self.metric).copied();
+        let passed = candidate.is_some_and(|v| match self.op.as_str() {
+            ">=" => v >= self.value,
+            "<=" => v <= self.value,
+            ">" => v > self.value,
+            "<" => v < self.value,
+            _ => v == self.value,
+        });
+        Check {
+            rule: format!("{} {} {}", self.metric, self.op, self.value),
+            candidate,
+            against: Some(self.value),
+            passed,
+        }
+    }
+}
+
+/// What a registration says about the package.
+#[derive(Debug, Clone, Default)]
+pub struct RegisterOptions {
+    pub name: String,
+    pub alias: Option<String>,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+    pub by: String,
+}
+
+/// A promotion request.
+#[derive(Debug, Clone, Default)]
+pub struct Promotion {
+    pub model: String,
+    pub version: u32,
+    pub alias: String,
+    /// Metric gates on the candidate's recorded metrics.
+    pub gates: Vec<Gate>,
+    /// Checks computed by the caller (champion/challenger on labelled data).
+    pub extra_checks: Vec<Check>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// A registry: metadata store plus blob store, in one folder.
+pub struct Registry {
+    root: PathBuf,
+    meta: Box<dyn MetadataStore>,
+    blobs: Box<dyn BlobStore>,
+}
+
+/// The files of a package folder that the registry stores, in canonical order.
+const PACKAGE_FILES: &[&str] = &["slipway.json", "model.safetensors", "model.onnx"];
+
+/// The digest of a package: SHA-256 over `name\0sha256\n` of its files, sorted by name.
+pub fn package_digest(files: &[FileEntry]) -> String {
+    let mut sorted: Vec<&FileEntry> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut canonical = Vec::new();
+    for f in sorted {
+        canonical.extend_from_slice(f.name.as_bytes());
+        canonical.push(0);
+        canonical.extend_from_slice(f.sha256.as_bytes());
+        canonical.push(b'\n');
+    }
+    sha256_hex(&canonical)
+}
+
+impl Registry {
+    /// Opens the registry in `root`, creating it if needed.
+    pub fn open(root: &Path) -> Result<Self> {
+        if root.exists() && !root.is_dir() {
+            return Err(RegistryError::Invalid(format!(
+                "the registry path {} is a file; give a folder with --registry or SLIPWAY_REGISTRY",
+                root.display()
+            )));
+        }
+        std::fs::create_dir_all(root).map_err(|e| RegistryError::Io {
+            path: root.to_path_buf(),
+            source: e,
+        })?;
+        let meta = SqliteStore::open(&root.join("registry.db"))?;
+        let blobs = FsBlobStore::new(root.join("blobs"));
+        Ok(Registry {
+            root: root.to_path_buf(),
+            meta: Box::new(meta),
+            blobs: Box::new(blobs),
+        })
+    }
+
+    /// A registry over any stores (PostgreSQL, S3, … later).
+    pub fn with_stores(
+        root: &Path,
+        meta: Box<dyn MetadataStore>,
+        blobs: Box<dyn BlobStore>,
+    ) -> Self {
+        Registry {
+            root: root.to_path_buf(),
+            meta,
+            blobs,
+        }
+    }
+
+    /// The registry's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The metadata store, for listings.
+    pub fn meta(&self) -> &dyn MetadataStore {
+        self.meta.as_ref()
+    }
+
+    /// Registers a package folder as the next version of a model. The files are stored as
+    /// blobs first; the version appears, whole, in one database transaction after them.
+    pub fn register(&mut self, dir: &Path, options: &RegisterOptions) -> Result<VersionRecord> {
+        check_name("model", &options.name)?;
+        if let Some(a) = &options.alias {
+            check_name("alias", a)?;
+        }
+        let (manifest, files) = self.store_package(dir)?;
+        self.meta.insert_version(NewVersion {
+            model: options.name.clone(),
+            digest: package_digest(&files),
+            manifest,
+            files,
+            description: options.description.clone(),
+            tags: options.tags.clone(),
+            by: options.by.clone(),
+            alias: options.alias.clone(),
+            action: "register".into(),
+        })
+    }
+
+    fn store_package(&self, dir: &Path) -> Result<(serde_json::Value, Vec<FileEntry>)> {
+        if !dir.is_dir() {
+            return Err(RegistryError::NotFound(format!(
+                "{} is not a package folder",
+                dir.display()
+            )));
+        }
+        let manifest_path = dir.join("slipway.json");
+        let text = std::fs::read(&manifest_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RegistryError::Invalid(format!(
+                    "{} has no slipway.json; is it a Slipway package folder?",
+                    dir.display()
+                ))
+            } else {
+                RegistryError::Io {
+                    path: manifest_path.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let parsed = slipway_core::Manifest::from_json(&String::from_utf8_lossy(&text))
+            .map_err(|e| RegistryError::Invalid(format!("{}: {e}", manifest_path.display())))?;
+        let manifest: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| RegistryError::Invalid(format!("{}: {e}", manifest_path.display())))?;
+        let mut files = Vec::new();
+        for name in PACKAGE_FILES {
+            let path = dir.join(name);
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| RegistryError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            if *name == parsed.payload.file && sha256_hex(&bytes) != parsed.payload.sha256 {
+                return Err(RegistryError::Corrupt(format!(
+                    "{}: the payload does not match the digest in slipway.json; the package is corrupt",
+                    path.display()
+                )));
+            }
+            let sha256 = self.blobs.put(&bytes)?;
+            files.push(FileEntry {
+                name: (*name).to_string(),
+                sha256,
+                size: bytes.len() as u64,
+            });
+        }
+        if !files.iter().any(|f| f.name == parsed.payload.file) {
+            return Err(RegistryError::Invalid(format!(
+                "{}: the payload {} is missing",
+                dir.display(),
+                parsed.payload.file
+            )));
+        }
+        Ok((manifest, files))
+    }
+
+    /// The version a reference means.
+    pub fn resolve(&self, reference: &Reference) -> Result<VersionRecord> {
+        let model = &reference.model;
+        match &reference.selector {
+            Selector::Version(v) => self.meta.version(model, *v),
+            Selector::Latest => {
+                let versions = self.meta.versions(model)?;
+                versions.into_iter().next_back().ok_or_else(|| {
+                    RegistryError::NotFound(format!("model `{model}` has no version left"))
+                })
+            }
+            Selector::Alias(alias) => {
+                let aliases = self.meta.aliases(model)?;
+                let v = aliases.get(alias).ok_or_else(|| {
+                    RegistryError::NotFound(format!(
+                        "model `{model}` has no alias `{alias}`{}",
+                        if aliases.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (it has: {})",
+                                aliases
+                                    .keys()
+                                    .map(String::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
+                    ))
+                })?;
+                self.meta.version(model, *v)
+            }
+        }
+    }
+
+    /// Writes a version's files into `cache/<digest>/`, each checked against its digest, and
+    /// returns the folder. A cached copy is reused only if every file still matches.
+    pub fn materialize(&self, version: &VersionRecord) -> Result<PathBuf> {
+        let dir = self.root.join("cache").join(&version.digest);
+        let intact = version.files.iter().all(|f| {
+            std::fs::read(dir.join(&f.name))
+                .map(|b| sha256_hex(&b) == f.sha256)
+                .unwrap_or(false)
+        });
+        if intact {
+            return Ok(dir);
+        }
+        let staging =
+            self.root
+                .join("cache")
+                .join(format!(".{}.{}", version.digest, std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| RegistryError::Io {
+            path: staging.clone(),
+            source: e,
+        })?;
+        for f in &version.files {
+            let context = format!("{}:{} {}", version.model, version.version, f.name);
+            let bytes = self.blobs.get(&f.sha256, &context)?;
+            let path = staging.join(&f.name);
+            std::fs::write(&path, bytes).map_err(|e| RegistryError::Io { path, source: e })?;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&staging, &dir).map_err(|e| RegistryError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        Ok(dir)
+    }
+
+    /// Points `alias` at `version` if every gate passes; returns the checks and the version the
+    /// alias pointed at before. A failed gate moves nothing.
+    pub fn promote(&mut self, request: &Promotion) -> Result<(Vec<Check>, Option<u32>)> {
+        let Promotion {
+            model,
+            version,
+            alias,
+            gates,
+            extra_checks,
+            by,
+            reason,
+        } = request;
+        let (model, version, alias) = (model.as_str(), *version, alias.as_str());
+        check_name("alias", alias)?;
+        let record = self.meta.version(model, version)?;
+        let metrics: BTreeMap<String, f64> = record
+            .manifest
+            .get("metrics")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default();
+        let mut checks: Vec<Check> = gates.iter().map(|g| g.check(&metrics)).collect();
+        checks.extend(extra_checks.iter().cloned());
+        if checks.iter().any(|c| !c.passed) {
+            return Err(RegistryError::GateFailed(format_checks(
+                model, version, alias, &checks,
+            )));
+        }
+        let from = self
+            .meta
+            .move_alias(model, alias, Some(version), by, reason, "promote")?;
+        Ok((checks, from))
+    }
+
+    /// Moves `alias` back to the version it pointed at before its current one (walking back
+    /// through earlier promotions on repeated calls). Returns `(from, to)`.
+    pub fn rollback(&mut self, model: &str, alias: &str, by: &str) -> Result<(u32, u32)> {
+        let aliases = self.meta.aliases(model)?;
+        let current = *aliases.get(alias).ok_or_else(|| {
+            RegistryError::NotFound(format!("model `{model}` has no alias `{alias}`"))
+        })?;
+        let history = self.meta.alias_history(model)?;
+        let target = history
+            .iter()
+            .rev()
+            .filter(|m| m.alias == alias && m.action != "rollback")
+            .find(|m| m.to == Some(current))
+            .and_then(|m| m.from)
+            .ok_or_else(|| {
+                RegistryError::Conflict(format!(
+                    "{model}@{alias} has no earlier version to roll back to"
+                ))
+            })?;
+        self.meta.version(model, target).map_err(|_| {
+            RegistryError::Conflict(format!(
+                "{model}@{alias} pointed at version {target} before, which was deleted"
+            ))
+        })?;
+        self.meta.move_alias(
+            model,
+            alias,
+            Some(target),
+            by,
+            &format!("rollback from {current}"),
+            "rollback",
+        )?;
+        Ok((current, target))
+    }
+
+    /// Deletes a version no alias points at.
+    pub fn delete(&mut self, model: &str, version: u32, by: &str) -> Result<()> {
+        self.meta.delete_version(model, version, by)
+    }
+
+    /// Checks the whole registry: the database, and every file of every version against its
+    /// digest. Returns the problems found, each naming the model version and blob.
+    pub fn verify(&self) -> Result<Vec<String>> {
+        let mut problems = self.meta.integrity_check()?;
+        for v in self.meta.all_versions()? {
+            if package_digest(&v.files) != v.digest {
+                problems.push(format!(
+                    "{}:{}: the package digest does not match its files",
+                    v.model, v.version
+                ));
+            }
+            for f in &v.files {
+                if let Err(e) = self
+                    .blobs
+                    .check(&f.sha256, &format!("{}:{} {}", v.model, v.version, f.name))
+                {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// A table of what a promotion compared.
+pub fn format_checks(model: &str, version: u32, alias: &str, checks: &[Check]) -> String {
+    let mut out = format!("promotion of {model}:{version} to @{alias} refused; nothing moved:\n");
+    out.push_str(&format!(
+        "  {:<36} {:>10} {:>10}  result\n",
+        "gate", "candidate", "against"
+    ));
+    for c in checks {
+        let fmt = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.4}"));
+        out.push_str(&format!(
+            "  {:<36} {:>10} {:>10}  {}\n",
+            c.rule,
+            fmt(c.candidate),
+            fmt(c.against),
+            if c.passed { "pass" } else { "FAIL" }
+        ));
+    }
+    out.trim_end().to_string()
+}

@@ -1,0 +1,280 @@
+//! The registry on a real SQLite file and blob folder in a temporary directory.
+
+use std::path::{Path, PathBuf};
+
+use slipway_learn::dataset::DatasetSpec;
+use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec};
+use slipway_registry::{
+    Gate, Promotion, Reference, RegisterOptions, Registry, RegistryError, Selector, sha256_hex,
+};
+
+fn package(dir: &Path, seed: u64) -> PathBuf {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/breast_cancer.csv");
+    let spec = TrainSpec {
+        data,
+        test_data: None,
+        dataset: DatasetSpec {
+            target: "diagnosis".into(),
+            ..DatasetSpec::default()
+        },
+        params: TrainParams {
+            model: ModelKind::Logistic,
+            seed,
+            ..TrainParams::default()
+        },
+        name: "bc".into(),
+    };
+    let trained = train::train(&spec, &mut |_| {}).unwrap();
+    let out = dir.join(format!("pkg-{seed}"));
+    slipway_learn::package::write(&out, &trained.manifest, &trained.network).unwrap();
+    out
+}
+
+fn resolve(reg: &Registry, r: &str) -> Result<u32, RegistryError> {
+    reg.resolve(&r.parse::<Reference>().unwrap())
+        .map(|v| v.version)
+}
+
+fn opts(name: &str, alias: Option<&str>) -> RegisterOptions {
+    RegisterOptions {
+        name: name.into(),
+        alias: alias.map(Into::into),
+        by: "tester".into(),
+        ..RegisterOptions::default()
+    }
+}
+
+fn promotion(version: u32, alias: &str, gates: &[&str]) -> Promotion {
+    Promotion {
+        model: "bc".into(),
+        version,
+        alias: alias.into(),
+        gates: gates.iter().map(|g| g.parse().unwrap()).collect(),
+        by: "tester".into(),
+        ..Promotion::default()
+    }
+}
+
+#[test]
+fn register_promote_rollback_delete_and_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("reg");
+    let mut reg = Registry::open(&root).unwrap();
+    let p1 = package(tmp.path(), 1);
+    let p2 = package(tmp.path(), 2);
+    let v1 = reg.register(&p1, &opts("bc", Some("staging"))).unwrap();
+    let v2 = reg.register(&p2, &opts("bc", None)).unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(v1.files.len(), 2);
+    assert!(v1.manifest["metrics"]["roc_auc"].as_f64().unwrap() > 0.9);
+
+    // References.
+    assert_eq!(resolve(&reg, "bc").unwrap(), 2);
+    assert_eq!(resolve(&reg, "bc:1").unwrap(), 1);
+    assert_eq!(resolve(&reg, "bc@staging").unwrap(), 1);
+    assert!(
+        matches!(resolve(&reg, "bc@production"), Err(RegistryError::NotFound(m)) if m.contains("has no alias `production`"))
+    );
+    assert!(
+        matches!(resolve(&reg, "nope"), Err(RegistryError::NotFound(m)) if m.contains("no model named `nope`"))
+    );
+    assert!(matches!(
+        resolve(&reg, "bc:9"),
+        Err(RegistryError::NotFound(_))
+    ));
+    for bad in ["bc@@x", "bc:0", "bc:x", "", "bc:1@a", "-bc", "b c"] {
+        assert!(
+            matches!(bad.parse::<Reference>(), Err(RegistryError::Invalid(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        "bc@prod".parse::<Reference>().unwrap().selector,
+        Selector::Alias("prod".into())
+    );
+
+    // Gates: a failed one moves nothing and says what was compared.
+    let err = reg
+        .promote(&promotion(
+            2,
+            "production",
+            &["roc_auc>=0.999", "accuracy>=0.5"],
+        ))
+        .unwrap_err();
+    let RegistryError::GateFailed(table) = err else {
+        panic!("gate failure expected")
+    };
+    assert!(
+        table.contains("roc_auc >= 0.999") && table.contains("FAIL") && table.contains("pass"),
+        "{table}"
+    );
+    assert!(!reg.meta().aliases("bc").unwrap().contains_key("production"));
+    assert!(
+        reg.promote(&promotion(2, "production", &["no_such_metric>=0"]))
+            .is_err()
+    );
+
+    let (_, from) = reg
+        .promote(&promotion(1, "production", &["roc_auc>=0.9"]))
+        .unwrap();
+    assert_eq!(from, None);
+    let (_, from) = reg.promote(&promotion(2, "production", &[])).unwrap();
+    assert_eq!(from, Some(1));
+    assert_eq!(reg.rollback("bc", "production", "tester").unwrap(), (2, 1));
+    assert!(matches!(
+        reg.rollback("bc", "production", "tester"),
+        Err(RegistryError::Conflict(_))
+    ));
+    let history = reg.meta().alias_history("bc").unwrap();
+    let moves: Vec<(String, Option<u32>, Option<u32>)> = history
+        .iter()
+        .map(|m| (m.action.clone(), m.from, m.to))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("register".into(), None, Some(1)),
+            ("promote".into(), None, Some(1)),
+            ("promote".into(), Some(1), Some(2)),
+            ("rollback".into(), Some(2), Some(1)),
+        ]
+    );
+
+    // Delete refuses while aliased, then works; the audit log has every step.
+    assert!(
+        matches!(reg.delete("bc", 1, "tester"), Err(RegistryError::Conflict(m)) if m.contains("@production"))
+    );
+    reg.delete("bc", 2, "tester").unwrap();
+    assert!(matches!(
+        resolve(&reg, "bc:2"),
+        Err(RegistryError::NotFound(_))
+    ));
+    let actions: Vec<String> = reg
+        .meta()
+        .audit(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "register", "register", "promote", "promote", "rollback", "delete"
+        ]
+    );
+    // Numbers are never reused.
+    assert_eq!(reg.register(&p2, &opts("bc", None)).unwrap().version, 3);
+    assert!(reg.verify().unwrap().is_empty());
+}
+
+#[test]
+fn tampered_or_missing_blobs_are_named_and_verify_reports_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("reg");
+    let mut reg = Registry::open(&root).unwrap();
+    let v = reg
+        .register(&package(tmp.path(), 1), &opts("bc", None))
+        .unwrap();
+    let dir = reg.materialize(&v).unwrap();
+    assert!(dir.join("slipway.json").is_file() && dir.join("model.safetensors").is_file());
+    let payload = v
+        .files
+        .iter()
+        .find(|f| f.name == "model.safetensors")
+        .unwrap();
+    let blob = root
+        .join("blobs/sha256")
+        .join(&payload.sha256[..2])
+        .join(&payload.sha256[2..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&blob, &bytes).unwrap();
+    // The cached copy is intact, but a fresh materialisation reads the blob and refuses it.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = reg.materialize(&v).unwrap_err().to_string();
+    assert!(
+        err.contains("bc:1 model.safetensors: blob") && err.contains("is corrupt"),
+        "{err}"
+    );
+    let problems = reg.verify().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("bc:1 model.safetensors"));
+    std::fs::remove_file(&blob).unwrap();
+    assert!(reg.verify().unwrap()[0].contains("is missing"));
+    assert_ne!(sha256_hex(&bytes), payload.sha256);
+}
+
+#[test]
+fn bad_registries_and_packages_are_refused_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let err = Registry::open(&file).err().unwrap().to_string();
+    assert!(err.contains("is a file"), "{err}");
+
+    let root = tmp.path().join("reg");
+    let mut reg = Registry::open(&root).unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = reg
+        .register(&empty, &opts("bc", None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no slipway.json"), "{err}");
+    assert!(
+        reg.register(&tmp.path().join("missing"), &opts("bc", None))
+            .is_err()
+    );
+    let p = package(tmp.path(), 1);
+    assert!(matches!(
+        reg.register(&p, &opts("bad name", None)),
+        Err(RegistryError::Invalid(_))
+    ));
+    // A payload that does not match its manifest is refused before anything is recorded.
+    let payload = p.join("model.safetensors");
+    let mut bytes = std::fs::read(&payload).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&payload, &bytes).unwrap();
+    assert!(matches!(
+        reg.register(&p, &opts("bc", None)),
+        Err(RegistryError::Corrupt(_))
+    ));
+    assert!(reg.meta().list_models().unwrap().is_empty());
+    assert!(reg.meta().audit(10).unwrap().is_empty());
+    drop(reg);
+
+    // A registry from a newer schema is refused with an upgrade hint.
+    set_user_version(&root.join("registry.db"), 99);
+    let err = Registry::open(&root).err().unwrap().to_string();
+    assert!(
+        err.contains("schema version 99") && err.contains("upgrade slipway"),
+        "{err}"
+    );
+}
+
+/// Sets SQLite's `user_version` header field (big-endian at byte 60) without a SQLite client.
+fn set_user_version(db: &Path, version: u32) {
+    let mut bytes = std::fs::read(db).unwrap();
+    bytes[60..64].copy_from_slice(&version.to_be_bytes());
+    std::fs::write(db, bytes).unwrap();
+    let _ = std::fs::remove_file(db.with_extension("db-wal"));
+    let _ = std::fs::remove_file(db.with_extension("db-shm"));
+}
+
+#[test]
+fn gates_parse() {
+    let g: Gate = "roc_auc >= 0.75".parse().unwrap();
+    assert_eq!(
+        (g.metric.as_str(), g.op.as_str(), g.value),
+        ("roc_auc", ">=", 0.75)
+    );
+    assert!("roc_auc=>0.7".parse::<Gate>().is_err());
+    assert!(">=0.7".parse::<Gate>().is_err());
+    assert!(
+        "roc_auc>=high"
+            .parse::<Gate>()
+            .unwrap_err()
+            .to_string()
+            .contains("not a number")
+    );
+}
