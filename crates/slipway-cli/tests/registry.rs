@@ -1,0 +1,373 @@
+//! The registry through the `slipway` binary: many processes at once, processes killed midway,
+//! and every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
+}
+
+fn slipway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .output()
+        .expect("slipway runs")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = slipway(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn fails(args: &[&str]) -> (i32, String) {
+    let out = slipway(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn package(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    ok_json(&[
+        "train",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--target",
+        "creditability",
+        "--positive-class",
+        "bad",
+        "--out",
+        s(&out),
+        "--json",
+    ]);
+    out
+}
+
+fn versions(registry: &Path) -> Vec<u64> {
+    let v = ok_json(&[
+        "models",
+        "show",
+        "credit",
+        "--registry",
+        s(registry),
+        "--json",
+    ]);
+    v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn eight_processes_register_at_once_and_each_gets_its_own_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), "pkg");
+    let registry = tmp.path().join("reg");
+    // Create the registry first, so that the race is on registration, not on creation.
+    ok_json(&["models", "list", "--registry", s(&registry), "--json"]);
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_slipway"))
+                .args([
+                    "register",
+                    s(&pkg),
+                    "--name",
+                    "credit",
+                    "--registry",
+                    s(&registry),
+                    "--json",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut got: Vec<u64> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()["version"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (1..=8).collect::<Vec<_>>());
+    assert_eq!(versions(&registry), (1..=8).collect::<Vec<_>>());
+    let verify = ok_json(&["registry", "verify", "--registry", s(&registry), "--json"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn registrations_killed_at_any_point_leave_the_registry_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), "pkg");
+    let registry = tmp.path().join("reg");
+    ok_json(&["models", "list", "--registry", s(&registry), "--json"]);
+    for i in 0..16u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args([
+                "register",
+                s(&pkg),
+                "--name",
+                "credit",
+                "--alias",
+                "staging",
+                "--registry",
+                s(&registry),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kill over the whole registration (start-up, blobs, transaction).
+        std::thread::sleep(std::time::Duration::from_micros(i * 1_500));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let verify = slipway(&["registry", "verify", "--registry", s(&registry), "--json"]);
+        assert!(
+            verify.status.success(),
+            "after kill {i}: {}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+    // Versions exist whole or not at all: numbered without gaps, each loadable.
+    let list = ok_json(&["models", "list", "--registry", s(&registry), "--json"]);
+    if let Some(model) = list["models"].as_array().unwrap().first() {
+        let n = model["versions"].as_u64().unwrap();
+        assert_eq!(versions(&registry), (1..=n).collect::<Vec<_>>());
+        let eval = ok_json(&[
+            "eval",
+            "--model",
+            &format!("credit:{n}"),
+            "--registry",
+            s(&registry),
+            "--data",
+            s(&data("german_credit.csv")),
+            "--json",
+        ]);
+        assert_eq!(eval["rows"], 1000);
+    }
+}
+
+#[test]
+fn promotion_lifecycle_and_bad_input_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), "pkg");
+    let registry = tmp.path().join("reg");
+    let reg = s(&registry);
+    ok_json(&[
+        "register",
+        s(&pkg),
+        "--name",
+        "credit",
+        "--alias",
+        "staging",
+        "--tag",
+        "team=risk",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    ok_json(&[
+        "register",
+        s(&pkg),
+        "--name",
+        "credit",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    // A gate that fails exits 3 with the table; nothing moves.
+    let (code, err) = fails(&[
+        "promote",
+        "credit:2",
+        "--to",
+        "production",
+        "--require",
+        "roc_auc>=0.99",
+        "--registry",
+        reg,
+    ]);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("roc_auc >= 0.99") && err.contains("FAIL"),
+        "{err}"
+    );
+    let v = ok_json(&[
+        "promote",
+        "credit:1",
+        "--to",
+        "production",
+        "--require",
+        "roc_auc>=0.7",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert_eq!(v["to"], 1);
+    // Champion/challenger on labelled data: the same model does not beat itself.
+    let (code, err) = fails(&[
+        "promote",
+        "credit:2",
+        "--to",
+        "production",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--must-beat",
+        "roc_auc",
+        "--registry",
+        reg,
+    ]);
+    assert_eq!(code, 3);
+    assert!(err.contains("beats credit:1"), "{err}");
+    let v = ok_json(&[
+        "promote",
+        "credit:2",
+        "--to",
+        "production",
+        "--reason",
+        "retrained",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(1), Some(2)));
+    let v = ok_json(&[
+        "rollback",
+        "credit",
+        "--alias",
+        "production",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(2), Some(1)));
+    let show = ok_json(&[
+        "models",
+        "show",
+        "credit@production",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert_eq!(show["version"], 1);
+    assert_eq!(show["tags"]["team"], "risk");
+    assert!(show["metrics"]["roc_auc"].is_f64() && show["lineage"]["dataset_sha256"].is_string());
+    let history = ok_json(&["models", "history", "credit", "--registry", reg, "--json"]);
+    assert_eq!(history["history"].as_array().unwrap().len(), 4);
+    // Predict with a registry reference.
+    let scores = tmp.path().join("scores.csv");
+    let v = ok_json(&[
+        "predict",
+        "--model",
+        "credit@production",
+        "--registry",
+        reg,
+        "--data",
+        s(&data("german_credit.csv")),
+        "--out",
+        s(&scores),
+        "--json",
+    ]);
+    assert_eq!(v["rows"], 1000);
+
+    let audit_len = || {
+        ok_json(&["registry", "audit", "--registry", reg, "--json"])["audit"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = audit_len();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["models", "show", "nope"], 66, "no model named `nope`"),
+        (vec!["models", "show", "credit:9"], 66, "has no version 9"),
+        (
+            vec!["models", "show", "credit@canary"],
+            66,
+            "has no alias `canary`",
+        ),
+        (
+            vec!["models", "show", "credit@@x"],
+            2,
+            "is not a model reference",
+        ),
+        (
+            vec!["promote", "credit@@x", "--to", "production"],
+            2,
+            "is not a model reference",
+        ),
+        (vec!["models", "delete", "credit:1"], 65, "@production"),
+        (
+            vec!["rollback", "credit", "--alias", "canary"],
+            66,
+            "has no alias `canary`",
+        ),
+        (
+            vec!["register", s(tmp.path()), "--name", "credit"],
+            2,
+            "has no slipway.json",
+        ),
+        (
+            vec!["register", s(&pkg), "--name", "credit@x"],
+            2,
+            "not a valid model name",
+        ),
+    ];
+    for (mut args, code, message) in cases {
+        args.extend(["--registry", reg]);
+        let (got, err) = fails(&args);
+        assert_eq!(got, code, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert_eq!(audit_len(), before, "failed commands change nothing");
+
+    // A registry path that is a file.
+    let file = tmp.path().join("not-a-folder");
+    std::fs::write(&file, "x").unwrap();
+    let (code, err) = fails(&["models", "list", "--registry", s(&file)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is a file"), "{err}");
+
+    // Tampering is found by verify (exit 65) and named.
+    let blobs = registry.join("blobs/sha256");
+    let prefix = std::fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let blob = std::fs::read_dir(&prefix)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&blob, b"tampered").unwrap();
+    let out = slipway(&["registry", "verify", "--registry", reg]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is corrupt"));
+}
