@@ -624,6 +624,16 @@ fn demo_trains_and_scores_the_credit_model() {
     );
     assert!(dir.join("credit-logistic/slipway.json").is_file());
     assert!(dir.join("credit-mlp/slipway.json").is_file());
+    assert!(text.contains("to @production"), "{text}");
+    let show = ok_json(&[
+        "models",
+        "show",
+        "credit@production",
+        "--registry",
+        s(&dir.join("registry")),
+        "--json",
+    ]);
+    assert!(show["metrics"]["roc_auc"].as_f64().unwrap() >= 0.7);
     assert_eq!(
         std::fs::read_to_string(dir.join("scores.csv"))
             .unwrap()

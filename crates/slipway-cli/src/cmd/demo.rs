@@ -9,6 +9,9 @@ use slipway_learn::package::{self, NativeModel};
 use slipway_learn::predict::{PredictOptions, predict_csv};
 use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec, Trained};
 
+use slipway_registry::{Gate, Promotion, RegisterOptions, Registry};
+
+use crate::cmd::registry::who;
 use crate::output::{self, EpochBar};
 
 /// The Statlog (German Credit Data) set, CC BY 4.0: Hofmann, H. (1994), UCI Machine Learning
@@ -114,6 +117,48 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     print!("{}", output::trained_text(&best.2, &best.1));
 
+    // Register both, promote the better one through a gate, and serve scores from production.
+    let registry_dir = args.dir.join("registry");
+    let mut registry = Registry::open(&registry_dir)?;
+    let mut best_version = 0;
+    let mut registered = Vec::new();
+    for (label, dir, _) in &results {
+        let mut tags = std::collections::BTreeMap::new();
+        tags.insert("estimator".to_string(), label.clone());
+        let v = registry.register(
+            dir,
+            &RegisterOptions {
+                name: "credit".into(),
+                alias: Some("staging".into()),
+                description: format!("{label} on the German credit data"),
+                tags,
+                by: who(),
+            },
+        )?;
+        if *label == best.0 {
+            best_version = v.version;
+        }
+        registered.push(format!("credit:{} ({label})", v.version));
+    }
+    let gate: Gate = "roc_auc>=0.70".parse()?;
+    let (_, from) = registry.promote(&Promotion {
+        model: "credit".into(),
+        version: best_version,
+        alias: "production".into(),
+        gates: vec![gate],
+        by: who(),
+        reason: "demo: best held-out ROC-AUC".into(),
+        ..Promotion::default()
+    })?;
+    println!(
+        "\nRegistry {}: registered {}; promoted credit:{best_version} to @production (gate roc_auc >= 0.70 passed; it pointed at {} before).",
+        registry_dir.display(),
+        registered.join(" and "),
+        from.map_or("nothing".into(), |v| format!("credit:{v}"))
+    );
+    let production = registry.resolve(&"credit@production".parse()?)?;
+    let production_dir = registry.materialize(&production)?;
+
     // Score the first applicants with the package, as a bank's batch job would.
     let sample = args.dir.join("applicants.csv");
     let text: String = GERMAN_CREDIT
@@ -123,7 +168,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .collect();
     std::fs::write(&sample, text).map_err(|e| io(&sample, e))?;
     let scores = args.dir.join("scores.csv");
-    let model = NativeModel::load(&best.1)?;
+    let model = NativeModel::load(&production_dir)?;
     let file = std::fs::File::create(&scores).map_err(|e| io(&scores, e))?;
     let options = PredictOptions {
         output: scores.clone(),
@@ -131,7 +176,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     predict_csv(&model, &sample, file, &options)?;
     println!(
-        "\nScores for the first five applicants ({}):",
+        "\nScores for the first five applicants from credit@production ({}):",
         scores.display()
     );
     for line in std::fs::read_to_string(&scores)
@@ -140,14 +185,20 @@ pub fn run(args: DemoArgs) -> Result<()> {
     {
         println!("  {line}");
     }
-    let pkg = best.1.display();
+    let reg = registry_dir.display();
     println!("\nNext:");
-    println!("  slipway eval --model {pkg} --data {}", data.display());
+    println!("  export SLIPWAY_REGISTRY={reg}");
+    println!("  slipway models show credit");
     println!(
-        "  slipway predict --model {pkg} --data {} --out {}",
+        "  slipway eval --model credit@production --data {}",
+        data.display()
+    );
+    println!(
+        "  slipway predict --model credit@production --data {} --out {}",
         sample.display(),
         scores.display()
     );
+    println!("  slipway models history credit                  # every alias move: who, when, why");
     println!(
         "  slipway tune --data {} --target creditability --positive-class bad --model mlp \\\n      --grid 'lr=0.01,0.001;hidden=16,32x16;l2=0.001,0.01' --folds 5 --out {}",
         data.display(),
