@@ -39,6 +39,10 @@ enum Command {
     Promote(cmd::registry::PromoteArgs),
     /// Move an alias back to the version it pointed at before.
     Rollback(cmd::registry::RollbackArgs),
+    /// Write a registered version as a portable tar (digests checked on import).
+    Export(cmd::registry::ExportArgs),
+    /// Register a tar written by `slipway export`, checking every digest first.
+    Import(cmd::registry::ImportArgs),
     /// Check the registry's integrity, or read its audit log.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Promote(args) => cmd::registry::promote(args),
         Command::Rollback(args) => cmd::registry::rollback(args),
         Command::Registry(command) => cmd::registry::registry(command),
+        Command::Export(args) => cmd::registry::export(args),
+        Command::Import(args) => cmd::registry::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -371,3 +371,75 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stdout).contains("is corrupt"));
 }
+
+#[test]
+fn export_and_import_move_a_version_between_registries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), "pkg");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok_json(&[
+        "register",
+        s(&pkg),
+        "--name",
+        "credit",
+        "--tag",
+        "team=risk",
+        "--registry",
+        s(&a),
+        "--json",
+    ]);
+    let tar = tmp.path().join("credit-1.tar");
+    let exported = ok_json(&[
+        "export",
+        "credit:1",
+        "--out",
+        s(&tar),
+        "--registry",
+        s(&a),
+        "--json",
+    ]);
+    let imported = ok_json(&[
+        "import",
+        s(&tar),
+        "--alias",
+        "staging",
+        "--registry",
+        s(&b),
+        "--json",
+    ]);
+    assert_eq!(
+        imported["digest"], exported["digest"],
+        "the same content, the same digest"
+    );
+    assert_eq!(imported["tags"]["team"], "risk");
+    let audit = ok_json(&["registry", "audit", "--registry", s(&b), "--json"]);
+    assert_eq!(audit["audit"][0]["action"], "import");
+    ok_json(&[
+        "eval",
+        "--model",
+        "credit@staging",
+        "--registry",
+        s(&b),
+        "--data",
+        s(&data("german_credit.csv")),
+        "--json",
+    ]);
+
+    // A tar whose payload was altered is refused and registers nothing.
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xFF;
+    let bad = tmp.path().join("bad.tar");
+    std::fs::write(&bad, bytes).unwrap();
+    let c = tmp.path().join("c");
+    let (code, err) = fails(&["import", s(&bad), "--registry", s(&c)]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("does not match its recorded digest") || err.contains("not a tar"),
+        "{err}"
+    );
+    let list = ok_json(&["models", "list", "--registry", s(&c), "--json"]);
+    assert!(list["models"].as_array().unwrap().is_empty());
+    let (code, _) = fails(&["import", s(&pkg.join("slipway.json")), "--registry", s(&c)]);
+    assert_eq!(code, 2);
+}

@@ -528,3 +528,151 @@ pub fn format_checks(model: &str, version: u32, alias: &str, checks: &[Check]) -
     }
     out.trim_end().to_string()
 }
+
+/// The registry's record inside an exported package tar.
+const EXPORT_RECORD: &str = "registry.json";
+
+impl Registry {
+    /// Writes a version as a portable tar: its files plus `registry.json` (model, version,
+    /// digest, file digests, description, tags). Written to a temporary file and renamed.
+    pub fn export(&self, version: &VersionRecord, out: &Path) -> Result<()> {
+        let io = |path: &Path, e: std::io::Error| RegistryError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let tmp = out.with_extension("partial");
+        let written = (|| -> Result<()> {
+            let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+            let mut builder = tar::Builder::new(file);
+            let record = serde_json::json!({
+                "model": version.model,
+                "version": version.version,
+                "digest": version.digest,
+                "files": version.files,
+                "description": version.description,
+                "tags": version.tags,
+            });
+            let mut entries: Vec<(String, Vec<u8>)> = vec![(
+                EXPORT_RECORD.into(),
+                serde_json::to_vec_pretty(&record).unwrap_or_default(),
+            )];
+            for f in &version.files {
+                let context = format!("{}:{} {}", version.model, version.version, f.name);
+                entries.push((f.name.clone(), self.blobs.get(&f.sha256, &context)?));
+            }
+            for (name, bytes) in entries {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                builder
+                    .append_data(&mut header, &name, bytes.as_slice())
+                    .map_err(|e| io(&tmp, e))?;
+            }
+            let file = builder.into_inner().map_err(|e| io(&tmp, e))?;
+            file.sync_all().map_err(|e| io(&tmp, e))?;
+            std::fs::rename(&tmp, out).map_err(|e| io(out, e))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// Registers an exported tar as the next version of `name` (default: the exported model's
+    /// name). Every file is checked against the digests the tar records before anything is
+    /// stored; a tar that fails a check registers nothing.
+    pub fn import(
+        &mut self,
+        tar_path: &Path,
+        name: Option<&str>,
+        alias: Option<&str>,
+        by: &str,
+    ) -> Result<VersionRecord> {
+        let file = std::fs::File::open(tar_path).map_err(|e| RegistryError::Io {
+            path: tar_path.to_path_buf(),
+            source: e,
+        })?;
+        let bad = |m: String| RegistryError::Corrupt(format!("{}: {m}", tar_path.display()));
+        let mut archive = tar::Archive::new(file);
+        let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let entries = archive
+            .entries()
+            .map_err(|e| bad(format!("not a tar archive ({e})")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| bad(format!("unreadable entry ({e})")))?;
+            let path = entry
+                .path()
+                .map_err(|e| bad(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            if path != EXPORT_RECORD && !PACKAGE_FILES.contains(&path.as_str()) {
+                return Err(bad(format!(
+                    "unexpected entry `{path}`; is this a `slipway export` tar?"
+                )));
+            }
+            if entry.size() > 1 << 34 {
+                return Err(bad(format!("entry `{path}` is implausibly large")));
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+            std::io::Read::read_to_end(&mut entry, &mut bytes)
+                .map_err(|e| bad(format!("entry `{path}`: {e}")))?;
+            contents.insert(path, bytes);
+        }
+        let record: serde_json::Value = contents
+            .get(EXPORT_RECORD)
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "no readable {EXPORT_RECORD}; is this a `slipway export` tar?"
+                ))
+            })?;
+        let files: Vec<FileEntry> =
+            serde_json::from_value(record["files"].clone()).map_err(|e| bad(e.to_string()))?;
+        for f in &files {
+            let bytes = contents
+                .get(&f.name)
+                .ok_or_else(|| bad(format!("`{}` is missing", f.name)))?;
+            if sha256_hex(bytes) != f.sha256 {
+                return Err(bad(format!(
+                    "`{}` does not match its recorded digest",
+                    f.name
+                )));
+            }
+        }
+        let digest = package_digest(&files);
+        if record["digest"].as_str() != Some(digest.as_str()) {
+            return Err(bad("the package digest does not match its files".into()));
+        }
+        let manifest_bytes = contents
+            .get("slipway.json")
+            .ok_or_else(|| bad("`slipway.json` is missing".into()))?;
+        slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
+            .map_err(|e| bad(e.to_string()))?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(manifest_bytes).map_err(|e| bad(e.to_string()))?;
+        let name = name
+            .map(str::to_string)
+            .or_else(|| record["model"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        check_name("model", &name)?;
+        if let Some(a) = alias {
+            check_name("alias", a)?;
+        }
+        for f in &files {
+            self.blobs.put(&contents[&f.name])?;
+        }
+        let tags = serde_json::from_value(record["tags"].clone()).unwrap_or_default();
+        self.meta.insert_version(NewVersion {
+            model: name,
+            digest,
+            manifest,
+            files,
+            description: record["description"].as_str().unwrap_or("").to_string(),
+            tags,
+            by: by.to_string(),
+            alias: alias.map(str::to_string),
+            action: "import".into(),
+        })
+    }
+}

@@ -611,3 +611,83 @@ pub fn registry(command: RegistryCommand) -> Result<()> {
         }
     }
 }
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The version to export: NAME:VERSION or NAME@ALIAS.
+    pub reference: String,
+    /// The tar to write.
+    #[arg(long, value_name = "F.tar")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub registry: RegistryPath,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let reference: Reference = args.reference.parse()?;
+    let registry = args.registry.open()?;
+    let v = registry.resolve(&reference)?;
+    registry.export(&v, &args.out)?;
+    if args.json {
+        output::print_json(
+            &json!({ "model": v.model, "version": v.version, "digest": v.digest, "out": args.out.display().to_string() }),
+        );
+    } else {
+        println!(
+            "exported {}:{} (package {}…) to {}",
+            v.model,
+            v.version,
+            &v.digest[..12],
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A tar written by `slipway export`.
+    pub file: PathBuf,
+    /// Register under this name (default: the exported model's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Point this alias at the imported version.
+    #[arg(long)]
+    pub alias: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryPath,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let is_tar = args.file.extension().is_some_and(|e| e == "tar");
+    if !is_tar {
+        return Err(RegistryError::Invalid(format!(
+            "{}: import takes a .tar written by `slipway export`",
+            args.file.display()
+        ))
+        .into());
+    }
+    let mut registry = args.registry.open()?;
+    let v = registry.import(
+        &args.file,
+        args.name.as_deref(),
+        args.alias.as_deref(),
+        &who(),
+    )?;
+    if args.json {
+        output::print_json(&version_json(&v, None));
+    } else {
+        println!(
+            "imported {} as {}:{} (package {}…)",
+            args.file.display(),
+            v.model,
+            v.version,
+            &v.digest[..12]
+        );
+    }
+    Ok(())
+}
