@@ -217,6 +217,42 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         err.contains("roc_auc >= 0.99") && err.contains("FAIL"),
         "{err}"
     );
+    // Gates stored for the alias apply to every promotion.
+    let g = ok_json(&[
+        "models",
+        "gates",
+        "credit",
+        "--alias",
+        "production",
+        "--require",
+        "roc_auc>=0.95",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert_eq!(g["gates"][0], "roc_auc>=0.95");
+    let (code, err) = fails(&[
+        "promote",
+        "credit:1",
+        "--to",
+        "production",
+        "--registry",
+        reg,
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("roc_auc >= 0.95"), "{err}");
+    ok_json(&[
+        "models",
+        "gates",
+        "credit",
+        "--alias",
+        "production",
+        "--require",
+        "roc_auc>=0.6",
+        "--registry",
+        reg,
+        "--json",
+    ]);
     let v = ok_json(&[
         "promote",
         "credit:1",
@@ -228,6 +264,11 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         reg,
         "--json",
     ]);
+    assert_eq!(
+        v["checks"].as_array().unwrap().len(),
+        2,
+        "the stored gate and the given one"
+    );
     assert_eq!(v["to"], 1);
     // Champion/challenger on labelled data: the same model does not beat itself.
     let (code, err) = fails(&[
@@ -279,6 +320,18 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
     assert!(show["metrics"]["roc_auc"].is_f64() && show["lineage"]["dataset_sha256"].is_string());
     let history = ok_json(&["models", "history", "credit", "--registry", reg, "--json"]);
     assert_eq!(history["history"].as_array().unwrap().len(), 4);
+    let g = ok_json(&[
+        "models",
+        "gates",
+        "credit",
+        "--alias",
+        "production",
+        "--clear",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert!(g["gates"].as_array().unwrap().is_empty());
     // Predict with a registry reference.
     let scores = tmp.path().join("scores.csv");
     let v = ok_json(&[

@@ -432,7 +432,17 @@ impl Registry {
             .get("metrics")
             .and_then(|m| serde_json::from_value(m.clone()).ok())
             .unwrap_or_default();
-        let mut checks: Vec<Check> = gates.iter().map(|g| g.check(&metrics)).collect();
+        // Gates stored for the alias apply to every promotion, besides those given with it.
+        let stored = self.meta.gates(model, alias)?;
+        let stored = stored
+            .iter()
+            .map(|g| g.parse::<Gate>())
+            .collect::<Result<Vec<_>>>()?;
+        let mut checks: Vec<Check> = stored
+            .iter()
+            .chain(gates.iter())
+            .map(|g| g.check(&metrics))
+            .collect();
         checks.extend(extra_checks.iter().cloned());
         if checks.iter().any(|c| !c.passed) {
             return Err(RegistryError::GateFailed(format_checks(
@@ -478,6 +488,16 @@ impl Registry {
             "rollback",
         )?;
         Ok((current, target))
+    }
+
+    /// Stores the gates every promotion to `alias` must pass (replacing earlier ones).
+    pub fn set_gates(&mut self, model: &str, alias: &str, gates: &[Gate], by: &str) -> Result<()> {
+        check_name("alias", alias)?;
+        let text: Vec<String> = gates
+            .iter()
+            .map(|g| format!("{}{}{}", g.metric, g.op, g.value))
+            .collect();
+        self.meta.set_gates(model, alias, &text, by)
     }
 
     /// Deletes a version no alias points at.

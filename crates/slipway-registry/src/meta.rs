@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{RegistryError, Result};
 
 /// The schema this version of Slipway writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One file of a package, stored as a blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +122,10 @@ pub trait MetadataStore: Send {
     fn all_versions(&self) -> Result<Vec<VersionRecord>>;
     /// Checks the database's own integrity; returns the problems found.
     fn integrity_check(&self) -> Result<Vec<String>>;
+    /// The gates stored for an alias (as written, e.g. `roc_auc>=0.75`).
+    fn gates(&self, model: &str, alias: &str) -> Result<Vec<String>>;
+    /// Replaces the gates stored for an alias, with an audit line.
+    fn set_gates(&mut self, model: &str, alias: &str, gates: &[String], by: &str) -> Result<()>;
 }
 
 /// The SQLite metadata store.
@@ -177,6 +181,13 @@ const MIGRATIONS: &[&str] = &[
         model TEXT,
         version INTEGER,
         detail TEXT NOT NULL
+    );",
+    // 2: promotion gates stored per alias.
+    "CREATE TABLE alias_gates (
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        alias TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        PRIMARY KEY (model_id, alias, gate)
     );",
 ];
 
@@ -635,6 +646,49 @@ impl MetadataStore for SqliteStore {
             out.extend(self.versions(&m.name)?);
         }
         Ok(out)
+    }
+
+    fn gates(&self, model: &str, alias: &str) -> Result<Vec<String>> {
+        let id = self.require_model(model)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT gate FROM alias_gates WHERE model_id = ?1 AND alias = ?2 ORDER BY gate",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![id, alias], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.db())
+    }
+
+    fn set_gates(&mut self, model: &str, alias: &str, gates: &[String], by: &str) -> Result<()> {
+        let id = self.require_model(model)?;
+        let path = self.path.clone();
+        let db = |e: rusqlite::Error| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        tx.execute(
+            "DELETE FROM alias_gates WHERE model_id = ?1 AND alias = ?2",
+            params![id, alias],
+        )
+        .map_err(db)?;
+        for g in gates {
+            tx.execute(
+                "INSERT OR IGNORE INTO alias_gates (model_id, alias, gate) VALUES (?1, ?2, ?3)",
+                params![id, alias, g],
+            )
+            .map_err(db)?;
+        }
+        tx.execute(
+            "INSERT INTO audit (at, by, action, model, version, detail) VALUES (?1, ?2, 'gates', ?3, NULL, ?4)",
+            params![now(), by, model, format!("@{alias}: {}", if gates.is_empty() { "none".into() } else { gates.join(", ") })],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
     }
 
     fn integrity_check(&self) -> Result<Vec<String>> {

@@ -161,6 +161,22 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set the gates every promotion to an alias must pass.
+    Gates {
+        model: String,
+        #[arg(long)]
+        alias: String,
+        /// A gate such as 'roc_auc>=0.75' (repeatable); replaces the stored ones.
+        #[arg(long = "require", value_name = "GATE")]
+        require: Vec<String>,
+        /// Remove the stored gates.
+        #[arg(long, conflicts_with = "require")]
+        clear: bool,
+        #[command(flatten)]
+        registry: RegistryPath,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a version (refused while an alias points at it).
     Delete {
         reference: String,
@@ -290,6 +306,32 @@ pub fn models(command: ModelsCommand) -> Result<()> {
                     m.action,
                     m.reason
                 );
+            }
+            Ok(())
+        }
+        ModelsCommand::Gates {
+            model,
+            alias,
+            require,
+            clear,
+            registry,
+            json,
+        } => {
+            let mut registry = registry.open()?;
+            if clear || !require.is_empty() {
+                let gates = require
+                    .iter()
+                    .map(|g| g.parse::<Gate>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                registry.set_gates(&model, &alias, &gates, &who())?;
+            }
+            let gates = registry.meta().gates(&model, &alias)?;
+            if json {
+                output::print_json(&json!({ "model": model, "alias": alias, "gates": gates }));
+            } else if gates.is_empty() {
+                println!("{model}@{alias}: no stored gates");
+            } else {
+                println!("{model}@{alias} requires: {}", gates.join(", "));
             }
             Ok(())
         }
