@@ -240,6 +240,21 @@ impl Registry {
         })
     }
 
+    /// Opens an existing registry; a missing one is an error that says how to make one, so that
+    /// a mistyped path never creates an empty registry.
+    pub fn open_existing(root: &Path) -> Result<Self> {
+        if !root.join("registry.db").is_file() {
+            if root.exists() && !root.is_dir() {
+                return Self::open(root);
+            }
+            return Err(RegistryError::NotFound(format!(
+                "no registry at {}; register a model first (`slipway register DIR --name NAME`) or point --registry / SLIPWAY_REGISTRY at one",
+                root.display()
+            )));
+        }
+        Self::open(root)
+    }
+
     /// A registry over any stores (PostgreSQL, S3, … later).
     pub fn with_stores(
         root: &Path,
@@ -599,78 +614,22 @@ impl Registry {
         written
     }
 
-    /// Registers an exported tar as the next version of `name` (default: the exported model's
-    /// name). Every file is checked against the digests the tar records before anything is
-    /// stored; a tar that fails a check registers nothing.
+    /// Registers a checked export (see [`read_export`]) as the next version of `name`
+    /// (default: the exported model's name).
     pub fn import(
         &mut self,
-        tar_path: &Path,
+        exported: Exported,
         name: Option<&str>,
         alias: Option<&str>,
         by: &str,
     ) -> Result<VersionRecord> {
-        let file = std::fs::File::open(tar_path).map_err(|e| RegistryError::Io {
-            path: tar_path.to_path_buf(),
-            source: e,
-        })?;
-        let bad = |m: String| RegistryError::Corrupt(format!("{}: {m}", tar_path.display()));
-        let mut archive = tar::Archive::new(file);
-        let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let entries = archive
-            .entries()
-            .map_err(|e| bad(format!("not a tar archive ({e})")))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| bad(format!("unreadable entry ({e})")))?;
-            let path = entry
-                .path()
-                .map_err(|e| bad(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            if path != EXPORT_RECORD && !PACKAGE_FILES.contains(&path.as_str()) {
-                return Err(bad(format!(
-                    "unexpected entry `{path}`; is this a `slipway export` tar?"
-                )));
-            }
-            if entry.size() > 1 << 34 {
-                return Err(bad(format!("entry `{path}` is implausibly large")));
-            }
-            let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-            std::io::Read::read_to_end(&mut entry, &mut bytes)
-                .map_err(|e| bad(format!("entry `{path}`: {e}")))?;
-            contents.insert(path, bytes);
-        }
-        let record: serde_json::Value = contents
-            .get(EXPORT_RECORD)
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .ok_or_else(|| {
-                bad(format!(
-                    "no readable {EXPORT_RECORD}; is this a `slipway export` tar?"
-                ))
-            })?;
-        let files: Vec<FileEntry> =
-            serde_json::from_value(record["files"].clone()).map_err(|e| bad(e.to_string()))?;
-        for f in &files {
-            let bytes = contents
-                .get(&f.name)
-                .ok_or_else(|| bad(format!("`{}` is missing", f.name)))?;
-            if sha256_hex(bytes) != f.sha256 {
-                return Err(bad(format!(
-                    "`{}` does not match its recorded digest",
-                    f.name
-                )));
-            }
-        }
-        let digest = package_digest(&files);
-        if record["digest"].as_str() != Some(digest.as_str()) {
-            return Err(bad("the package digest does not match its files".into()));
-        }
-        let manifest_bytes = contents
-            .get("slipway.json")
-            .ok_or_else(|| bad("`slipway.json` is missing".into()))?;
-        slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
-            .map_err(|e| bad(e.to_string()))?;
-        let manifest: serde_json::Value =
-            serde_json::from_slice(manifest_bytes).map_err(|e| bad(e.to_string()))?;
+        let Exported {
+            record,
+            contents,
+            files,
+            digest,
+            manifest,
+        } = exported;
         let name = name
             .map(str::to_string)
             .or_else(|| record["model"].as_str().map(str::to_string))
@@ -695,4 +654,88 @@ impl Registry {
             action: "import".into(),
         })
     }
+}
+
+/// A package read from a `slipway export` tar, every file checked against its recorded digest.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    record: serde_json::Value,
+    contents: BTreeMap<String, Vec<u8>>,
+    files: Vec<FileEntry>,
+    digest: String,
+    manifest: serde_json::Value,
+}
+
+/// Reads and checks an export tar without touching any registry: a tar that fails a check is
+/// refused before anything is stored.
+pub fn read_export(tar_path: &Path) -> Result<Exported> {
+    let file = std::fs::File::open(tar_path).map_err(|e| RegistryError::Io {
+        path: tar_path.to_path_buf(),
+        source: e,
+    })?;
+    let bad = |m: String| RegistryError::Corrupt(format!("{}: {m}", tar_path.display()));
+    let mut archive = tar::Archive::new(file);
+    let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("not a tar archive ({e})")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("unreadable entry ({e})")))?;
+        let path = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        if path != EXPORT_RECORD && !PACKAGE_FILES.contains(&path.as_str()) {
+            return Err(bad(format!(
+                "unexpected entry `{path}`; is this a `slipway export` tar?"
+            )));
+        }
+        if entry.size() > 1 << 34 {
+            return Err(bad(format!("entry `{path}` is implausibly large")));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut entry, &mut bytes)
+            .map_err(|e| bad(format!("entry `{path}`: {e}")))?;
+        contents.insert(path, bytes);
+    }
+    let record: serde_json::Value = contents
+        .get(EXPORT_RECORD)
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "no readable {EXPORT_RECORD}; is this a `slipway export` tar?"
+            ))
+        })?;
+    let files: Vec<FileEntry> =
+        serde_json::from_value(record["files"].clone()).map_err(|e| bad(e.to_string()))?;
+    for f in &files {
+        let bytes = contents
+            .get(&f.name)
+            .ok_or_else(|| bad(format!("`{}` is missing", f.name)))?;
+        if sha256_hex(bytes) != f.sha256 {
+            return Err(bad(format!(
+                "`{}` does not match its recorded digest",
+                f.name
+            )));
+        }
+    }
+    let digest = package_digest(&files);
+    if record["digest"].as_str() != Some(digest.as_str()) {
+        return Err(bad("the package digest does not match its files".into()));
+    }
+    let manifest_bytes = contents
+        .get("slipway.json")
+        .ok_or_else(|| bad("`slipway.json` is missing".into()))?;
+    slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
+        .map_err(|e| bad(e.to_string()))?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(manifest_bytes).map_err(|e| bad(e.to_string()))?;
+    Ok(Exported {
+        record,
+        contents,
+        files,
+        digest,
+        manifest,
+    })
 }

@@ -23,7 +23,13 @@ pub struct RegistryPath {
 }
 
 impl RegistryPath {
+    /// Opens an existing registry (every command but `register` and `import`).
     pub fn open(&self) -> Result<Registry> {
+        Ok(Registry::open_existing(&self.path)?)
+    }
+
+    /// Opens the registry, creating it if needed (`register`, `import`).
+    pub fn open_or_create(&self) -> Result<Registry> {
         Ok(Registry::open(&self.path)?)
     }
 }
@@ -82,7 +88,7 @@ pub fn register(args: RegisterArgs) -> Result<()> {
             .ok_or_else(|| RegistryError::Invalid(format!("tag `{t}` is not KEY=VALUE")))?;
         tags.insert(k.trim().to_string(), v.trim().to_string());
     }
-    let mut registry = args.registry.open()?;
+    let mut registry = args.registry.open_or_create()?;
     let v = registry.register(
         &args.dir,
         &RegisterOptions {
@@ -713,9 +719,11 @@ pub fn import(args: ImportArgs) -> Result<()> {
         ))
         .into());
     }
-    let mut registry = args.registry.open()?;
+    // Check the tar first: a bad one creates or changes nothing.
+    let exported = slipway_registry::read_export(&args.file)?;
+    let mut registry = args.registry.open_or_create()?;
     let v = registry.import(
-        &args.file,
+        exported,
         args.name.as_deref(),
         args.alias.as_deref(),
         &who(),
