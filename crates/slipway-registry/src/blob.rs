@@ -12,7 +12,14 @@ use crate::error::{RegistryError, Result};
 pub trait BlobStore: Send + Sync {
     /// Stores bytes and returns their lower-case hex SHA-256. Storing the same bytes twice is a
     /// no-op.
-    fn put(&self, bytes: &[u8]) -> Result<String>;
+    fn put(&self, bytes: &[u8]) -> Result<String> {
+        let digest = sha256_hex(bytes);
+        self.put_hashed(bytes, &digest)?;
+        Ok(digest)
+    }
+    /// Stores bytes whose SHA-256 the caller has just computed (saves hashing large payloads
+    /// twice). `digest` must be `sha256_hex(bytes)`.
+    fn put_hashed(&self, bytes: &[u8], digest: &str) -> Result<()>;
     /// The bytes of a digest, checked; `context` names what the blob belongs to in errors.
     fn get(&self, digest: &str, context: &str) -> Result<Vec<u8>>;
     /// Checks a blob without returning it: `Ok(())`, or the problem.
@@ -69,11 +76,11 @@ fn io(path: &Path, e: std::io::Error) -> RegistryError {
 }
 
 impl BlobStore for FsBlobStore {
-    fn put(&self, bytes: &[u8]) -> Result<String> {
-        let digest = sha256_hex(bytes);
-        let path = self.path(&digest)?;
-        if path.is_file() && self.check(&digest, "").is_ok() {
-            return Ok(digest);
+    fn put_hashed(&self, bytes: &[u8], digest: &str) -> Result<()> {
+        let path = self.path(digest)?;
+        // An existing blob is kept only if it is intact; a damaged one is rewritten.
+        if path.is_file() && self.check(digest, "").is_ok() {
+            return Ok(());
         }
         let dir = path.parent().expect("blob paths have a parent");
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
@@ -89,7 +96,7 @@ impl BlobStore for FsBlobStore {
             let _ = std::fs::remove_file(&tmp);
             return Err(io(&path, e));
         }
-        Ok(digest)
+        Ok(())
     }
 
     fn get(&self, digest: &str, context: &str) -> Result<Vec<u8>> {

@@ -334,13 +334,14 @@ impl Registry {
                 path: path.clone(),
                 source: e,
             })?;
-            if *name == parsed.payload.file && sha256_hex(&bytes) != parsed.payload.sha256 {
+            let sha256 = sha256_hex(&bytes);
+            if *name == parsed.payload.file && sha256 != parsed.payload.sha256 {
                 return Err(RegistryError::Corrupt(format!(
                     "{}: the payload does not match the digest in slipway.json; the package is corrupt",
                     path.display()
                 )));
             }
-            let sha256 = self.blobs.put(&bytes)?;
+            self.blobs.put_hashed(&bytes, &sha256)?;
             files.push(FileEntry {
                 name: (*name).to_string(),
                 sha256,
@@ -639,7 +640,8 @@ impl Registry {
             check_name("alias", a)?;
         }
         for f in &files {
-            self.blobs.put(&contents[&f.name])?;
+            // read_export checked every file against this digest.
+            self.blobs.put_hashed(&contents[&f.name], &f.sha256)?;
         }
         let tags = serde_json::from_value(record["tags"].clone()).unwrap_or_default();
         self.meta.insert_version(NewVersion {
