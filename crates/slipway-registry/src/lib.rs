@@ -523,26 +523,47 @@ impl Registry {
 
     /// Checks the whole registry: the database, and every file of every version against its
     /// digest. Returns the problems found, each naming the model version and blob.
-    pub fn verify(&self) -> Result<Vec<String>> {
+    pub fn verify(&self) -> Result<Verification> {
         let mut problems = self.meta.integrity_check()?;
-        for v in self.meta.all_versions()? {
-            if package_digest(&v.files) != v.digest {
-                problems.push(format!(
-                    "{}:{}: the package digest does not match its files",
-                    v.model, v.version
-                ));
-            }
-            for f in &v.files {
-                if let Err(e) = self
-                    .blobs
-                    .check(&f.sha256, &format!("{}:{} {}", v.model, v.version, f.name))
-                {
-                    problems.push(e.to_string());
+        let mut versions = 0;
+        // One model at a time, so memory stays bounded by the largest model, not the registry;
+        // a blob shared by many versions is hashed once.
+        let mut checked: std::collections::HashMap<String, Option<String>> =
+            std::collections::HashMap::new();
+        for model in self.meta.list_models()? {
+            for v in self.meta.versions(&model.name)? {
+                versions += 1;
+                if package_digest(&v.files) != v.digest {
+                    problems.push(format!(
+                        "{}:{}: the package digest does not match its files",
+                        v.model, v.version
+                    ));
+                }
+                for f in &v.files {
+                    let context = format!("{}:{} {}", v.model, v.version, f.name);
+                    let outcome = checked.entry(f.sha256.clone()).or_insert_with(|| {
+                        self.blobs.check(&f.sha256, "").err().map(|e| e.to_string())
+                    });
+                    if outcome.is_some() {
+                        // Re-check to word the problem with this version's name.
+                        if let Err(e) = self.blobs.check(&f.sha256, &context) {
+                            problems.push(e.to_string());
+                        }
+                    }
                 }
             }
         }
-        Ok(problems)
+        Ok(Verification { versions, problems })
     }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    /// Versions checked.
+    pub versions: usize,
+    /// Each problem, naming the model version and blob.
+    pub problems: Vec<String>,
 }
 
 /// A table of what a promotion compared.

@@ -246,7 +246,11 @@ impl SqliteStore {
             conn,
             path: path.to_path_buf(),
         };
-        store.migrate()?;
+        // Only a registry that needs it takes the write lock to migrate: readers never wait on
+        // writers here.
+        if found < SCHEMA_VERSION {
+            store.migrate()?;
+        }
         Ok(store)
     }
 

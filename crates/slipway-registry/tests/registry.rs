@@ -164,7 +164,7 @@ fn register_promote_rollback_delete_and_audit() {
     );
     // Numbers are never reused.
     assert_eq!(reg.register(&p2, &opts("bc", None)).unwrap().version, 3);
-    assert!(reg.verify().unwrap().is_empty());
+    assert!(reg.verify().unwrap().problems.is_empty());
 }
 
 #[test]
@@ -196,11 +196,11 @@ fn tampered_or_missing_blobs_are_named_and_verify_reports_them() {
         err.contains("bc:1 model.safetensors: blob") && err.contains("is corrupt"),
         "{err}"
     );
-    let problems = reg.verify().unwrap();
+    let problems = reg.verify().unwrap().problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("bc:1 model.safetensors"));
     std::fs::remove_file(&blob).unwrap();
-    assert!(reg.verify().unwrap()[0].contains("is missing"));
+    assert!(reg.verify().unwrap().problems[0].contains("is missing"));
     assert_ne!(sha256_hex(&bytes), payload.sha256);
 }
 
@@ -277,4 +277,24 @@ fn gates_parse() {
             .to_string()
             .contains("not a number")
     );
+}
+
+#[test]
+fn readers_do_not_wait_on_a_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("reg");
+    let mut reg = Registry::open(&root).unwrap();
+    reg.register(&package(tmp.path(), 1), &opts("bc", Some("production")))
+        .unwrap();
+    drop(reg);
+    // Another process holds the write lock (a registration in flight).
+    let writer = rusqlite::Connection::open(root.join("registry.db")).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let start = std::time::Instant::now();
+    let reader = Registry::open_existing(&root).unwrap();
+    assert_eq!(resolve(&reader, "bc@production").unwrap(), 1);
+    assert!(reader.verify().unwrap().problems.is_empty());
+    // Not a timing assertion on speed: only that the reader did not sit out the 30 s busy wait.
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    writer.execute_batch("ROLLBACK").unwrap();
 }

@@ -609,8 +609,8 @@ pub fn registry(command: RegistryCommand) -> Result<()> {
     match command {
         RegistryCommand::Verify { registry, json } => {
             let registry = registry.open()?;
-            let problems = registry.verify()?;
-            let versions = registry.meta().all_versions()?.len();
+            let report = registry.verify()?;
+            let (problems, versions) = (report.problems, report.versions);
             if json {
                 output::print_json(
                     &json!({ "ok": problems.is_empty(), "versions": versions, "problems": problems }),
