@@ -1,54 +1,21 @@
 //! The `slipway` binary, run as a process, as a user or a CI pipeline runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{data, ok_json, s, slipway};
 use serde_json::Value;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(name)
-}
-
-fn slipway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(args)
-        .output()
-        .expect("slipway runs")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = slipway(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Runs a command that must fail; returns its exit code and stderr.
+/// Runs a command that must fail with one line of error; returns its exit code and stderr.
 fn fails(args: &[&str]) -> (i32, String) {
-    let out = slipway(args);
-    assert!(!out.status.success(), "{args:?} should fail but succeeded");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    let (code, stderr) = common::fails(args);
     assert_eq!(
         stderr.trim().lines().count(),
         1,
         "one line of error expected: {stderr}"
     );
-    (out.status.code().unwrap_or(-1), stderr)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    (code, stderr)
 }
 
 #[test]
