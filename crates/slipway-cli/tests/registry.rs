@@ -370,7 +370,7 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         ),
         (
             vec!["register", s(tmp.path()), "--name", "credit"],
-            2,
+            65,
             "has no slipway.json",
         ),
         (

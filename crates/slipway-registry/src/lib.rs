@@ -286,6 +286,7 @@ impl Registry {
             check_name("alias", a)?;
         }
         let (manifest, files) = self.store_package(dir)?;
+        self.check_stored_gates(&options.name, options.alias.as_deref(), &manifest)?;
         self.meta.insert_version(NewVersion {
             model: options.name.clone(),
             digest: package_digest(&files),
@@ -309,7 +310,7 @@ impl Registry {
         let manifest_path = dir.join("slipway.json");
         let text = std::fs::read(&manifest_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                RegistryError::Invalid(format!(
+                RegistryError::Corrupt(format!(
                     "{} has no slipway.json; is it a Slipway package folder?",
                     dir.display()
                 ))
@@ -321,9 +322,9 @@ impl Registry {
             }
         })?;
         let parsed = slipway_core::Manifest::from_json(&String::from_utf8_lossy(&text))
-            .map_err(|e| RegistryError::Invalid(format!("{}: {e}", manifest_path.display())))?;
+            .map_err(|e| RegistryError::Corrupt(format!("{}: {e}", manifest_path.display())))?;
         let manifest: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| RegistryError::Invalid(format!("{}: {e}", manifest_path.display())))?;
+            .map_err(|e| RegistryError::Corrupt(format!("{}: {e}", manifest_path.display())))?;
         let mut files = Vec::new();
         for name in PACKAGE_FILES {
             let path = dir.join(name);
@@ -396,36 +397,56 @@ impl Registry {
     /// Writes a version's files into `cache/<digest>/`, each checked against its digest, and
     /// returns the folder. A cached copy is reused only if every file still matches.
     pub fn materialize(&self, version: &VersionRecord) -> Result<PathBuf> {
-        let dir = self.root.join("cache").join(&version.digest);
-        let intact = version.files.iter().all(|f| {
-            std::fs::read(dir.join(&f.name))
-                .map(|b| sha256_hex(&b) == f.sha256)
-                .unwrap_or(false)
-        });
-        if intact {
+        check_record(version)?;
+        let cache = self.root.join("cache");
+        let dir = cache.join(&version.digest);
+        let intact = |dir: &Path| {
+            version.files.iter().all(|f| {
+                std::fs::read(dir.join(&f.name))
+                    .map(|b| sha256_hex(&b) == f.sha256)
+                    .unwrap_or(false)
+            })
+        };
+        if intact(&dir) {
             return Ok(dir);
         }
-        let staging =
-            self.root
-                .join("cache")
-                .join(format!(".{}.{}", version.digest, std::process::id()));
+        let unique = format!(
+            "{}.{}.{:?}",
+            version.digest,
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .replace(['(', ')'], "");
+        let staging = cache.join(format!(".staging.{unique}"));
+        let io = |path: &Path, e: std::io::Error| RegistryError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let filled = (|| -> Result<()> {
+            std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+            for f in &version.files {
+                let context = format!("{}:{} {}", version.model, version.version, f.name);
+                let bytes = self.blobs.get(&f.sha256, &context)?;
+                let path = staging.join(&f.name);
+                std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+            }
+            // A damaged copy is moved aside (never deleted in place: another process may be
+            // reading it), then the checked copy takes its name.
+            if dir.exists() {
+                let aside = cache.join(format!(".damaged.{unique}"));
+                if std::fs::rename(&dir, &aside).is_ok() {
+                    let _ = std::fs::remove_dir_all(&aside);
+                }
+            }
+            match std::fs::rename(&staging, &dir) {
+                Ok(()) => Ok(()),
+                // Another process put an intact copy there first: use it.
+                Err(_) if intact(&dir) => Ok(()),
+                Err(e) => Err(io(&dir, e)),
+            }
+        })();
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| RegistryError::Io {
-            path: staging.clone(),
-            source: e,
-        })?;
-        for f in &version.files {
-            let context = format!("{}:{} {}", version.model, version.version, f.name);
-            let bytes = self.blobs.get(&f.sha256, &context)?;
-            let path = staging.join(&f.name);
-            std::fs::write(&path, bytes).map_err(|e| RegistryError::Io { path, source: e })?;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&staging, &dir).map_err(|e| RegistryError::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
-        Ok(dir)
+        filled.map(|()| dir)
     }
 
     /// Points `alias` at `version` if every gate passes; returns the checks and the version the
@@ -479,17 +500,24 @@ impl Registry {
             RegistryError::NotFound(format!("model `{model}` has no alias `{alias}`"))
         })?;
         let history = self.meta.alias_history(model)?;
-        let target = history
-            .iter()
-            .rev()
-            .filter(|m| m.alias == alias && m.action != "rollback")
-            .find(|m| m.to == Some(current))
-            .and_then(|m| m.from)
-            .ok_or_else(|| {
-                RegistryError::Conflict(format!(
-                    "{model}@{alias} has no earlier version to roll back to"
-                ))
-            })?;
+        // Replay the alias's moves as a stack: a move to another version pushes the one it
+        // left; a rollback pops. Moves to the version already current change nothing.
+        let mut stack: Vec<Option<u32>> = Vec::new();
+        let mut at: Option<u32> = None;
+        for m in history.iter().filter(|m| m.alias == alias) {
+            if m.action == "rollback" {
+                stack.pop();
+                at = m.to;
+            } else if m.to != at {
+                stack.push(at);
+                at = m.to;
+            }
+        }
+        let target = stack.last().copied().flatten().ok_or_else(|| {
+            RegistryError::Conflict(format!(
+                "{model}@{alias} has no earlier version to roll back to"
+            ))
+        })?;
         self.meta.version(model, target).map_err(|_| {
             RegistryError::Conflict(format!(
                 "{model}@{alias} pointed at version {target} before, which was deleted"
@@ -504,6 +532,40 @@ impl Registry {
             "rollback",
         )?;
         Ok((current, target))
+    }
+
+    /// `register --alias` and `import --alias` move an alias too: the alias's stored gates
+    /// apply to them as to `promote`.
+    fn check_stored_gates(
+        &self,
+        model: &str,
+        alias: Option<&str>,
+        manifest: &serde_json::Value,
+    ) -> Result<()> {
+        let Some(alias) = alias else { return Ok(()) };
+        let stored = match self.meta.gates(model, alias) {
+            Ok(g) => g,
+            Err(RegistryError::NotFound(_)) => return Ok(()), // a new model has no gates yet
+            Err(e) => return Err(e),
+        };
+        let gates = stored
+            .iter()
+            .map(|g| g.parse::<Gate>())
+            .collect::<Result<Vec<_>>>()?;
+        let metrics: BTreeMap<String, f64> = manifest
+            .get("metrics")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default();
+        let checks: Vec<Check> = gates.iter().map(|g| g.check(&metrics)).collect();
+        if checks.iter().any(|c| !c.passed) {
+            return Err(RegistryError::GateFailed(
+                format_checks(model, 0, alias, &checks).replace(
+                    &format!("{model}:0"),
+                    &format!("the new version of {model}"),
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Stores the gates every promotion to `alias` must pass (replacing earlier ones).
@@ -533,11 +595,9 @@ impl Registry {
         for model in self.meta.list_models()? {
             for v in self.meta.versions(&model.name)? {
                 versions += 1;
-                if package_digest(&v.files) != v.digest {
-                    problems.push(format!(
-                        "{}:{}: the package digest does not match its files",
-                        v.model, v.version
-                    ));
+                if let Err(e) = check_record(&v) {
+                    problems.push(e.to_string());
+                    continue;
                 }
                 for f in &v.files {
                     let context = format!("{}:{} {}", v.model, v.version, f.name);
@@ -564,6 +624,39 @@ pub struct Verification {
     pub versions: usize,
     /// Each problem, naming the model version and blob.
     pub problems: Vec<String>,
+}
+
+/// Checks a version record read from the database before its paths are used: a damaged row
+/// must never name a file outside the registry.
+pub fn check_record(v: &VersionRecord) -> Result<()> {
+    let hex = |d: &str| {
+        d.len() == 64
+            && d.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let mut names: Vec<&str> = v.files.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    let unique = names.windows(2).all(|w| w[0] != w[1]);
+    let ok = hex(&v.digest)
+        && unique
+        && names.contains(&"slipway.json")
+        && v.files
+            .iter()
+            .all(|f| PACKAGE_FILES.contains(&f.name.as_str()) && hex(&f.sha256))
+        && package_digest(&v.files) == v.digest;
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Corrupt(format!(
+            "{}:{}: the registry's record of this version is damaged (digest or file list); restore registry.db from a backup or delete the version",
+            v.model, v.version
+        )))
+    }
+}
+
+/// The first 12 characters of a digest, for display.
+pub fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// A table of what a promotion compared.
@@ -597,7 +690,8 @@ impl Registry {
             path: path.to_path_buf(),
             source: e,
         };
-        let tmp = out.with_extension("partial");
+        check_record(version)?;
+        let tmp = out.with_extension(format!("partial.{}", std::process::id()));
         let written = (|| -> Result<()> {
             let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
             let mut builder = tar::Builder::new(file);
@@ -660,6 +754,7 @@ impl Registry {
         if let Some(a) = alias {
             check_name("alias", a)?;
         }
+        self.check_stored_gates(&name, alias, &manifest)?;
         for f in &files {
             // read_export checked every file against this digest.
             self.blobs.put_hashed(&contents[&f.name], &f.sha256)?;
@@ -714,11 +809,16 @@ pub fn read_export(tar_path: &Path) -> Result<Exported> {
                 "unexpected entry `{path}`; is this a `slipway export` tar?"
             )));
         }
-        if entry.size() > 1 << 34 {
-            return Err(bad(format!("entry `{path}` is implausibly large")));
+        const MAX_ENTRY: u64 = 4 << 30;
+        if entry.size() > MAX_ENTRY {
+            return Err(bad(format!("entry `{path}` is larger than 4 GiB")));
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-        std::io::Read::read_to_end(&mut entry, &mut bytes)
+        if contents.contains_key(&path) {
+            return Err(bad(format!("entry `{path}` appears twice")));
+        }
+        // Never trust the header's size for an allocation: read at most the cap.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, MAX_ENTRY), &mut bytes)
             .map_err(|e| bad(format!("entry `{path}`: {e}")))?;
         contents.insert(path, bytes);
     }
@@ -750,10 +850,21 @@ pub fn read_export(tar_path: &Path) -> Result<Exported> {
     let manifest_bytes = contents
         .get("slipway.json")
         .ok_or_else(|| bad("`slipway.json` is missing".into()))?;
-    slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
+    let parsed = slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
         .map_err(|e| bad(e.to_string()))?;
     let manifest: serde_json::Value =
         serde_json::from_slice(manifest_bytes).map_err(|e| bad(e.to_string()))?;
+    // The same rules as a registration: the manifest and its payload are both among the
+    // digested files, and the payload is the one the manifest names.
+    let listed = |name: &str| files.iter().find(|f| f.name == name);
+    let payload = listed(&parsed.payload.file);
+    if listed("slipway.json").is_none() || payload.is_none_or(|p| p.sha256 != parsed.payload.sha256)
+    {
+        return Err(bad(
+            "slipway.json and its payload must both be listed, with the digest the manifest gives"
+                .into(),
+        ));
+    }
     Ok(Exported {
         record,
         contents,

@@ -360,7 +360,10 @@ impl MetadataStore for SqliteStore {
         .map_err(db)?;
         tx.execute(
             "INSERT INTO audit (at, by, action, model, version, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![at, new.by, new.action, new.model, version, format!("digest {}", new.digest)],
+            params![at, new.by, new.action, new.model, version, match &new.alias {
+                    Some(a) => format!("digest {}; @{a} → {version}", new.digest),
+                    None => format!("digest {}", new.digest),
+                }],
         )
         .map_err(db)?;
         if let Some(alias) = &new.alias {

@@ -298,3 +298,104 @@ fn readers_do_not_wait_on_a_writer() {
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
     writer.execute_batch("ROLLBACK").unwrap();
 }
+
+/// Cases found in review: each once let a damaged or hostile input move an alias, write outside
+/// the registry, or rollback loop.
+#[test]
+fn review_regressions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("reg");
+    let mut reg = Registry::open(&root).unwrap();
+    let p1 = package(tmp.path(), 1);
+    for _ in 0..3 {
+        reg.register(&p1, &opts("bc", None)).unwrap();
+    }
+    // Rollback walks back as a stack; re-promoting the current version changes nothing.
+    for v in [1, 2, 2] {
+        reg.promote(&promotion(v, "production", &[])).unwrap();
+    }
+    assert_eq!(reg.rollback("bc", "production", "t").unwrap(), (2, 1));
+    assert!(reg.rollback("bc", "production", "t").is_err());
+    for v in [3, 1] {
+        reg.promote(&promotion(v, "canary", &[])).unwrap();
+    }
+    reg.promote(&promotion(3, "canary", &[])).unwrap();
+    assert_eq!(reg.rollback("bc", "canary", "t").unwrap(), (3, 1));
+    assert_eq!(reg.rollback("bc", "canary", "t").unwrap(), (1, 3));
+    assert!(reg.rollback("bc", "canary", "t").is_err());
+
+    // Stored gates also guard `register --alias`.
+    reg.set_gates(
+        "bc",
+        "production",
+        &["roc_auc>=0.9999".parse().unwrap()],
+        "t",
+    )
+    .unwrap();
+    let err = reg
+        .register(&p1, &opts("bc", Some("production")))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::GateFailed(_)), "{err}");
+
+    // Many threads materialising the same version at once all get an intact copy.
+    let v = reg.resolve(&"bc:1".parse().unwrap()).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                // Each thread opens its own registry, as separate processes would.
+                let reader = Registry::open_existing(&root).unwrap();
+                let dir = reader.materialize(&v).unwrap();
+                assert!(dir.join("model.safetensors").is_file());
+            });
+        }
+    });
+
+    // A damaged row never names a path outside the registry.
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "mine").unwrap();
+    let db = rusqlite::Connection::open(root.join("registry.db")).unwrap();
+    db.execute(
+        "UPDATE versions SET digest = ?1 WHERE version = 2",
+        [victim.to_str().unwrap()],
+    )
+    .unwrap();
+    drop(db);
+    let damaged = reg.meta().version("bc", 2).unwrap();
+    assert!(matches!(
+        reg.materialize(&damaged),
+        Err(RegistryError::Corrupt(_))
+    ));
+    assert!(victim.join("keep.txt").is_file());
+    assert!(
+        reg.verify()
+            .unwrap()
+            .problems
+            .iter()
+            .any(|p| p.contains("bc:2"))
+    );
+
+    // An export tar that lists no files is refused.
+    let tar_path = tmp.path().join("empty.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+    let record = serde_json::json!({"model": "x", "files": [], "digest": sha256_hex(b"")});
+    let manifest = std::fs::read(p1.join("slipway.json")).unwrap();
+    for (name, bytes) in [
+        ("registry.json", serde_json::to_vec(&record).unwrap()),
+        ("slipway.json", manifest),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, bytes.as_slice())
+            .unwrap();
+    }
+    builder.finish().unwrap();
+    drop(builder);
+    let err = slipway_registry::read_export(&tar_path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must both be listed"), "{err}");
+}

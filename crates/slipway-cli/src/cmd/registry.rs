@@ -106,7 +106,7 @@ pub fn register(args: RegisterArgs) -> Result<()> {
             "registered {}:{} (package {}…){}",
             v.model,
             v.version,
-            &v.digest[..12],
+            slipway_registry::short(&v.digest),
             args.alias
                 .map_or(String::new(), |a| format!("; @{a} → {}", v.version))
         );
@@ -271,7 +271,7 @@ pub fn models(command: ModelsCommand) -> Result<()> {
                         metric
                             .and_then(serde_json::Value::as_f64)
                             .map_or("—".into(), |m| format!("{m:.4}")),
-                        &v.digest[..12],
+                        slipway_registry::short(&v.digest),
                         here.join(" ")
                     );
                 }
@@ -687,7 +687,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
             "exported {}:{} (package {}…) to {}",
             v.model,
             v.version,
-            &v.digest[..12],
+            slipway_registry::short(&v.digest),
             args.out.display()
         );
     }
@@ -736,7 +736,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
             args.file.display(),
             v.model,
             v.version,
-            &v.digest[..12]
+            slipway_registry::short(&v.digest)
         );
     }
     Ok(())
