@@ -310,11 +310,6 @@ impl Manifest {
         }
         Ok(())
     }
-
-    /// The output dimension of the last layer.
-    pub fn output_width(&self) -> usize {
-        self.model.layers.last().map_or(0, |l| l.units)
-    }
 }
 
 /// Formats seconds since the Unix epoch as an RFC 3339 UTC timestamp.

@@ -118,8 +118,6 @@ pub trait MetadataStore: Send {
     fn delete_version(&mut self, model: &str, version: u32, by: &str) -> Result<()>;
     /// The audit log, newest last; at most `limit` lines.
     fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
-    /// Every version of every model (for `verify`).
-    fn all_versions(&self) -> Result<Vec<VersionRecord>>;
     /// Checks the database's own integrity; returns the problems found.
     fn integrity_check(&self) -> Result<Vec<String>>;
     /// The gates stored for an alias (as written, e.g. `roc_auc>=0.75`).
@@ -645,14 +643,6 @@ impl MetadataStore for SqliteStore {
             .map_err(self.db())?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.db())
-    }
-
-    fn all_versions(&self) -> Result<Vec<VersionRecord>> {
-        let mut out = Vec::new();
-        for m in self.list_models()? {
-            out.extend(self.versions(&m.name)?);
-        }
-        Ok(out)
     }
 
     fn gates(&self, model: &str, alias: &str) -> Result<Vec<String>> {
