@@ -189,7 +189,8 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// A database error, worded for people: a read-only registry says so.
+/// A database error, worded for people: a read-only registry says so. Write methods call it
+/// from a closure over `&self.path`, which borrows only that field beside `self.conn`.
 fn db_error(path: &Path, e: rusqlite::Error) -> RegistryError {
     let read_only = matches!(&e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ReadOnly || f.code == rusqlite::ErrorCode::CannotOpen);
@@ -257,8 +258,7 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| db_error(&path, e);
+        let db = |e: rusqlite::Error| db_error(&self.path, e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -321,8 +321,7 @@ const VERSION_COLUMNS: &str =
 
 impl MetadataStore for SqliteStore {
     fn insert_version(&mut self, new: NewVersion) -> Result<VersionRecord> {
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| db_error(&path, e);
+        let db = |e: rusqlite::Error| db_error(&self.path, e);
         let at = now();
         let tx = self
             .conn
@@ -491,8 +490,7 @@ impl MetadataStore for SqliteStore {
         action: &str,
     ) -> Result<Option<u32>> {
         let id = self.require_model(model)?;
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| db_error(&path, e);
+        let db = |e: rusqlite::Error| db_error(&self.path, e);
         let at = now();
         let tx = self
             .conn
@@ -604,8 +602,7 @@ impl MetadataStore for SqliteStore {
                 if pointing.len() == 1 { "it" } else { "them" }
             )));
         }
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| db_error(&path, e);
+        let db = |e: rusqlite::Error| db_error(&self.path, e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -662,8 +659,7 @@ impl MetadataStore for SqliteStore {
 
     fn set_gates(&mut self, model: &str, alias: &str, gates: &[String], by: &str) -> Result<()> {
         let id = self.require_model(model)?;
-        let path = self.path.clone();
-        let db = |e: rusqlite::Error| db_error(&path, e);
+        let db = |e: rusqlite::Error| db_error(&self.path, e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
