@@ -1,0 +1,856 @@
+//! Tree ensembles: `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (ml opsets 1 and 3:
+//! plain and `*_as_tensor` attributes) and `TreeEnsemble` (ml opset 5), evaluated natively.
+//!
+//! Trees are flattened into one node array at load. Rows are scored in blocks of 128, trees in
+//! the outer loop and rows in the inner one, so a tree's nodes stay in cache while a block walks
+//! it; when every branch uses the same comparison (the usual case: `BRANCH_LEQ`) the walk is
+//! specialised for it. Aggregation and the binary-classifier conventions follow onnxruntime, the
+//! reference the conformance suite compares with.
+
+use std::collections::HashMap;
+
+use tract_onnx::pb::NodeProto;
+
+use super::attr::Attrs;
+use super::ml::{Labels, Post, logistic, probit};
+use super::ops::{Op, input};
+use super::value::{Arr, Value};
+
+const LEAF: u32 = 1 << 31;
+const BLOCK: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    Leq = 0,
+    Lt = 1,
+    Gte = 2,
+    Gt = 3,
+    Eq = 4,
+    Neq = 5,
+    Member = 6,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Result<Option<Mode>, String> {
+        Ok(Some(match s {
+            "BRANCH_LEQ" => Mode::Leq,
+            "BRANCH_LT" => Mode::Lt,
+            "BRANCH_GTE" => Mode::Gte,
+            "BRANCH_GT" => Mode::Gt,
+            "BRANCH_EQ" => Mode::Eq,
+            "BRANCH_NEQ" => Mode::Neq,
+            "LEAF" => return Ok(None),
+            other => return Err(format!("unknown node mode `{other}`")),
+        }))
+    }
+
+    fn from_code(c: i64) -> Result<Mode, String> {
+        Ok(match c {
+            0 => Mode::Leq,
+            1 => Mode::Lt,
+            2 => Mode::Gte,
+            3 => Mode::Gt,
+            4 => Mode::Eq,
+            5 => Mode::Neq,
+            6 => Mode::Member,
+            other => return Err(format!("unknown node mode {other}")),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Agg {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+/// A branch. `t` and `f` are node indices, or leaf indices with the `LEAF` bit set.
+#[derive(Debug, Clone, Copy)]
+struct Node<T> {
+    thr: T,
+    feature: u32,
+    t: u32,
+    f: u32,
+    mode: Mode,
+    missing_true: bool,
+}
+
+trait Num: Copy + PartialOrd + std::fmt::Debug + Send + Sync + 'static {
+    fn is_nan(self) -> bool;
+    fn to_f64(self) -> f64;
+}
+impl Num for f32 {
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+impl Num for f64 {
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Regressor,
+    Classifier {
+        labels: Labels,
+        binary_case: bool,
+        all_positive: bool,
+    },
+}
+
+/// The parsed ensemble.
+#[derive(Debug)]
+pub struct TreeEnsemble {
+    nodes32: Option<Vec<Node<f32>>>,
+    nodes64: Vec<Node<f64>>,
+    /// Per node with mode Member: its set (index = node index).
+    members: HashMap<u32, Vec<f64>>,
+    roots: Vec<u32>,
+    /// Leaf `i` owns `weights[leaf_start[i]..leaf_start[i + 1]]`.
+    leaf_start: Vec<u32>,
+    weights: Vec<(u32, f64)>,
+    n_targets: usize,
+    agg: Agg,
+    post: Post,
+    base: Vec<f64>,
+    kind: Kind,
+    /// Every branch has this mode and no branch sends missing values to the true side.
+    same_mode: Option<Mode>,
+    n_features: usize,
+}
+
+struct RawNode {
+    feature: i64,
+    thr: f64,
+    mode: Option<Mode>,
+    t: (i64, bool),
+    f: (i64, bool),
+    missing_true: bool,
+}
+
+fn uidx(v: i64, what: &str) -> Result<u32, String> {
+    u32::try_from(v)
+        .ok()
+        .filter(|&v| v < LEAF)
+        .ok_or_else(|| format!("{what} {v} is out of range"))
+}
+
+impl TreeEnsemble {
+    /// `TreeEnsembleClassifier` / `TreeEnsembleRegressor`, ml opsets 1 and 3.
+    pub fn from_legacy(node: &NodeProto, classifier: bool) -> Result<TreeEnsemble, String> {
+        let a = Attrs::new(node);
+        let tree_ids = a.required_ints("nodes_treeids")?;
+        let node_ids = a.ints("nodes_nodeids");
+        let features = a.ints("nodes_featureids");
+        let modes = a.strings("nodes_modes");
+        let values = a.floats_or_tensor("nodes_values")?;
+        let trues = a.ints("nodes_truenodeids");
+        let falses = a.ints("nodes_falsenodeids");
+        let missing = a.ints("nodes_missing_value_tracks_true");
+        let n = tree_ids.len();
+        for (name, len) in [
+            ("nodes_nodeids", node_ids.len()),
+            ("nodes_featureids", features.len()),
+            ("nodes_modes", modes.len()),
+            ("nodes_values", values.len()),
+            ("nodes_truenodeids", trues.len()),
+            ("nodes_falsenodeids", falses.len()),
+        ] {
+            if len != n {
+                return Err(format!("{name} has {len} entries, nodes_treeids has {n}"));
+            }
+        }
+        if !missing.is_empty() && missing.len() != n {
+            return Err(format!(
+                "nodes_missing_value_tracks_true has {} entries for {n} nodes",
+                missing.len()
+            ));
+        }
+        let prefix = if classifier { "class" } else { "target" };
+        let w_ids = a.ints(&format!("{prefix}_ids"));
+        let w_trees = a.ints(&format!("{prefix}_treeids"));
+        let w_nodes = a.ints(&format!("{prefix}_nodeids"));
+        let w_vals = a.floats_or_tensor(&format!("{prefix}_weights"))?;
+        if w_trees.len() != w_ids.len()
+            || w_nodes.len() != w_ids.len()
+            || w_vals.len() != w_ids.len()
+        {
+            return Err(format!("the {prefix}_* attributes differ in length"));
+        }
+        // Position of every (tree, node) and the leaf index of every leaf.
+        let mut position = HashMap::with_capacity(n);
+        for i in 0..n {
+            if position.insert((tree_ids[i], node_ids[i]), i).is_some() {
+                return Err(format!(
+                    "node {} of tree {} is defined twice",
+                    node_ids[i], tree_ids[i]
+                ));
+            }
+        }
+        let mut leaf_of_node: HashMap<usize, u32> = HashMap::new();
+        let mut is_leaf = vec![false; n];
+        for i in 0..n {
+            is_leaf[i] = Mode::parse(&modes[i])?.is_none();
+            if is_leaf[i] {
+                let l = u32::try_from(leaf_of_node.len()).map_err(|_| "too many leaves")?;
+                leaf_of_node.insert(i, l);
+            }
+        }
+        let n_leaves = leaf_of_node.len();
+        let mut leaf_weights: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n_leaves];
+        for k in 0..w_ids.len() {
+            let &p = position.get(&(w_trees[k], w_nodes[k])).ok_or_else(|| {
+                format!(
+                    "a weight names node {} of tree {}, which does not exist",
+                    w_nodes[k], w_trees[k]
+                )
+            })?;
+            let &l = leaf_of_node.get(&p).ok_or_else(|| {
+                format!(
+                    "a weight names node {} of tree {}, which is not a leaf",
+                    w_nodes[k], w_trees[k]
+                )
+            })?;
+            leaf_weights[l as usize].push((uidx(w_ids[k], "class/target id")?, w_vals[k]));
+        }
+        let child = |tree: i64, id: i64| -> Result<(i64, bool), String> {
+            let &p = position
+                .get(&(tree, id))
+                .ok_or_else(|| format!("tree {tree} points to node {id}, which does not exist"))?;
+            Ok(match leaf_of_node.get(&p) {
+                Some(&l) => (i64::from(l), true),
+                None => (i64::try_from(p).unwrap_or(0), false),
+            })
+        };
+        let mut raw = Vec::with_capacity(n);
+        let mut roots = Vec::new();
+        let mut seen_tree = std::collections::BTreeMap::new();
+        for i in 0..n {
+            // A tree's root is its node with the smallest id... onnxruntime takes node id 0.
+            let entry = seen_tree.entry(tree_ids[i]).or_insert(i);
+            if node_ids[i] < node_ids[*entry] {
+                *entry = i;
+            }
+            let mode = Mode::parse(&modes[i])?;
+            raw.push(RawNode {
+                feature: features[i],
+                thr: values[i],
+                mode,
+                t: if mode.is_some() {
+                    child(tree_ids[i], trues[i])?
+                } else {
+                    (0, true)
+                },
+                f: if mode.is_some() {
+                    child(tree_ids[i], falses[i])?
+                } else {
+                    (0, true)
+                },
+                missing_true: missing.get(i).is_some_and(|&m| m != 0),
+            });
+        }
+        for &i in seen_tree.values() {
+            roots.push(match leaf_of_node.get(&i) {
+                Some(&l) => (i64::from(l), true),
+                None => (i64::try_from(i).unwrap_or(0), false),
+            });
+        }
+        let (kind, n_targets) = if classifier {
+            let labels = Labels::from_attrs(&a, "classlabels_int64s");
+            if labels.len() == 0 {
+                return Err("the classifier has no class labels".into());
+            }
+            let classes: std::collections::HashSet<i64> = w_ids.iter().copied().collect();
+            let all_positive = w_vals.iter().all(|&w| w >= 0.0);
+            let n = labels.len();
+            (
+                Kind::Classifier {
+                    labels,
+                    binary_case: n == 2 && classes.len() == 1,
+                    all_positive,
+                },
+                n,
+            )
+        } else {
+            (
+                Kind::Regressor,
+                usize::try_from(a.int("n_targets", 1)).map_err(|_| "negative n_targets")?,
+            )
+        };
+        let agg = match a.string("aggregate_function", "SUM").as_str() {
+            "SUM" => Agg::Sum,
+            "AVERAGE" => Agg::Average,
+            "MIN" => Agg::Min,
+            "MAX" => Agg::Max,
+            other => return Err(format!("unknown aggregate_function `{other}`")),
+        };
+        let post = Post::parse(&a.string("post_transform", "NONE"))?;
+        let base = a.floats_or_tensor("base_values")?;
+        Self::assemble(
+            raw,
+            roots,
+            leaf_weights,
+            HashMap::new(),
+            n_targets,
+            if classifier { Agg::Sum } else { agg },
+            post,
+            base,
+            kind,
+        )
+    }
+
+    /// `TreeEnsemble`, ml opset 5.
+    pub fn from_v5(node: &NodeProto) -> Result<TreeEnsemble, String> {
+        let a = Attrs::new(node);
+        let features = a.required_ints("nodes_featureids")?;
+        let n = features.len();
+        let splits = a
+            .tensor("nodes_splits")?
+            .ok_or("nodes_splits is missing")?
+            .as_f64()?
+            .into_owned();
+        let modes = match a.tensor("nodes_modes")? {
+            Some(v) => v.as_i64()?.into_owned(),
+            None => return Err("nodes_modes is missing".into()),
+        };
+        let trues = a.ints("nodes_truenodeids");
+        let true_leaf = a.ints("nodes_trueleafs");
+        let falses = a.ints("nodes_falsenodeids");
+        let false_leaf = a.ints("nodes_falseleafs");
+        let missing = a.ints("nodes_missing_value_tracks_true");
+        for (name, len) in [
+            ("nodes_splits", splits.len()),
+            ("nodes_modes", modes.len()),
+            ("nodes_truenodeids", trues.len()),
+            ("nodes_trueleafs", true_leaf.len()),
+            ("nodes_falsenodeids", falses.len()),
+            ("nodes_falseleafs", false_leaf.len()),
+        ] {
+            if len != n {
+                return Err(format!(
+                    "{name} has {len} entries, nodes_featureids has {n}"
+                ));
+            }
+        }
+        let leaf_targets = a.ints("leaf_targetids");
+        let leaf_w = a
+            .tensor("leaf_weights")?
+            .ok_or("leaf_weights is missing")?
+            .as_f64()?
+            .into_owned();
+        if leaf_targets.len() != leaf_w.len() {
+            return Err("leaf_targetids and leaf_weights differ in length".into());
+        }
+        let mut members_all = match a.tensor("membership_values")? {
+            Some(v) => v.as_f64()?.into_owned(),
+            None => Vec::new(),
+        }
+        .into_iter();
+        let mut members = HashMap::new();
+        let mut raw = Vec::with_capacity(n);
+        for i in 0..n {
+            let mode = Mode::from_code(modes[i])?;
+            if mode == Mode::Member {
+                let mut set = Vec::new();
+                for v in members_all.by_ref() {
+                    if v.is_nan() {
+                        break;
+                    }
+                    set.push(v);
+                }
+                members.insert(u32::try_from(i).map_err(|_| "too many nodes")?, set);
+            }
+            raw.push(RawNode {
+                feature: features[i],
+                thr: splits[i],
+                mode: Some(mode),
+                t: (trues[i], true_leaf[i] != 0),
+                f: (falses[i], false_leaf[i] != 0),
+                missing_true: missing.get(i).is_some_and(|&m| m != 0),
+            });
+        }
+        let leaf_weights = leaf_targets
+            .iter()
+            .zip(&leaf_w)
+            .map(|(&t, &w)| Ok(vec![(uidx(t, "leaf target id")?, w)]))
+            .collect::<Result<Vec<_>, String>>()?;
+        // A root index past the branches is a leaf-only tree: onnx says roots index nodes, so a
+        // single-leaf tree is written as a branch whose both sides are the same leaf.
+        let roots = a
+            .ints("tree_roots")
+            .into_iter()
+            .map(|r| (r, false))
+            .collect();
+        let agg = match a.int("aggregate_function", 1) {
+            0 => Agg::Average,
+            1 => Agg::Sum,
+            2 => Agg::Min,
+            3 => Agg::Max,
+            other => return Err(format!("unknown aggregate_function {other}")),
+        };
+        let post = Post::from_code(a.int("post_transform", 0))?;
+        let n_targets = usize::try_from(a.int("n_targets", 1)).map_err(|_| "negative n_targets")?;
+        Self::assemble(
+            raw,
+            roots,
+            leaf_weights,
+            members,
+            n_targets,
+            agg,
+            post,
+            Vec::new(),
+            Kind::Regressor,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        raw: Vec<RawNode>,
+        roots: Vec<(i64, bool)>,
+        leaf_weights: Vec<Vec<(u32, f64)>>,
+        members: HashMap<u32, Vec<f64>>,
+        n_targets: usize,
+        agg: Agg,
+        post: Post,
+        base: Vec<f64>,
+        kind: Kind,
+    ) -> Result<TreeEnsemble, String> {
+        if n_targets == 0 {
+            return Err("the ensemble has no target or class".into());
+        }
+        let n_nodes = raw.len();
+        let n_leaves = leaf_weights.len();
+        let link = |(i, leaf): (i64, bool)| -> Result<u32, String> {
+            let v = uidx(i, if leaf { "leaf" } else { "node" })?;
+            if leaf {
+                if v as usize >= n_leaves {
+                    return Err(format!("leaf {v} does not exist ({n_leaves} leaves)"));
+                }
+                Ok(v | LEAF)
+            } else {
+                if v as usize >= n_nodes {
+                    return Err(format!("node {v} does not exist ({n_nodes} nodes)"));
+                }
+                Ok(v)
+            }
+        };
+        let mut nodes64 = Vec::with_capacity(n_nodes);
+        let mut n_features = 0usize;
+        for r in &raw {
+            let feature = uidx(r.feature, "feature id")?;
+            if r.mode.is_some() {
+                n_features = n_features.max(feature as usize + 1);
+            }
+            nodes64.push(Node {
+                thr: r.thr,
+                feature,
+                t: if r.mode.is_some() { link(r.t)? } else { LEAF },
+                f: if r.mode.is_some() { link(r.f)? } else { LEAF },
+                mode: r.mode.unwrap_or(Mode::Leq),
+                missing_true: r.missing_true,
+            });
+        }
+        // Every branch must lead to leaves without cycles: children come after their parent in
+        // a walk, checked by following each tree with a depth bound.
+        let roots: Vec<u32> = roots.into_iter().map(link).collect::<Result<_, _>>()?;
+        for &root in &roots {
+            let mut stack = vec![(root, 0usize)];
+            while let Some((i, depth)) = stack.pop() {
+                if i & LEAF != 0 {
+                    continue;
+                }
+                if depth > n_nodes {
+                    return Err("a tree has a cycle".into());
+                }
+                let nd = &nodes64[i as usize];
+                if nd.t == LEAF && nd.f == LEAF {
+                    return Err(format!("node {i} is a leaf inside a branch path"));
+                }
+                stack.push((nd.t, depth + 1));
+                stack.push((nd.f, depth + 1));
+            }
+        }
+        let mut leaf_start = Vec::with_capacity(n_leaves + 1);
+        let mut weights = Vec::new();
+        for lw in leaf_weights {
+            leaf_start.push(u32::try_from(weights.len()).map_err(|_| "too many weights")?);
+            for (t, w) in lw {
+                if t as usize >= n_targets {
+                    return Err(format!(
+                        "a leaf writes to target/class {t}, the model has {n_targets}"
+                    ));
+                }
+                weights.push((t, w));
+            }
+        }
+        leaf_start.push(u32::try_from(weights.len()).map_err(|_| "too many weights")?);
+        let branches = nodes64.iter().filter(|n| n.t != LEAF || n.f != LEAF);
+        let mut same_mode = None;
+        let mut uniform = true;
+        for n in branches {
+            if n.missing_true || n.mode == Mode::Member {
+                uniform = false;
+                break;
+            }
+            match same_mode {
+                None => same_mode = Some(n.mode),
+                Some(m) if m != n.mode => {
+                    uniform = false;
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        let nodes32 = nodes64
+            .iter()
+            .all(|n| f64::from(n.thr as f32) == n.thr || n.thr.is_nan())
+            .then(|| {
+                nodes64
+                    .iter()
+                    .map(|n| Node {
+                        thr: n.thr as f32,
+                        feature: n.feature,
+                        t: n.t,
+                        f: n.f,
+                        mode: n.mode,
+                        missing_true: n.missing_true,
+                    })
+                    .collect()
+            });
+        Ok(TreeEnsemble {
+            nodes32,
+            nodes64,
+            members,
+            roots,
+            leaf_start,
+            weights,
+            n_targets,
+            agg,
+            post,
+            base,
+            kind,
+            same_mode: if uniform { same_mode } else { None },
+            n_features,
+        })
+    }
+
+    #[inline(always)]
+    fn go<T: Num>(&self, n: &Node<T>, v: T, i: u32) -> bool {
+        let hit = match n.mode {
+            Mode::Leq => v <= n.thr,
+            Mode::Lt => v < n.thr,
+            Mode::Gte => v >= n.thr,
+            Mode::Gt => v > n.thr,
+            Mode::Eq => v == n.thr,
+            Mode::Neq => v != n.thr,
+            Mode::Member => self
+                .members
+                .get(&i)
+                .is_some_and(|s| s.contains(&v.to_f64())),
+        };
+        hit || (n.missing_true && v.is_nan())
+    }
+
+    /// Walks one tree for one row; returns the leaf index.
+    #[inline(always)]
+    fn walk<T: Num>(&self, nodes: &[Node<T>], root: u32, x: &[T]) -> u32 {
+        let mut i = root;
+        match self.same_mode {
+            Some(Mode::Leq) => {
+                while i & LEAF == 0 {
+                    let n = &nodes[i as usize];
+                    i = if x[n.feature as usize] <= n.thr {
+                        n.t
+                    } else {
+                        n.f
+                    };
+                }
+            }
+            Some(Mode::Lt) => {
+                while i & LEAF == 0 {
+                    let n = &nodes[i as usize];
+                    i = if x[n.feature as usize] < n.thr {
+                        n.t
+                    } else {
+                        n.f
+                    };
+                }
+            }
+            _ => {
+                while i & LEAF == 0 {
+                    let n = &nodes[i as usize];
+                    i = if self.go(n, x[n.feature as usize], i) {
+                        n.t
+                    } else {
+                        n.f
+                    };
+                }
+            }
+        }
+        i & !LEAF
+    }
+
+    /// Scores every row: `scores[r * n_targets + t]` and whether each slot got a score.
+    /// With `single`, sums are kept in f32 as onnxruntime does for float inputs.
+    fn accumulate<T: Num>(
+        &self,
+        nodes: &[Node<T>],
+        x: &[T],
+        c: usize,
+        rows: usize,
+        single: bool,
+    ) -> (Vec<f64>, Vec<bool>) {
+        let k = self.n_targets;
+        let mut scores = vec![0.0f64; rows * k];
+        let mut has = vec![false; rows * k];
+        let sum_like = matches!(self.agg, Agg::Sum | Agg::Average);
+        for start in (0..rows).step_by(BLOCK) {
+            let end = (start + BLOCK).min(rows);
+            for &root in &self.roots {
+                for r in start..end {
+                    let leaf = self.walk(nodes, root, &x[r * c..(r + 1) * c]) as usize;
+                    let (a, b) = (
+                        self.leaf_start[leaf] as usize,
+                        self.leaf_start[leaf + 1] as usize,
+                    );
+                    for &(t, w) in &self.weights[a..b] {
+                        let slot = r * k + t as usize;
+                        if sum_like {
+                            scores[slot] = if single {
+                                f64::from(scores[slot] as f32 + w as f32)
+                            } else {
+                                scores[slot] + w
+                            };
+                        } else if !has[slot]
+                            || (self.agg == Agg::Min && w < scores[slot])
+                            || (self.agg == Agg::Max && w > scores[slot])
+                        {
+                            scores[slot] = w;
+                        }
+                        has[slot] = true;
+                    }
+                }
+            }
+        }
+        (scores, has)
+    }
+
+    fn finish_regression(&self, scores: &mut [f64], has: &[bool], rows: usize) -> Vec<f32> {
+        let k = self.n_targets;
+        let trees = self.roots.len().max(1) as f64;
+        let mut out = Vec::with_capacity(rows * k);
+        if k == 1 {
+            let origin = if self.base.len() == 1 {
+                self.base[0]
+            } else {
+                0.0
+            };
+            for r in 0..rows {
+                let s = match self.agg {
+                    Agg::Sum => scores[r] + origin,
+                    Agg::Average => scores[r] / trees + origin,
+                    Agg::Min | Agg::Max => {
+                        if has[r] {
+                            scores[r] + origin
+                        } else {
+                            origin
+                        }
+                    }
+                };
+                out.push(if self.post == Post::Probit {
+                    probit(s as f32)
+                } else {
+                    s as f32
+                });
+            }
+            return out;
+        }
+        let use_base = self.base.len() == k;
+        let mut row = vec![0.0f32; k];
+        for r in 0..rows {
+            for t in 0..k {
+                let b = if use_base { self.base[t] } else { 0.0 };
+                let s = scores[r * k + t];
+                row[t] = match self.agg {
+                    Agg::Sum => (s + b) as f32,
+                    Agg::Average => (s / trees + b) as f32,
+                    Agg::Min | Agg::Max => (b + if has[r * k + t] { s } else { 0.0 }) as f32,
+                };
+            }
+            self.post.apply(&mut row);
+            out.extend_from_slice(&row);
+        }
+        out
+    }
+
+    /// Classifier finish, as onnxruntime's TreeAggregatorClassifier: returns labels (class
+    /// indices) and the score rows.
+    fn finish_classification(
+        &self,
+        scores: &[f64],
+        has: &[bool],
+        rows: usize,
+        binary_case: bool,
+        all_positive: bool,
+    ) -> (Vec<i64>, Vec<f32>) {
+        let k = self.n_targets;
+        let mut labels = Vec::with_capacity(rows);
+        let mut out = Vec::with_capacity(rows * k.max(2));
+        for r in 0..rows {
+            let mut s: Vec<f64> = scores[r * k..(r + 1) * k].to_vec();
+            let mut h: Vec<bool> = has[r * k..(r + 1) * k].to_vec();
+            if k > 2 {
+                for (j, &b) in self.base.iter().enumerate().take(k) {
+                    if h[j] {
+                        s[j] += b;
+                    } else {
+                        s[j] = b;
+                        h[j] = true;
+                    }
+                }
+                let mut best: Option<usize> = None;
+                for j in 0..k {
+                    if h[j] && best.is_none_or(|b| s[j] > s[b]) {
+                        best = Some(j);
+                    }
+                }
+                labels.push(i64::try_from(best.unwrap_or(0)).unwrap_or(0));
+                let mut row: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                self.post.apply(&mut row);
+                out.extend_from_slice(&row);
+                continue;
+            }
+            // Binary.
+            let mut extra = -1;
+            let mut len = 2;
+            match self.base.len() {
+                2 => {
+                    if h[1] {
+                        s[1] = self.base[1] + s[0];
+                        s[0] = -s[1];
+                    } else {
+                        s[1] += self.base[1];
+                        s[0] += self.base[0];
+                    }
+                }
+                1 => {
+                    s[0] += self.base[0];
+                    if !h[1] {
+                        len = 1;
+                    }
+                }
+                _ => {
+                    extra = 3;
+                    if !h[1] {
+                        len = 1;
+                    }
+                }
+            }
+            let pos = if len == 2 && h[1] {
+                s[1]
+            } else if h[0] {
+                s[0]
+            } else {
+                0.0
+            };
+            let label = if binary_case {
+                if all_positive {
+                    if pos > 0.5 {
+                        extra = 0;
+                        1
+                    } else {
+                        extra = 1;
+                        0
+                    }
+                } else if pos > 0.0 {
+                    extra = 2;
+                    1
+                } else {
+                    extra = 3;
+                    0
+                }
+            } else {
+                i64::from(pos > 0.0)
+            };
+            labels.push(label);
+            if len == 2 {
+                let mut row = [s[0] as f32, s[1] as f32];
+                self.post.apply(&mut row);
+                out.extend_from_slice(&row);
+            } else {
+                let v = s[0] as f32;
+                let row = if self.post == Post::Probit {
+                    [probit(v), 0.0]
+                } else if self.post == Post::Logistic {
+                    [logistic(-v), logistic(v)]
+                } else {
+                    match extra {
+                        0 | 1 => [1.0 - v, v],
+                        2 | 3 if self.post == Post::Logistic => [logistic(-v), logistic(v)],
+                        2 | 3 => [-v, v],
+                        _ => [v, 0.0],
+                    }
+                };
+                out.extend_from_slice(&row);
+            }
+        }
+        (labels, out)
+    }
+
+    fn run_on(&self, x: &Value) -> Result<Vec<Value>, String> {
+        let (rows, c) = x.matrix_dims()?;
+        if c < self.n_features {
+            return Err(format!(
+                "the trees read feature {} but the input has {c} columns",
+                self.n_features - 1
+            ));
+        }
+        let (mut scores, has) = match (x, &self.nodes32) {
+            (Value::F32(a), Some(nodes)) => self.accumulate(nodes, &a.data, c, rows, true),
+            (Value::F64(a), _) => self.accumulate(&self.nodes64, &a.data, c, rows, false),
+            (other, _) => {
+                let data = other.as_f64()?;
+                self.accumulate(&self.nodes64, &data, c, rows, false)
+            }
+        };
+        match &self.kind {
+            Kind::Regressor => {
+                let out = self.finish_regression(&mut scores, &has, rows);
+                Ok(vec![Value::F32(Arr::new(vec![rows, self.n_targets], out))])
+            }
+            Kind::Classifier {
+                labels,
+                binary_case,
+                all_positive,
+            } => {
+                let (idx, out) =
+                    self.finish_classification(&scores, &has, rows, *binary_case, *all_positive);
+                let width = out.len() / rows.max(1);
+                Ok(vec![
+                    labels.pick(&idx),
+                    Value::F32(Arr::new(
+                        vec![rows, if rows == 0 { self.n_targets } else { width }],
+                        out,
+                    )),
+                ])
+            }
+        }
+    }
+}
+
+impl Op for TreeEnsemble {
+    fn run(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
+        self.run_on(input(inputs, 0)?)
+    }
+}
