@@ -105,7 +105,15 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             RegistryError::Io { .. } | RegistryError::Database { .. } => 74,
         };
     }
-    match err.downcast_ref::<LearnError>() {
+    let learn = match err.downcast_ref::<slipway_runtime::RuntimeError>() {
+        Some(slipway_runtime::RuntimeError::Package(e)) => Some(e),
+        Some(
+            slipway_runtime::RuntimeError::Onnx { .. }
+            | slipway_runtime::RuntimeError::Payload { .. },
+        ) => return 65,
+        None => err.downcast_ref::<LearnError>(),
+    };
+    match learn {
         Some(LearnError::Param(_)) => 2,
         Some(LearnError::Data { .. }) => 65,
         Some(LearnError::Package { dir, .. }) if !dir.exists() => 66,

@@ -10,7 +10,8 @@ pub mod manifest;
 pub mod tensor;
 
 pub use manifest::{
-    Activation, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec, TargetSpec, Task,
+    Activation, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec, OnnxSpec,
+    TargetSpec, Task,
 };
 pub use tensor::{DataType, Signature, Tensor, TensorData, TensorSpec};
 

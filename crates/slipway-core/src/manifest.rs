@@ -159,12 +159,37 @@ pub struct LayerSpec {
 
 /// The estimator: which kind, and its stack of dense layers. Linear and logistic models are
 /// one layer; an MLP is several. Weights live in the payload as `layers.{i}.weight` and
-/// `layers.{i}.bias`.
+/// `layers.{i}.bias`. An imported ONNX model has no layers and an `onnx` section instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// `linear`, `logistic` or `mlp`.
+    /// `linear`, `logistic`, `mlp` or `onnx`.
     pub kind: String,
+    #[serde(default)]
     pub layers: Vec<LayerSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<OnnxSpec>,
+}
+
+/// How tabular rows feed an imported ONNX graph and where its answers are.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OnnxSpec {
+    /// CSV columns, in the order they fill the graph's matrix input (or, when the graph has one
+    /// input per column, the columns feeding the inputs of the same names).
+    pub features: Vec<String>,
+    /// The matrix input (empty when the graph takes one input per column).
+    #[serde(default)]
+    pub input: String,
+    /// The output holding the predicted label, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The output holding class probabilities (classification) or the prediction (regression).
+    pub scores: String,
+    /// Who wrote the graph (`producer_name producer_version`).
+    #[serde(default)]
+    pub producer: String,
+    /// Operator set versions by domain (`` for the default domain).
+    #[serde(default)]
+    pub opsets: BTreeMap<String, i64>,
 }
 
 /// The payload file and its digest.
@@ -251,6 +276,12 @@ impl Manifest {
                 "payload file `{file}` must be a plain file name inside the package folder"
             ));
         }
+        if self.framework == Framework::Onnx {
+            if self.model.onnx.is_none() {
+                return bad("an ONNX package needs a model.onnx section".into());
+            }
+            return self.check_target();
+        }
         let width: usize = self.features.iter().map(|f| f.kind.width()).sum();
         let Some(first) = self.model.layers.first() else {
             return bad("the model has no layer".into());
@@ -277,6 +308,12 @@ impl Manifest {
                 self.task
             ));
         }
+        self.check_target()
+    }
+
+    /// Checks that the task, classes, positive class and threshold agree.
+    fn check_target(&self) -> Result<(), CoreError> {
+        let bad = |m: String| Err(CoreError::InvalidManifest(m));
         let classes = &self.target.classes;
         match self.task {
             Task::BinaryClassification if classes.len() != 2 => {

@@ -190,7 +190,7 @@ pub(crate) fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> Lear
 }
 
 /// Opens a CSV for record-by-record reading and returns it with its header.
-pub(crate) fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<R>, Vec<String>)> {
+pub fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<R>, Vec<String>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(input);

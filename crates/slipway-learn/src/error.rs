@@ -51,14 +51,16 @@ fn data_message(
 }
 
 impl LearnError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O failure on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LearnError::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    /// Bad data in `path`, with no line or column to point at.
+    pub fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         LearnError::Data {
             path: path.into(),
             line: None,

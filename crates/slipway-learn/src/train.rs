@@ -565,6 +565,7 @@ fn manifest_for(
         model: ModelSpec {
             kind: spec.params.model.to_string(),
             layers: network.specs(),
+            onnx: None,
         },
         payload: Payload {
             file: crate::package::PAYLOAD.into(),

@@ -7,6 +7,7 @@
 //! models use) and on tract otherwise; see [`onnx`].
 
 pub mod onnx;
+pub mod tabular;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -29,7 +29,11 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let model = crate::cmd::registry::load_model(&args.model, &args.registry)?;
+    let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
+    if crate::cmd::onnx::is_onnx(&dir) {
+        return crate::cmd::onnx::eval(&dir, &args.model, &args.data, args.threshold, args.json);
+    }
+    let model = slipway_learn::package::NativeModel::load(&dir)?;
     let m = &model.manifest;
     let data = dataset::load_for_model(&args.data, &m.features, &m.target.name, &m.target.classes)?;
     let rows = data.rows();

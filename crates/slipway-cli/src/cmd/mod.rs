@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod eval;
+pub mod onnx;
 pub mod predict;
 pub mod registry;
 pub mod train;

@@ -38,7 +38,18 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let model = crate::cmd::registry::load_model(&args.model, &args.registry)?;
+    let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
+    if crate::cmd::onnx::is_onnx(&dir) {
+        return crate::cmd::onnx::predict(
+            &dir,
+            &args.data,
+            &args.out,
+            args.id_column.as_deref(),
+            args.threshold,
+            args.json,
+        );
+    }
+    let model = slipway_learn::package::NativeModel::load(&dir)?;
     let options = PredictOptions {
         output: args.out.clone(),
         id_column: args.id_column.clone(),

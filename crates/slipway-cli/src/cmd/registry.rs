@@ -41,20 +41,19 @@ pub fn who() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Loads a package given as a folder or as a registry reference (`credit@production`, `credit:3`).
-pub fn load_model(model: &str, registry: &RegistryPath) -> Result<NativeModel> {
+/// The folder of a package given as a folder or as a registry reference.
+pub fn package_dir(model: &str, registry: &RegistryPath) -> Result<PathBuf> {
     let path = Path::new(model);
     if path.exists() {
-        return Ok(NativeModel::load(path)?);
+        return Ok(path.to_path_buf());
     }
     match model.parse::<Reference>() {
         Ok(reference) if !model.contains('/') => {
             let registry = registry.open()?;
             let version = registry.resolve(&reference)?;
-            let dir = registry.materialize(&version)?;
-            Ok(NativeModel::load(&dir)?)
+            Ok(registry.materialize(&version)?)
         }
-        Ok(_) | Err(_) => Ok(NativeModel::load(path)?),
+        Ok(_) | Err(_) => Ok(path.to_path_buf()),
     }
 }
 
@@ -388,18 +387,30 @@ fn print_version(v: &VersionRecord, aliases: &BTreeMap<String, u32>) {
         m["model"]["kind"].as_str().unwrap_or("?")
     );
     let l = &m["lineage"];
-    println!(
-        "  lineage      {} (sha256 {}…), {} rows, seed {}, slipway {}",
-        l["dataset"].as_str().unwrap_or("?"),
-        l["dataset_sha256"]
-            .as_str()
-            .unwrap_or("")
-            .get(..12)
-            .unwrap_or(""),
-        l["rows"],
-        l["seed"],
-        l["slipway_version"].as_str().unwrap_or("?")
-    );
+    if let Some(o) = m["model"].get("onnx") {
+        println!(
+            "  onnx         {} · features {}",
+            o["producer"].as_str().unwrap_or("?"),
+            o["features"].as_array().map_or(0, Vec::len)
+        );
+        println!(
+            "  lineage      imported {}",
+            l["created_at"].as_str().unwrap_or("?")
+        );
+    } else {
+        println!(
+            "  lineage      {} (sha256 {}…), {} rows, seed {}, slipway {}",
+            l["dataset"].as_str().unwrap_or("?"),
+            l["dataset_sha256"]
+                .as_str()
+                .unwrap_or("")
+                .get(..12)
+                .unwrap_or(""),
+            l["rows"],
+            l["seed"],
+            l["slipway_version"].as_str().unwrap_or("?")
+        );
+    }
     println!(
         "  metrics ({})",
         m["evaluated_on"].as_str().unwrap_or("test")
@@ -696,11 +707,42 @@ pub fn export(args: ExportArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// A tar written by `slipway export`.
+    /// A tar written by `slipway export`, or an ONNX model (`.onnx`) from PyTorch,
+    /// scikit-learn (skl2onnx), XGBoost or LightGBM (onnxmltools), TensorFlow (tf2onnx)…
     pub file: PathBuf,
-    /// Register under this name (default: the exported model's name).
+    /// Register under this name (default: the exported model's name, or the .onnx file's stem).
     #[arg(long)]
     pub name: Option<String>,
+    /// ONNX: the CSV columns that fill the graph's matrix input, in order (comma-separated).
+    /// Default: the graph's input names when it has one input per column, else f0, f1, ….
+    #[arg(long, value_name = "A,B,C", help_heading = "ONNX models")]
+    pub features: Option<String>,
+    /// ONNX: take the feature columns from this CSV's header (all but the target).
+    #[arg(
+        long,
+        value_name = "F.csv",
+        conflicts_with = "features",
+        help_heading = "ONNX models"
+    )]
+    pub features_from: Option<PathBuf>,
+    /// ONNX: the target column's name, for `slipway eval` (default: target).
+    #[arg(long, help_heading = "ONNX models")]
+    pub target: Option<String>,
+    /// ONNX: binary, multiclass or regression (default: from the graph's classes).
+    #[arg(long, value_parser = ["binary", "multiclass", "regression"], help_heading = "ONNX models")]
+    pub task: Option<String>,
+    /// ONNX: class labels in score-column order, when the graph does not name them.
+    #[arg(long, value_name = "A,B", help_heading = "ONNX models")]
+    pub classes: Option<String>,
+    /// ONNX: the output holding probabilities or predictions (default: the first FP32/FP64 one).
+    #[arg(long, value_name = "NAME", help_heading = "ONNX models")]
+    pub scores_output: Option<String>,
+    /// ONNX: the output holding labels (default: the first BYTES/INT64 one).
+    #[arg(long, value_name = "NAME", help_heading = "ONNX models")]
+    pub label_output: Option<String>,
+    /// ONNX, binary: the decision threshold (default 0.5).
+    #[arg(long, value_parser = crate::cmd::threshold, help_heading = "ONNX models")]
+    pub threshold: Option<f64>,
     /// Point this alias at the imported version.
     #[arg(long)]
     pub alias: Option<String>,
@@ -711,10 +753,13 @@ pub struct ImportArgs {
 }
 
 pub fn import(args: ImportArgs) -> Result<()> {
+    if args.file.extension().is_some_and(|e| e == "onnx") {
+        return crate::cmd::onnx::import(args);
+    }
     let is_tar = args.file.extension().is_some_and(|e| e == "tar");
     if !is_tar {
         return Err(RegistryError::Invalid(format!(
-            "{}: import takes a .tar written by `slipway export`",
+            "{}: import takes a .tar written by `slipway export` or an ONNX model (.onnx)",
             args.file.display()
         ))
         .into());
