@@ -558,8 +558,118 @@ def handmade_cases():
              {"x": probs}, "ZipMap with string keys")
 
 
+def read_safetensors(path):
+    """The package payload, read with nothing but the safetensors format description."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        assert spec["dtype"] == "F64", spec
+        a, b = spec["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f8").reshape(spec["shape"])
+    return out
+
+
+def native_expected(package, columns):
+    """What a Slipway package must answer, computed from `slipway.json` and the payload alone:
+    the documented preprocessing (median fill, standardise; most-frequent fill, one-hot with
+    unknown categories as zeros), then the dense layers."""
+    with open(os.path.join(package, "slipway.json")) as f:
+        m = json.load(f)
+    weights = read_safetensors(os.path.join(package, m["payload"]["file"]))
+    rows = len(next(iter(columns.values())))
+    blocks = []
+    for feat in m["features"]:
+        col = columns[feat["name"]]
+        if feat["kind"] == "numeric":
+            v = np.array([feat["median"] if (x is None or np.isnan(x)) else x for x in col], dtype=np.float64)
+            blocks.append(((v - feat["mean"]) / feat["std"]).reshape(-1, 1))
+        else:
+            cats = feat["categories"]
+            oh = np.zeros((rows, len(cats)))
+            for i, x in enumerate(col):
+                x = feat["most_frequent"] if x in ("", "NA") else x
+                if x in cats:
+                    oh[i, cats.index(x)] = 1.0
+            blocks.append(oh)
+    h = np.hstack(blocks)
+    for i, layer in enumerate(m["model"]["layers"]):
+        h = h @ weights[f"layers.{i}.weight"] + weights[f"layers.{i}.bias"]
+        act = layer["activation"]
+        if act == "relu":
+            h = np.maximum(h, 0)
+        elif act == "tanh":
+            h = np.tanh(h)
+        elif act == "sigmoid":
+            h = 1 / (1 + np.exp(-h))
+        elif act == "softmax":
+            e = np.exp(h - h.max(axis=1, keepdims=True))
+            h = e / e.sum(axis=1, keepdims=True)
+    classes = m["target"].get("classes", [])
+    if m["task"] == "binary_classification":
+        p = h[:, 0]
+        t = m["target"].get("threshold", 0.5)
+        return {"probability": p, "label": np.array([classes[int(x >= t)] for x in p])}
+    if m["task"] == "multiclass_classification":
+        return {"probabilities": h, "label": np.array([classes[int(i)] for i in h.argmax(axis=1)])}
+    return {"prediction": h[:, 0]}
+
+
+def native_cases():
+    """Native packages trained by the slipway binary (env SLIPWAY, default target/release/slipway),
+    answered by an independent numpy reading of the package format."""
+    import subprocess
+    slipway = os.environ.get("SLIPWAY", os.path.join(HERE, "..", "target", "release", "slipway"))
+    specs = [
+        ("native_logistic_credit", "german_credit.csv", "creditability",
+         ["--model", "logistic", "--positive-class", "bad"]),
+        ("native_mlp_penguins", "penguins.csv", "species",
+         ["--model", "mlp", "--hidden", "8", "--epochs", "30", "--ignore", "year"]),
+        ("native_linear_mpg", "auto_mpg.csv", "Miles_per_Gallon", ["--model", "linear", "--ignore", "Name"]),
+    ]
+    for case, data, target, extra in specs:
+        package = os.path.join(HERE, "native", case)
+        subprocess.run([os.path.abspath(slipway), "train", "--data", f"data/{data}", "--target", target,
+                        "--seed", "7", "--out", os.path.relpath(package, os.path.join(HERE, "..")), "--json", *extra],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=os.path.join(HERE, ".."))
+        with open(os.path.join(package, "slipway.json")) as f:
+            m = json.load(f)
+        rows = read_csv(data)
+        rng = np.random.default_rng(SEED)
+        pick = [rows[i] for i in rng.choice(len(rows), size=ROWS, replace=False)]
+        pick[0] = dict(pick[0])
+        columns, inputs = {}, []
+        for feat in m["features"]:
+            raw = [r[feat["name"]] for r in pick]
+            if feat["kind"] == "numeric":
+                vals = [None if x in ("", "NA") else float(x) for x in raw]
+                vals[0] = None  # one missing value per numeric column
+                columns[feat["name"]] = [np.nan if v is None else v for v in vals]
+                inputs.append({"name": feat["name"], "datatype": "FP64", "shape": [ROWS], "data": vals})
+            else:
+                raw[1] = "never-seen-in-training"
+                raw[2] = ""
+                columns[feat["name"]] = raw
+                inputs.append({"name": feat["name"], "datatype": "BYTES", "shape": [ROWS], "data": raw})
+        expected = native_expected(package, columns)
+        outputs = [tensor_json(k, v) for k, v in expected.items()]
+        fixture = {"case": case, "notes": f"native package trained on {data}, expected by numpy from the package format",
+                   "package": f"native/{case}", "rtol": 1e-9, "inputs": inputs, "outputs": outputs,
+                   "expected_by": "numpy " + np.__version__}
+        with open(os.path.join(OUT, case + ".json"), "w") as f:
+            json.dump(fixture, f, separators=(",", ":"))
+            f.write("\n")
+        print(f"{case:32s} native package → {', '.join(expected)}")
+
+
 def main():
-    which = sys.argv[1:] or ["sklearn", "boosting", "handmade"]
+    which = sys.argv[1:] or ["sklearn", "boosting", "handmade", "native"]
+    if "native" in which:
+        native_cases()
     if "handmade" in which:
         handmade_cases()
     if "sklearn" in which:

@@ -85,8 +85,18 @@ fn compare(got: &Tensor, want: &Tensor, rtol: f64) -> Result<(), String> {
 
 fn run_case(path: &Path, choice: EngineChoice) -> Result<(), String> {
     let fixture: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let bytes = std::fs::read(path.with_extension("onnx")).unwrap();
-    let model = OnnxModel::from_bytes(&bytes, choice).map_err(|e| format!("load: {e}"))?;
+    let model: Box<dyn Model> = match fixture.get("package").and_then(Json::as_str) {
+        // A native package: loaded as every server loads it.
+        Some(package) => {
+            let loaded = slipway_runtime::load(&cases_dir().join("..").join(package))
+                .map_err(|e| format!("load: {e}"))?;
+            Box::new(ArcModel(loaded.model))
+        }
+        None => {
+            let bytes = std::fs::read(path.with_extension("onnx")).unwrap();
+            Box::new(OnnxModel::from_bytes(&bytes, choice).map_err(|e| format!("load: {e}"))?)
+        }
+    };
     let inputs: Vec<Tensor> = fixture["inputs"]
         .as_array()
         .unwrap()
@@ -118,6 +128,17 @@ fn run_case(path: &Path, choice: EngineChoice) -> Result<(), String> {
     Ok(())
 }
 
+struct ArcModel(std::sync::Arc<dyn Model>);
+
+impl Model for ArcModel {
+    fn signature(&self) -> &slipway_core::Signature {
+        self.0.signature()
+    }
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, slipway_core::CoreError> {
+        self.0.infer(inputs)
+    }
+}
+
 fn cases() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(cases_dir())
         .expect("conformance/cases exists")
@@ -131,7 +152,14 @@ fn cases() -> Vec<PathBuf> {
 #[test]
 fn every_case_matches_onnxruntime() {
     let cases = cases();
-    assert!(cases.len() >= 60, "only {} cases found", cases.len());
+    assert!(cases.len() >= 75, "only {} cases found", cases.len());
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c.to_string_lossy().contains("native_"))
+            .count()
+            >= 3
+    );
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|p| {
@@ -154,7 +182,7 @@ fn every_exporter_case_runs_on_the_interpreter() {
     // The interpreter, not tract, must run every real exporter's model.
     for p in cases() {
         let name = p.file_stem().unwrap().to_string_lossy().to_string();
-        if name.starts_with("op_") {
+        if name.starts_with("op_") || name.starts_with("native_") {
             continue;
         }
         let bytes = std::fs::read(p.with_extension("onnx")).unwrap();
