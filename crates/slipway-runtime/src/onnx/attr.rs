@@ -93,7 +93,10 @@ pub fn tensor_value(t: &TensorProto) -> Result<Value, String> {
     for &d in &t.dims {
         shape.push(usize::try_from(d).map_err(|_| format!("negative dimension {d}"))?);
     }
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("tensor `{}` has an impossible shape {:?}", t.name, t.dims))?;
     if !t.external_data.is_empty() {
         return Err(format!(
             "tensor `{}` keeps its data in an external file, which Slipway does not load; \

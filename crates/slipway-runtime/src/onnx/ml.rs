@@ -76,6 +76,25 @@ pub fn logistic_exact(v: f32) -> f32 {
     p / q + 0.5
 }
 
+/// tanh as onnxruntime's MLAS (and Eigen) compute it: a rational approximation on [-9, 9],
+/// within a few ulps, several times faster than the libm call.
+#[allow(clippy::excessive_precision)] // MLAS's constants, as written there
+pub fn tanh_fast(v: f32) -> f32 {
+    let x = v.clamp(-9.0, 9.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.760_768_477_423_55e-16 + 2.000_187_904_824_77e-13;
+    p = p * x2 + -8.604_671_522_137_35e-11;
+    p = p * x2 + 5.122_297_090_371_14e-8;
+    p = p * x2 + 1.485_722_357_179_79e-5;
+    p = p * x2 + 6.372_619_288_754_36e-4;
+    p = p * x2 + 4.893_524_558_917_86e-3;
+    p *= x;
+    let mut q = x2 * 1.198_258_394_667_02e-6 + 1.185_347_056_866_54e-4;
+    q = q * x2 + 2.268_434_632_439e-3;
+    q = q * x2 + 4.893_525_185_543_85e-3;
+    if v.is_nan() { v } else { p / q }
+}
+
 /// Applies a transform to one row of a linear model's scores.
 pub fn apply_linear(post: Post, row: &mut [f32]) {
     if post == Post::Logistic {
@@ -962,6 +981,9 @@ impl Op for FeatureVectorizer {
                 .map(|d| if v.shape().len() == 1 { 1 } else { d.0 })
         })?;
         let width: usize = self.dims.iter().sum();
+        if width > 1 << 24 {
+            return Err(format!("input dimensions add up to {width} columns"));
+        }
         let mut out = vec![0.0f32; n * width];
         let mut offset = 0;
         for (v, &d) in values.iter().zip(&self.dims) {

@@ -280,6 +280,14 @@ impl OnnxModel {
                         }
                     })
                     .collect::<Option<_>>()?;
+                // A declared shape too large to warm with is left to its first request.
+                if shape
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .is_none_or(|n| n > 1 << 22)
+                {
+                    return None;
+                }
                 let v = Value::zeros(spec.datatype, shape)?;
                 Some(v.into_tensor(&spec.name))
             })

@@ -446,6 +446,10 @@ impl Op for Unary {
     fn run(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
         let op = self.0;
         let out = match input(inputs, 0)? {
+            Value::F32(a) if matches!(op, UnOp::Tanh) => Value::F32(Arr::new(
+                a.shape.clone(),
+                a.data.iter().map(|&x| super::ml::tanh_fast(x)).collect(),
+            )),
             Value::F32(a) if matches!(op, UnOp::Sigmoid) => Value::F32(Arr::new(
                 a.shape.clone(),
                 a.data
@@ -653,7 +657,10 @@ impl Op for Reshape {
                 _ => return Err(format!("invalid shape {:?}", &spec[..])),
             }
         }
-        let known: usize = shape.iter().product();
+        let known = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| format!("invalid shape {:?}", &spec[..]))?;
         if let Some(i) = infer {
             if known == 0 || total % known != 0 {
                 return Err(format!(

@@ -67,15 +67,29 @@ enum Agg {
     Max,
 }
 
-/// A branch. `t` and `f` are node indices, or leaf indices with the `LEAF` bit set.
+/// A branch. `t` and `f` are node indices, or leaf indices with the `LEAF` bit set. Its mode
+/// and missing-value rule live in `TreeEnsemble::meta`, read only when modes differ.
 #[derive(Debug, Clone, Copy)]
 struct Node<T> {
     thr: T,
     feature: u32,
     t: u32,
     f: u32,
-    mode: Mode,
-    missing_true: bool,
+}
+
+/// A leaf weight's accumulator: f32 or f64.
+trait Acc: Copy + PartialOrd + Default + std::ops::Add<Output = Self> {
+    fn to_f64(self) -> f64;
+}
+impl Acc for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+impl Acc for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
 }
 
 trait Num: Copy + PartialOrd + std::fmt::Debug + Send + Sync + 'static {
@@ -120,6 +134,11 @@ pub struct TreeEnsemble {
     /// Leaf `i` owns `weights[leaf_start[i]..leaf_start[i + 1]]`.
     leaf_start: Vec<u32>,
     weights: Vec<(u32, f64)>,
+    weights32: Vec<(u32, f32)>,
+    /// Every leaf has exactly one weight: `weights[leaf]` is it.
+    one_weight_per_leaf: bool,
+    /// Per node: comparison and whether a missing value goes to the true side.
+    meta: Vec<(Mode, bool)>,
     n_targets: usize,
     agg: Agg,
     post: Post,
@@ -446,6 +465,7 @@ impl TreeEnsemble {
             }
         };
         let mut nodes64 = Vec::with_capacity(n_nodes);
+        let mut meta = Vec::with_capacity(n_nodes);
         let mut n_features = 0usize;
         for r in &raw {
             let feature = uidx(r.feature, "feature id")?;
@@ -457,9 +477,8 @@ impl TreeEnsemble {
                 feature,
                 t: if r.mode.is_some() { link(r.t)? } else { LEAF },
                 f: if r.mode.is_some() { link(r.f)? } else { LEAF },
-                mode: r.mode.unwrap_or(Mode::Leq),
-                missing_true: r.missing_true,
             });
+            meta.push((r.mode.unwrap_or(Mode::Leq), r.missing_true));
         }
         // Every branch must lead to leaves without cycles: children come after their parent in
         // a walk, checked by following each tree with a depth bound.
@@ -495,17 +514,20 @@ impl TreeEnsemble {
             }
         }
         leaf_start.push(u32::try_from(weights.len()).map_err(|_| "too many weights")?);
-        let branches = nodes64.iter().filter(|n| n.t != LEAF || n.f != LEAF);
+        let branches = nodes64
+            .iter()
+            .zip(&meta)
+            .filter(|(n, _)| n.t != LEAF || n.f != LEAF);
         let mut same_mode = None;
         let mut uniform = true;
-        for n in branches {
-            if n.missing_true || n.mode == Mode::Member {
+        for (_, &(mode, missing_true)) in branches {
+            if missing_true || mode == Mode::Member {
                 uniform = false;
                 break;
             }
             match same_mode {
-                None => same_mode = Some(n.mode),
-                Some(m) if m != n.mode => {
+                None => same_mode = Some(mode),
+                Some(m) if m != mode => {
                     uniform = false;
                     break;
                 }
@@ -523,8 +545,6 @@ impl TreeEnsemble {
                         feature: n.feature,
                         t: n.t,
                         f: n.f,
-                        mode: n.mode,
-                        missing_true: n.missing_true,
                     })
                     .collect()
             });
@@ -533,8 +553,11 @@ impl TreeEnsemble {
             nodes64,
             members,
             roots,
+            one_weight_per_leaf: leaf_start.windows(2).all(|w| w[1] - w[0] == 1),
             leaf_start,
+            weights32: weights.iter().map(|&(t, w)| (t, w as f32)).collect(),
             weights,
+            meta,
             n_targets,
             agg,
             post,
@@ -547,7 +570,8 @@ impl TreeEnsemble {
 
     #[inline(always)]
     fn go<T: Num>(&self, n: &Node<T>, v: T, i: u32) -> bool {
-        let hit = match n.mode {
+        let (mode, missing_true) = self.meta[i as usize];
+        let hit = match mode {
             Mode::Leq => v <= n.thr,
             Mode::Lt => v < n.thr,
             Mode::Gte => v >= n.thr,
@@ -559,91 +583,125 @@ impl TreeEnsemble {
                 .get(&i)
                 .is_some_and(|s| s.contains(&v.to_f64())),
         };
-        hit || (n.missing_true && v.is_nan())
-    }
-
-    /// Walks one tree for one row; returns the leaf index.
-    #[inline(always)]
-    fn walk<T: Num>(&self, nodes: &[Node<T>], root: u32, x: &[T]) -> u32 {
-        let mut i = root;
-        match self.same_mode {
-            Some(Mode::Leq) => {
-                while i & LEAF == 0 {
-                    let n = &nodes[i as usize];
-                    i = if x[n.feature as usize] <= n.thr {
-                        n.t
-                    } else {
-                        n.f
-                    };
-                }
-            }
-            Some(Mode::Lt) => {
-                while i & LEAF == 0 {
-                    let n = &nodes[i as usize];
-                    i = if x[n.feature as usize] < n.thr {
-                        n.t
-                    } else {
-                        n.f
-                    };
-                }
-            }
-            _ => {
-                while i & LEAF == 0 {
-                    let n = &nodes[i as usize];
-                    i = if self.go(n, x[n.feature as usize], i) {
-                        n.t
-                    } else {
-                        n.f
-                    };
-                }
-            }
-        }
-        i & !LEAF
+        hit || (missing_true && v.is_nan())
     }
 
     /// Scores every row: `scores[r * n_targets + t]` and whether each slot got a score.
-    /// With `single`, sums are kept in f32 as onnxruntime does for float inputs.
-    fn accumulate<T: Num>(
+    /// Sums are kept in `A`: f32 for float inputs, as onnxruntime does, f64 otherwise.
+    fn accumulate<T: Num, A: Acc>(
         &self,
         nodes: &[Node<T>],
         x: &[T],
         c: usize,
         rows: usize,
-        single: bool,
+        weights: &[(u32, A)],
+    ) -> (Vec<f64>, Vec<bool>) {
+        match self.same_mode {
+            Some(Mode::Leq) => self.blocks(
+                nodes,
+                x,
+                c,
+                rows,
+                weights,
+                |nodes: &[Node<T>], mut i: u32, x: &[T]| {
+                    while i & LEAF == 0 {
+                        let n = &nodes[i as usize];
+                        i = if x[n.feature as usize] <= n.thr {
+                            n.t
+                        } else {
+                            n.f
+                        };
+                    }
+                    i & !LEAF
+                },
+            ),
+            Some(Mode::Lt) => self.blocks(
+                nodes,
+                x,
+                c,
+                rows,
+                weights,
+                |nodes: &[Node<T>], mut i: u32, x: &[T]| {
+                    while i & LEAF == 0 {
+                        let n = &nodes[i as usize];
+                        i = if x[n.feature as usize] < n.thr {
+                            n.t
+                        } else {
+                            n.f
+                        };
+                    }
+                    i & !LEAF
+                },
+            ),
+            _ => self.blocks(
+                nodes,
+                x,
+                c,
+                rows,
+                weights,
+                |nodes: &[Node<T>], mut i: u32, x: &[T]| {
+                    while i & LEAF == 0 {
+                        let n = &nodes[i as usize];
+                        i = if self.go(n, x[n.feature as usize], i) {
+                            n.t
+                        } else {
+                            n.f
+                        };
+                    }
+                    i & !LEAF
+                },
+            ),
+        }
+    }
+
+    /// Rows in blocks of [`BLOCK`]; trees in the outer loop, rows in the inner one.
+    #[inline(always)]
+    fn blocks<T: Num, A: Acc>(
+        &self,
+        nodes: &[Node<T>],
+        x: &[T],
+        c: usize,
+        rows: usize,
+        weights: &[(u32, A)],
+        walk: impl Fn(&[Node<T>], u32, &[T]) -> u32,
     ) -> (Vec<f64>, Vec<bool>) {
         let k = self.n_targets;
-        let mut scores = vec![0.0f64; rows * k];
+        let mut scores = vec![A::default(); rows * k];
         let mut has = vec![false; rows * k];
         let sum_like = matches!(self.agg, Agg::Sum | Agg::Average);
+        let one_each = self.one_weight_per_leaf;
+        let mut add = |slot: usize, w: A, scores: &mut [A]| {
+            if sum_like {
+                scores[slot] = scores[slot] + w;
+            } else if !has[slot]
+                || (self.agg == Agg::Min && w < scores[slot])
+                || (self.agg == Agg::Max && w > scores[slot])
+            {
+                scores[slot] = w;
+            }
+            has[slot] = true;
+        };
         for start in (0..rows).step_by(BLOCK) {
             let end = (start + BLOCK).min(rows);
             for &root in &self.roots {
                 for r in start..end {
-                    let leaf = self.walk(nodes, root, &x[r * c..(r + 1) * c]) as usize;
-                    let (a, b) = (
-                        self.leaf_start[leaf] as usize,
-                        self.leaf_start[leaf + 1] as usize,
-                    );
-                    for &(t, w) in &self.weights[a..b] {
-                        let slot = r * k + t as usize;
-                        if sum_like {
-                            scores[slot] = if single {
-                                f64::from(scores[slot] as f32 + w as f32)
-                            } else {
-                                scores[slot] + w
-                            };
-                        } else if !has[slot]
-                            || (self.agg == Agg::Min && w < scores[slot])
-                            || (self.agg == Agg::Max && w > scores[slot])
-                        {
-                            scores[slot] = w;
+                    let leaf = walk(nodes, root, &x[r * c..(r + 1) * c]) as usize;
+                    if one_each {
+                        let (t, w) = weights[leaf];
+                        add(r * k + t as usize, w, &mut scores);
+                    } else {
+                        let (a, b) = (
+                            self.leaf_start[leaf] as usize,
+                            self.leaf_start[leaf + 1] as usize,
+                        );
+                        for &(t, w) in &weights[a..b] {
+                            add(r * k + t as usize, w, &mut scores);
                         }
-                        has[slot] = true;
                     }
                 }
             }
         }
-        (scores, has)
+        (scores.into_iter().map(A::to_f64).collect(), has)
     }
 
     fn finish_regression(&self, scores: &mut [f64], has: &[bool], rows: usize) -> Vec<f32> {
@@ -817,11 +875,13 @@ impl TreeEnsemble {
             ));
         }
         let (mut scores, has) = match (x, &self.nodes32) {
-            (Value::F32(a), Some(nodes)) => self.accumulate(nodes, &a.data, c, rows, true),
-            (Value::F64(a), _) => self.accumulate(&self.nodes64, &a.data, c, rows, false),
+            (Value::F32(a), Some(nodes)) => {
+                self.accumulate(nodes, &a.data, c, rows, &self.weights32)
+            }
+            (Value::F64(a), _) => self.accumulate(&self.nodes64, &a.data, c, rows, &self.weights),
             (other, _) => {
                 let data = other.as_f64()?;
-                self.accumulate(&self.nodes64, &data, c, rows, false)
+                self.accumulate(&self.nodes64, &data, c, rows, &self.weights)
             }
         };
         match &self.kind {
