@@ -315,6 +315,16 @@ def handmade_cases():
     run_case("torch_style_mlp_unnamed_batch", m, {"input": x},
              "the same network with an unnamed batch dimension")
 
+    # A graph that does not type-check: a 6-column input times a 5-row weight matrix. Slipway
+    # must refuse it at load, naming the node.
+    bad_w = helper.make_tensor("w", F, [5, 3], rng.normal(size=15).astype(np.float32))
+    bad = helper.make_graph([helper.make_node("MatMul", ["input", "w"], ["y"], name="dense_1")], "g",
+                            [vi("input", F, ["N", 6])], [vi("y", F, ["N", 3])], initializer=[bad_w])
+    bad = helper.make_model(bad, opset_imports=[helper.make_opsetid("", 15)])
+    with open(os.path.join(OUT, "broken_shapes.onnx"), "wb") as f:
+        f.write(bad.SerializeToString())
+    print("broken_shapes.onnx (MatMul 6 × 5: expected to be refused at load)")
+
     x4 = rng.normal(size=(ROWS, 4)).astype(np.float32) * 3
 
     # Normalizer, all three norms.

@@ -229,6 +229,19 @@ fn a_missing_operator_is_named_at_load() {
 }
 
 #[test]
+fn a_graph_that_does_not_type_check_is_refused_at_load_naming_the_node() {
+    let bytes = std::fs::read(cases_dir().join("broken_shapes.onnx")).unwrap();
+    for choice in [EngineChoice::Auto, EngineChoice::Tract] {
+        let err = OnnxModel::from_bytes(&bytes, choice).unwrap_err();
+        assert!(matches!(err, OnnxError::Invalid(_)), "{err}");
+        if choice == EngineChoice::Auto {
+            let msg = err.to_string();
+            assert!(msg.contains("dense_1") && msg.contains("MatMul"), "{msg}");
+        }
+    }
+}
+
+#[test]
 fn truncated_and_foreign_files_are_refused_with_a_position() {
     let bytes = std::fs::read(cases_dir().join("sk_random_forest.onnx")).unwrap();
     for cut in [bytes.len() / 3, bytes.len() - 1] {
