@@ -310,7 +310,11 @@ impl OnnxModel {
             },
         };
         let warm = match &warm_inputs {
-            Some(w) => Some(model.run_engine(w).map_err(OnnxError::Invalid)?),
+            Some(w) => Some(
+                model
+                    .run_engine(&w.iter().collect::<Vec<_>>())
+                    .map_err(OnnxError::Invalid)?,
+            ),
             None => None,
         };
         let mut outputs = Vec::new();
@@ -401,10 +405,10 @@ impl OnnxModel {
     }
 
     /// Runs the engine on inputs already in signature order.
-    fn run_engine(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    fn run_engine(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
         match &self.engine {
             Engine::Interp(plan) => {
-                let values = inputs.iter().map(Value::from_tensor).collect();
+                let values = inputs.iter().map(|t| Value::from_tensor(t)).collect();
                 let out = plan.run(values)?;
                 Ok(out
                     .into_iter()
@@ -510,7 +514,7 @@ impl Model for OnnxModel {
                     )));
                 }
             }
-            ordered.push(t.clone());
+            ordered.push(t);
         }
         let out = self.run_engine(&ordered).map_err(CoreError::InvalidInput)?;
         Ok(out

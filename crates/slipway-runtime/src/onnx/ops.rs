@@ -339,8 +339,14 @@ fn zip_broadcast<T: Copy>(a: &Arr<T>, b: &Arr<T>, f: impl Fn(T, T) -> T) -> Resu
         let x = a.data[0];
         return Ok(Arr::new(shape, b.data.iter().map(|&y| f(x, y)).collect()));
     }
-    // A row vector broadcast over the rows of a matrix: the common bias case.
-    if a.data.len() == n && !b.data.is_empty() && shape.ends_with(&b.shape) {
+    // A row vector broadcast over the rows of a matrix: the common bias case (`[n]` or, as
+    // skl2onnx writes it, `[1, n]`).
+    let first = b
+        .shape
+        .iter()
+        .position(|&d| d != 1)
+        .unwrap_or(b.shape.len());
+    if a.data.len() == n && !b.data.is_empty() && shape.ends_with(&b.shape[first..]) {
         let mut out = Vec::with_capacity(n);
         for row in a.data.chunks_exact(b.data.len()) {
             out.extend(row.iter().zip(&b.data).map(|(&x, &y)| f(x, y)));
@@ -369,14 +375,15 @@ fn zip_broadcast<T: Copy>(a: &Arr<T>, b: &Arr<T>, f: impl Fn(T, T) -> T) -> Resu
 impl Op for Binary {
     fn run(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
         let op = self.0;
+        // One loop per operator: the operator is not matched per element.
         macro_rules! apply {
             ($a:expr, $b:expr) => {
-                zip_broadcast($a, $b, |x, y| match op {
-                    BinOp::Add => x + y,
-                    BinOp::Sub => x - y,
-                    BinOp::Mul => x * y,
-                    BinOp::Div => x / y,
-                })?
+                match op {
+                    BinOp::Add => zip_broadcast($a, $b, |x, y| x + y)?,
+                    BinOp::Sub => zip_broadcast($a, $b, |x, y| x - y)?,
+                    BinOp::Mul => zip_broadcast($a, $b, |x, y| x * y)?,
+                    BinOp::Div => zip_broadcast($a, $b, |x, y| x / y)?,
+                }
             };
         }
         let out = match (input(inputs, 0)?, input(inputs, 1)?) {

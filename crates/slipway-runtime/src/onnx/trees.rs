@@ -1,10 +1,10 @@
 //! Tree ensembles: `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (ml opsets 1 and 3:
 //! plain and `*_as_tensor` attributes) and `TreeEnsemble` (ml opset 5), evaluated natively.
 //!
-//! Trees are flattened into one node array at load. Rows are scored in blocks of 128, trees in
-//! the outer loop and rows in the inner one, so a tree's nodes stay in cache while a block walks
-//! it; when every branch uses the same comparison (the usual case: `BRANCH_LEQ`) the walk is
-//! specialised for it. Aggregation and the binary-classifier conventions follow onnxruntime, the
+//! Trees are flattened at load into one array of 12-byte nodes, depth first with each false
+//! child right after its parent and leaves inline; each row walks every tree. When every branch
+//! uses the same comparison (the usual case: `BRANCH_LEQ`) the walk is specialised for it, with
+//! the missing-value rule a flag bit of the node. Aggregation and the binary-classifier conventions follow onnxruntime, the
 //! reference the conformance suite compares with.
 
 use std::collections::HashMap;
@@ -17,7 +17,6 @@ use super::ops::{Op, input};
 use super::value::{Arr, Value};
 
 const LEAF: u32 = 1 << 31;
-const BLOCK: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -67,15 +66,22 @@ enum Agg {
     Max,
 }
 
-/// A branch. `t` and `f` are node indices, or leaf indices with the `LEAF` bit set. Its mode
-/// and missing-value rule live in `TreeEnsemble::meta`, read only when modes differ.
+/// A node of the flattened ensemble, 12 bytes for f32 thresholds. Trees are laid out depth
+/// first with the false child right after its parent, so a branch stores only `t`, the index of
+/// its true child. A leaf holds its weight inline (`thr` is the weight, `t` the target) unless it
+/// has several (`MULTI`: `t` indexes `leaf_start`).
 #[derive(Debug, Clone, Copy)]
 struct Node<T> {
+    /// Feature index, plus the `LEAF`, `MISSING_TRUE` and `MULTI` flags.
+    ff: u32,
     thr: T,
-    feature: u32,
     t: u32,
-    f: u32,
 }
+
+const F_LEAF: u32 = 1 << 31;
+const F_MISSING_TRUE: u32 = 1 << 30;
+const F_MULTI: u32 = 1 << 29;
+const FEATURE: u32 = F_MULTI - 1;
 
 /// A leaf weight's accumulator: f32 or f64.
 trait Acc: Copy + PartialOrd + Default + std::ops::Add<Output = Self> {
@@ -128,23 +134,21 @@ enum Kind {
 pub struct TreeEnsemble {
     nodes32: Option<Vec<Node<f32>>>,
     nodes64: Vec<Node<f64>>,
-    /// Per node with mode Member: its set (index = node index).
+    /// Per node with mode Member: its set (index = flattened node index).
     members: HashMap<u32, Vec<f64>>,
     roots: Vec<u32>,
-    /// Leaf `i` owns `weights[leaf_start[i]..leaf_start[i + 1]]`.
+    /// Multi-weight leaf `i` owns `weights[leaf_start[i]..leaf_start[i + 1]]`.
     leaf_start: Vec<u32>,
     weights: Vec<(u32, f64)>,
     weights32: Vec<(u32, f32)>,
-    /// Every leaf has exactly one weight: `weights[leaf]` is it.
-    one_weight_per_leaf: bool,
-    /// Per node: comparison and whether a missing value goes to the true side.
-    meta: Vec<(Mode, bool)>,
+    /// Per flattened node: its comparison (read only when the modes differ).
+    meta: Vec<Mode>,
     n_targets: usize,
     agg: Agg,
     post: Post,
     base: Vec<f64>,
     kind: Kind,
-    /// Every branch has this mode and no branch sends missing values to the true side.
+    /// Every branch has this mode (`BRANCH_LEQ` or `BRANCH_LT`): the walk is specialised.
     same_mode: Option<Mode>,
     n_features: usize,
 }
@@ -464,64 +468,110 @@ impl TreeEnsemble {
                 Ok(v)
             }
         };
-        let mut nodes64 = Vec::with_capacity(n_nodes);
-        let mut meta = Vec::with_capacity(n_nodes);
         let mut n_features = 0usize;
         for r in &raw {
             let feature = uidx(r.feature, "feature id")?;
+            if feature > FEATURE {
+                return Err(format!("feature id {feature} is out of range"));
+            }
             if r.mode.is_some() {
                 n_features = n_features.max(feature as usize + 1);
             }
-            nodes64.push(Node {
-                thr: r.thr,
-                feature,
-                t: if r.mode.is_some() { link(r.t)? } else { LEAF },
-                f: if r.mode.is_some() { link(r.f)? } else { LEAF },
-            });
-            meta.push((r.mode.unwrap_or(Mode::Leq), r.missing_true));
         }
-        // Every branch must lead to leaves without cycles: children come after their parent in
-        // a walk, checked by following each tree with a depth bound.
-        let roots: Vec<u32> = roots.into_iter().map(link).collect::<Result<_, _>>()?;
-        for &root in &roots {
-            let mut stack = vec![(root, 0usize)];
-            while let Some((i, depth)) = stack.pop() {
-                if i & LEAF != 0 {
-                    continue;
-                }
-                if depth > n_nodes {
-                    return Err("a tree has a cycle".into());
-                }
-                let nd = &nodes64[i as usize];
-                if nd.t == LEAF && nd.f == LEAF {
-                    return Err(format!("node {i} is a leaf inside a branch path"));
-                }
-                stack.push((nd.t, depth + 1));
-                stack.push((nd.f, depth + 1));
-            }
-        }
-        let mut leaf_start = Vec::with_capacity(n_leaves + 1);
+        let roots_in: Vec<u32> = roots.into_iter().map(link).collect::<Result<_, _>>()?;
+        // Leaf weights: inline when a leaf has exactly one, else a range of `weights`.
+        let mut leaf_start = vec![0u32];
         let mut weights = Vec::new();
-        for lw in leaf_weights {
-            leaf_start.push(u32::try_from(weights.len()).map_err(|_| "too many weights")?);
-            for (t, w) in lw {
+        for lw in &leaf_weights {
+            for &(t, _) in lw {
                 if t as usize >= n_targets {
                     return Err(format!(
                         "a leaf writes to target/class {t}, the model has {n_targets}"
                     ));
                 }
-                weights.push((t, w));
             }
         }
-        leaf_start.push(u32::try_from(weights.len()).map_err(|_| "too many weights")?);
-        let branches = nodes64
-            .iter()
-            .zip(&meta)
-            .filter(|(n, _)| n.t != LEAF || n.f != LEAF);
+        // Flatten depth first: a branch, then its false subtree, then its true subtree. The
+        // walk also rejects cycles, and a budget stops subtrees shared by many parents from
+        // multiplying.
+        let budget = 4 * (n_nodes + n_leaves) + 16;
+        let mut nodes64: Vec<Node<f64>> = Vec::with_capacity(n_nodes + n_leaves);
+        let mut meta: Vec<Mode> = Vec::with_capacity(n_nodes + n_leaves);
+        let mut flat_members = HashMap::new();
+        let mut multi_index: HashMap<u32, u32> = HashMap::new();
+        let mut roots_out = Vec::with_capacity(roots_in.len());
+        for &root in &roots_in {
+            roots_out.push(u32::try_from(nodes64.len()).map_err(|_| "too many nodes")?);
+            // (reference, depth, parent whose `t` to patch)
+            let mut stack = vec![(root, 0usize, None::<usize>)];
+            while let Some((reference, depth, patch)) = stack.pop() {
+                if nodes64.len() >= budget || depth > n_nodes + 1 {
+                    return Err("the trees have a cycle or too many shared subtrees".into());
+                }
+                let here = nodes64.len();
+                let here32 = u32::try_from(here).map_err(|_| "too many nodes")?;
+                if let Some(p) = patch {
+                    nodes64[p].t = here32;
+                }
+                if reference & LEAF != 0 {
+                    let l = (reference & !LEAF) as usize;
+                    let lw = &leaf_weights[l];
+                    if lw.len() == 1 {
+                        nodes64.push(Node {
+                            ff: F_LEAF,
+                            thr: lw[0].1,
+                            t: lw[0].0,
+                        });
+                    } else {
+                        let idx = match multi_index.get(&(l as u32)) {
+                            Some(&i) => i,
+                            None => {
+                                weights.extend(lw.iter().copied());
+                                leaf_start.push(
+                                    u32::try_from(weights.len()).map_err(|_| "too many weights")?,
+                                );
+                                let i = u32::try_from(leaf_start.len() - 2)
+                                    .map_err(|_| "too many leaves")?;
+                                multi_index.insert(l as u32, i);
+                                i
+                            }
+                        };
+                        nodes64.push(Node {
+                            ff: F_LEAF | F_MULTI,
+                            thr: 0.0,
+                            t: idx,
+                        });
+                    }
+                    meta.push(Mode::Leq);
+                    continue;
+                }
+                let r = &raw[reference as usize];
+                let Some(mode) = r.mode else {
+                    return Err(format!("node {reference} is a leaf inside a branch path"));
+                };
+                let feature = uidx(r.feature, "feature id")?;
+                let t = link(r.t)?;
+                let f = link(r.f)?;
+                nodes64.push(Node {
+                    ff: feature | if r.missing_true { F_MISSING_TRUE } else { 0 },
+                    thr: r.thr,
+                    t: 0,
+                });
+                meta.push(mode);
+                if let Some(set) = members.get(&reference) {
+                    flat_members.insert(here32, set.clone());
+                }
+                stack.push((t, depth + 1, Some(here)));
+                stack.push((f, depth + 1, None));
+            }
+        }
         let mut same_mode = None;
         let mut uniform = true;
-        for (_, &(mode, missing_true)) in branches {
-            if missing_true || mode == Mode::Member {
+        for (n, &mode) in nodes64.iter().zip(&meta) {
+            if n.ff & F_LEAF != 0 {
+                continue;
+            }
+            if !matches!(mode, Mode::Leq | Mode::Lt) {
                 uniform = false;
                 break;
             }
@@ -541,19 +591,17 @@ impl TreeEnsemble {
                 nodes64
                     .iter()
                     .map(|n| Node {
+                        ff: n.ff,
                         thr: n.thr as f32,
-                        feature: n.feature,
                         t: n.t,
-                        f: n.f,
                     })
                     .collect()
             });
         Ok(TreeEnsemble {
             nodes32,
             nodes64,
-            members,
-            roots,
-            one_weight_per_leaf: leaf_start.windows(2).all(|w| w[1] - w[0] == 1),
+            members: flat_members,
+            roots: roots_out,
             leaf_start,
             weights32: weights.iter().map(|&(t, w)| (t, w as f32)).collect(),
             weights,
@@ -568,10 +616,10 @@ impl TreeEnsemble {
         })
     }
 
+    /// The general comparison, for ensembles that mix modes.
     #[inline(always)]
     fn go<T: Num>(&self, n: &Node<T>, v: T, i: u32) -> bool {
-        let (mode, missing_true) = self.meta[i as usize];
-        let hit = match mode {
+        let hit = match self.meta[i as usize] {
             Mode::Leq => v <= n.thr,
             Mode::Lt => v < n.thr,
             Mode::Gte => v >= n.thr,
@@ -583,125 +631,88 @@ impl TreeEnsemble {
                 .get(&i)
                 .is_some_and(|s| s.contains(&v.to_f64())),
         };
-        hit || (missing_true && v.is_nan())
+        hit || (n.ff & F_MISSING_TRUE != 0 && v.is_nan())
     }
 
     /// Scores every row: `scores[r * n_targets + t]` and whether each slot got a score.
-    /// Sums are kept in `A`: f32 for float inputs, as onnxruntime does, f64 otherwise.
-    fn accumulate<T: Num, A: Acc>(
+    /// Sums are kept in `T`: f32 for float inputs, as onnxruntime does, f64 otherwise.
+    fn accumulate<T: Num + Acc>(
         &self,
         nodes: &[Node<T>],
         x: &[T],
         c: usize,
         rows: usize,
-        weights: &[(u32, A)],
+        weights: &[(u32, T)],
     ) -> (Vec<f64>, Vec<bool>) {
         match self.same_mode {
-            Some(Mode::Leq) => self.blocks(
-                nodes,
-                x,
-                c,
-                rows,
-                weights,
-                |nodes: &[Node<T>], mut i: u32, x: &[T]| {
-                    while i & LEAF == 0 {
-                        let n = &nodes[i as usize];
-                        i = if x[n.feature as usize] <= n.thr {
-                            n.t
-                        } else {
-                            n.f
-                        };
-                    }
-                    i & !LEAF
-                },
-            ),
-            Some(Mode::Lt) => self.blocks(
-                nodes,
-                x,
-                c,
-                rows,
-                weights,
-                |nodes: &[Node<T>], mut i: u32, x: &[T]| {
-                    while i & LEAF == 0 {
-                        let n = &nodes[i as usize];
-                        i = if x[n.feature as usize] < n.thr {
-                            n.t
-                        } else {
-                            n.f
-                        };
-                    }
-                    i & !LEAF
-                },
-            ),
-            _ => self.blocks(
-                nodes,
-                x,
-                c,
-                rows,
-                weights,
-                |nodes: &[Node<T>], mut i: u32, x: &[T]| {
-                    while i & LEAF == 0 {
-                        let n = &nodes[i as usize];
-                        i = if self.go(n, x[n.feature as usize], i) {
-                            n.t
-                        } else {
-                            n.f
-                        };
-                    }
-                    i & !LEAF
-                },
-            ),
+            Some(Mode::Leq) => {
+                self.rows(nodes, x, c, rows, weights, |i: usize, n: &Node<T>, v: T| {
+                    let _ = i;
+                    (v <= n.thr) | (n.ff & F_MISSING_TRUE != 0 && v.is_nan())
+                })
+            }
+            Some(Mode::Lt) => {
+                self.rows(nodes, x, c, rows, weights, |i: usize, n: &Node<T>, v: T| {
+                    let _ = i;
+                    (v < n.thr) | (n.ff & F_MISSING_TRUE != 0 && v.is_nan())
+                })
+            }
+            _ => self.rows(nodes, x, c, rows, weights, |i: usize, n: &Node<T>, v: T| {
+                self.go(n, v, i as u32)
+            }),
         }
     }
 
-    /// Rows in blocks of [`BLOCK`]; trees in the outer loop, rows in the inner one.
+    /// Rows in the outer loop, trees in the inner one.
     #[inline(always)]
-    fn blocks<T: Num, A: Acc>(
+    fn rows<T: Num + Acc>(
         &self,
         nodes: &[Node<T>],
         x: &[T],
         c: usize,
         rows: usize,
-        weights: &[(u32, A)],
-        walk: impl Fn(&[Node<T>], u32, &[T]) -> u32,
+        weights: &[(u32, T)],
+        go: impl Fn(usize, &Node<T>, T) -> bool,
     ) -> (Vec<f64>, Vec<bool>) {
         let k = self.n_targets;
-        let mut scores = vec![A::default(); rows * k];
+        let mut scores = vec![T::default(); rows * k];
         let mut has = vec![false; rows * k];
         let sum_like = matches!(self.agg, Agg::Sum | Agg::Average);
-        let one_each = self.one_weight_per_leaf;
-        let mut add = |slot: usize, w: A, scores: &mut [A]| {
-            if sum_like {
-                scores[slot] = scores[slot] + w;
-            } else if !has[slot]
-                || (self.agg == Agg::Min && w < scores[slot])
-                || (self.agg == Agg::Max && w > scores[slot])
-            {
-                scores[slot] = w;
-            }
-            has[slot] = true;
-        };
-        for start in (0..rows).step_by(BLOCK) {
-            let end = (start + BLOCK).min(rows);
+        let min = self.agg == Agg::Min;
+        for r in 0..rows {
+            let xr = &x[r * c..(r + 1) * c];
+            let sr = &mut scores[r * k..(r + 1) * k];
+            let hr = &mut has[r * k..(r + 1) * k];
+            let mut add = |t: u32, w: T| {
+                let t = t as usize;
+                if sum_like {
+                    sr[t] = sr[t] + w;
+                } else if !hr[t] || (min && w < sr[t]) || (!min && w > sr[t]) {
+                    sr[t] = w;
+                }
+                hr[t] = true;
+            };
             for &root in &self.roots {
-                for r in start..end {
-                    let leaf = walk(nodes, root, &x[r * c..(r + 1) * c]) as usize;
-                    if one_each {
-                        let (t, w) = weights[leaf];
-                        add(r * k + t as usize, w, &mut scores);
-                    } else {
-                        let (a, b) = (
-                            self.leaf_start[leaf] as usize,
-                            self.leaf_start[leaf + 1] as usize,
-                        );
-                        for &(t, w) in &weights[a..b] {
-                            add(r * k + t as usize, w, &mut scores);
-                        }
+                let mut i = root as usize;
+                let mut n = &nodes[i];
+                while n.ff & F_LEAF == 0 {
+                    let v = xr[(n.ff & FEATURE) as usize];
+                    i = if go(i, n, v) { n.t as usize } else { i + 1 };
+                    n = &nodes[i];
+                }
+                if n.ff & F_MULTI == 0 {
+                    add(n.t, n.thr);
+                } else {
+                    let l = n.t as usize;
+                    for &(t, w) in
+                        &weights[self.leaf_start[l] as usize..self.leaf_start[l + 1] as usize]
+                    {
+                        add(t, w);
                     }
                 }
             }
         }
-        (scores.into_iter().map(A::to_f64).collect(), has)
+        (scores.into_iter().map(Acc::to_f64).collect(), has)
     }
 
     fn finish_regression(&self, scores: &mut [f64], has: &[bool], rows: usize) -> Vec<f32> {
@@ -765,9 +776,13 @@ impl TreeEnsemble {
         let k = self.n_targets;
         let mut labels = Vec::with_capacity(rows);
         let mut out = Vec::with_capacity(rows * k.max(2));
+        // Scratch rows, reused: no allocation per row.
+        let mut s = vec![0.0f64; k];
+        let mut h = vec![false; k];
+        let mut row32 = vec![0.0f32; k];
         for r in 0..rows {
-            let mut s: Vec<f64> = scores[r * k..(r + 1) * k].to_vec();
-            let mut h: Vec<bool> = has[r * k..(r + 1) * k].to_vec();
+            s.copy_from_slice(&scores[r * k..(r + 1) * k]);
+            h.copy_from_slice(&has[r * k..(r + 1) * k]);
             if k > 2 {
                 for (j, &b) in self.base.iter().enumerate().take(k) {
                     if h[j] {
@@ -784,9 +799,11 @@ impl TreeEnsemble {
                     }
                 }
                 labels.push(i64::try_from(best.unwrap_or(0)).unwrap_or(0));
-                let mut row: Vec<f32> = s.iter().map(|&v| v as f32).collect();
-                self.post.apply(&mut row);
-                out.extend_from_slice(&row);
+                for (o, &v) in row32.iter_mut().zip(&s) {
+                    *o = v as f32;
+                }
+                self.post.apply(&mut row32);
+                out.extend_from_slice(&row32);
                 continue;
             }
             // Binary.
