@@ -211,7 +211,8 @@ def main() -> int:
               "git_diff_crates_files": subprocess.run(["git", "diff", "HEAD", "--name-only", "--", "crates"],
                                                       capture_output=True, text=True, cwd=REPO).stdout.split()}
     names = args.cases or sorted(
-        p.stem for p in CASES.glob("*.onnx") if not p.stem.startswith("op_") and p.stem not in SKIP
+        p.stem for p in CASES.glob("*.onnx")
+        if not p.stem.startswith("op_") and p.stem not in SKIP and p.with_suffix(".json").exists()
     ) + [BIG]
     big = None
     if BIG in names:
