@@ -430,13 +430,19 @@ impl Registry {
                 let path = staging.join(&f.name);
                 std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
             }
-            // A damaged copy is moved aside (never deleted in place: another process may be
-            // reading it), then the checked copy takes its name.
-            if dir.exists() {
-                let aside = cache.join(format!(".damaged.{unique}"));
-                if std::fs::rename(&dir, &aside).is_ok() {
-                    let _ = std::fs::remove_dir_all(&aside);
-                }
+            // First one in wins: a rename onto an existing folder fails, and whoever loses
+            // uses the winner's copy once it checks out. Only a copy that is still damaged is
+            // moved aside (never deleted in place: another process may be reading it), then the
+            // checked copy takes its name. Moving aside only after a failed rename means a
+            // good copy another thread has just put in place is never displaced.
+            match std::fs::rename(&staging, &dir) {
+                Ok(()) => return Ok(()),
+                Err(_) if intact(&dir) => return Ok(()),
+                Err(_) => {}
+            }
+            let aside = cache.join(format!(".damaged.{unique}"));
+            if std::fs::rename(&dir, &aside).is_ok() {
+                let _ = std::fs::remove_dir_all(&aside);
             }
             match std::fs::rename(&staging, &dir) {
                 Ok(()) => Ok(()),
