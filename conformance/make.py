@@ -315,6 +315,12 @@ def handmade_cases():
     run_case("torch_style_mlp_unnamed_batch", m, {"input": x},
              "the same network with an unnamed batch dimension")
 
+    # The same network exported with a fixed batch of 1, as torch.onnx.export writes it without
+    # dynamic_axes: `import --input-shape input=-1,6` makes the batch variable.
+    m = graph_model(nodes, [vi("input", F, [1, 6])], [vi("probabilities", F, [1, 3])], initializers=inits)
+    run_case("torch_style_mlp_batch1", m, {"input": x[:1]},
+             "the same network exported with a fixed batch of 1")
+
     # A graph that does not type-check: a 6-column input times a 5-row weight matrix. Slipway
     # must refuse it at load, naming the node.
     bad_w = helper.make_tensor("w", F, [5, 3], rng.normal(size=15).astype(np.float32))

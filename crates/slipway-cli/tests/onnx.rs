@@ -239,3 +239,100 @@ fn eval_names_a_missing_column() {
     assert_eq!(code, 65, "{err}");
     assert!(err.contains("mean_radius"), "{err}");
 }
+
+#[test]
+fn a_batch_of_one_export_is_opened_with_input_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    let csv = dir.path().join("rows.csv");
+    let mut text = String::from("f0,f1,f2,f3,f4,f5\n");
+    for r in 0..10 {
+        text.push_str(&format!("{r},0.5,1,2,3,-1\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("out.csv");
+
+    // Imported as exported, the graph takes one row: scoring ten says why it cannot.
+    ok_json(&[
+        "import",
+        s(&case("torch_style_mlp_batch1")),
+        "--name",
+        "fixed",
+        "--classes",
+        "a,b,c",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    let (code, err) = fails(&[
+        "predict",
+        "--model",
+        "fixed",
+        "--data",
+        s(&csv),
+        "--out",
+        s(&out),
+        "--registry",
+        s(&reg),
+    ]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("[1, 6]"), "{err}");
+
+    let v = ok_json(&[
+        "import",
+        s(&case("torch_style_mlp_batch1")),
+        "--name",
+        "open",
+        "--classes",
+        "a,b,c",
+        "--input-shape",
+        "input=-1,6",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    assert_eq!(
+        v["signature"]["inputs"][0]["shape"],
+        serde_json::json!([-1, 6])
+    );
+    let p = slipway(&[
+        "predict",
+        "--model",
+        "open",
+        "--data",
+        s(&csv),
+        "--out",
+        s(&out),
+        "--registry",
+        s(&reg),
+    ]);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 11);
+
+    let (code, err) = fails(&[
+        "import",
+        s(&case("torch_style_mlp_batch1")),
+        "--name",
+        "x",
+        "--classes",
+        "a,b,c",
+        "--input-shape",
+        "input=-1,7",
+        "--registry",
+        s(&reg),
+    ]);
+    assert_eq!(code, 65, "{err}");
+    let (code, err) = fails(&[
+        "import",
+        s(&case("torch_style_mlp_batch1")),
+        "--name",
+        "x",
+        "--classes",
+        "a,b,c",
+        "--input-shape",
+        "input",
+        "--registry",
+        s(&reg),
+    ]);
+    assert_eq!(code, 2, "{err}");
+}

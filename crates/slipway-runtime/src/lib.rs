@@ -55,11 +55,14 @@ pub fn load(dir: &Path) -> Result<Loaded, RuntimeError> {
         Framework::Onnx => {
             let path = dir.join(&manifest.payload.file);
             let bytes = read_payload(&path, &manifest.payload.sha256)?;
-            let model = OnnxModel::from_bytes(&bytes, EngineChoice::Auto).map_err(|source| {
-                RuntimeError::Onnx {
-                    path: path.clone(),
-                    source,
-                }
+            let model = OnnxModel::from_bytes_with_inputs(
+                &bytes,
+                EngineChoice::Auto,
+                &manifest.signature.inputs,
+            )
+            .map_err(|source| RuntimeError::Onnx {
+                path: path.clone(),
+                source,
             })?;
             let info = model.info.clone();
             Ok(Loaded {

@@ -220,6 +220,62 @@ fn an_unnamed_batch_dimension_becomes_variable() {
 }
 
 #[test]
+fn a_fixed_batch_of_one_can_be_opened_by_the_signature() {
+    let bytes = std::fs::read(cases_dir().join("torch_style_mlp_batch1.onnx")).unwrap();
+    let reference = OnnxModel::from_bytes(
+        &std::fs::read(cases_dir().join("torch_style_mlp.onnx")).unwrap(),
+        EngineChoice::Auto,
+    )
+    .unwrap();
+    let rows = 5;
+    let x = Tensor {
+        name: "input".into(),
+        shape: vec![rows, 6],
+        data: TensorData::Fp32((0..rows * 6).map(|i| i as f32 / 7.0).collect()),
+    };
+    // As exported: one row only.
+    let fixed = OnnxModel::from_bytes(&bytes, EngineChoice::Auto).unwrap();
+    assert_eq!(fixed.signature().inputs[0].shape, vec![1, 6]);
+    let err = fixed.infer(std::slice::from_ref(&x)).unwrap_err();
+    assert!(err.to_string().contains("[1, 6]"), "{err}");
+    // With the batch opened, on both engines, the answers are the named-batch network's.
+    let open = slipway_core::TensorSpec {
+        name: "input".into(),
+        datatype: slipway_core::DataType::Fp32,
+        shape: vec![-1, 6],
+    };
+    let want = reference.infer(std::slice::from_ref(&x)).unwrap();
+    for choice in [EngineChoice::Auto, EngineChoice::Tract] {
+        let model =
+            OnnxModel::from_bytes_with_inputs(&bytes, choice, std::slice::from_ref(&open)).unwrap();
+        let got = model.infer(std::slice::from_ref(&x)).unwrap();
+        compare(&got[0], &want[0], 1e-5).unwrap();
+    }
+    // Only the batch dimension or open dimensions may change, and never the datatype.
+    for bad in [
+        slipway_core::TensorSpec {
+            name: "input".into(),
+            datatype: slipway_core::DataType::Fp32,
+            shape: vec![-1, 7],
+        },
+        slipway_core::TensorSpec {
+            name: "input".into(),
+            datatype: slipway_core::DataType::Fp64,
+            shape: vec![-1, 6],
+        },
+        slipway_core::TensorSpec {
+            name: "other".into(),
+            datatype: slipway_core::DataType::Fp32,
+            shape: vec![-1, 6],
+        },
+    ] {
+        let err =
+            OnnxModel::from_bytes_with_inputs(&bytes, EngineChoice::Auto, &[bad]).unwrap_err();
+        assert!(matches!(err, OnnxError::Invalid(_)), "{err}");
+    }
+}
+
+#[test]
 fn a_missing_operator_is_named_at_load() {
     let bytes = std::fs::read(cases_dir().join("unsupported_svm.onnx")).unwrap();
     let err = OnnxModel::from_bytes(&bytes, EngineChoice::Auto).unwrap_err();

@@ -35,7 +35,36 @@ fn list(s: &str) -> Vec<String> {
 pub fn import(args: ImportArgs) -> Result<()> {
     let file = &args.file;
     let bytes = std::fs::read(file).map_err(|e| LearnError::io(file, e))?;
-    let model = OnnxModel::from_bytes(&bytes, EngineChoice::Auto)
+    let mut overrides = Vec::new();
+    if !args.input_shapes.is_empty() {
+        let graph = OnnxModel::from_bytes(&bytes, EngineChoice::Auto)
+            .map_err(|e| LearnError::data(file, format!("{e}; nothing was registered")))?;
+        for spec in &args.input_shapes {
+            let parsed = spec.split_once('=').and_then(|(name, dims)| {
+                let dims: Option<Vec<i64>> = dims
+                    .split(',')
+                    .map(|d| d.trim().parse().ok().filter(|&d: &i64| d == -1 || d > 0))
+                    .collect();
+                Some((name.trim(), dims?))
+            });
+            let Some((name, shape)) = parsed else {
+                return Err(invalid(format!(
+                    "--input-shape `{spec}` is not NAME=D,D,… with each D a size or -1"
+                )));
+            };
+            let Some(input) = graph.signature().inputs.iter().find(|i| i.name == name) else {
+                return Err(invalid(format!(
+                    "--input-shape names `{name}`, which is not an input of the graph"
+                )));
+            };
+            overrides.push(slipway_core::TensorSpec {
+                name: name.to_string(),
+                datatype: input.datatype,
+                shape,
+            });
+        }
+    }
+    let model = OnnxModel::from_bytes_with_inputs(&bytes, EngineChoice::Auto, &overrides)
         .map_err(|e| LearnError::data(file, format!("{e}; nothing was registered")))?;
     let sig = model.signature().clone();
     let target = args.target.clone().unwrap_or_else(|| "target".into());

@@ -740,6 +740,14 @@ pub struct ImportArgs {
     /// ONNX: the output holding labels (default: the first BYTES/INT64 one).
     #[arg(long, value_name = "NAME", help_heading = "ONNX models")]
     pub label_output: Option<String>,
+    /// ONNX: override an input's shape, e.g. `input=-1,6` to make the batch dimension of a
+    /// graph exported with batch 1 variable (repeatable).
+    #[arg(
+        long = "input-shape",
+        value_name = "NAME=D,D",
+        help_heading = "ONNX models"
+    )]
+    pub input_shapes: Vec<String>,
     /// ONNX, binary: the decision threshold (default 0.5).
     #[arg(long, value_parser = crate::cmd::threshold, help_heading = "ONNX models")]
     pub threshold: Option<f64>,

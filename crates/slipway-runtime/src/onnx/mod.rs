@@ -152,6 +152,19 @@ fn classes_of(node: &pb::NodeProto) -> Option<Vec<String>> {
 impl OnnxModel {
     /// Decodes, plans and warms a model.
     pub fn from_bytes(bytes: &[u8], choice: EngineChoice) -> Result<OnnxModel, OnnxError> {
+        Self::from_bytes_with_inputs(bytes, choice, &[])
+    }
+
+    /// [`from_bytes`](Self::from_bytes), with input shapes taken from `inputs` where they name
+    /// a graph input: a package's signature (or `import --input-shape`) can make a batch
+    /// dimension the exporter fixed (a PyTorch export with batch 1) variable. Datatypes must
+    /// agree, ranks must agree, and only a dimension the graph leaves open, or the batch
+    /// dimension, may change.
+    pub fn from_bytes_with_inputs(
+        bytes: &[u8],
+        choice: EngineChoice,
+        overrides: &[TensorSpec],
+    ) -> Result<OnnxModel, OnnxError> {
         let proto = ModelProto::decode(bytes).map_err(|e| {
             OnnxError::NotOnnx(wire::first_problem(bytes).unwrap_or_else(|| e.to_string()))
         })?;
@@ -241,6 +254,36 @@ impl OnnxModel {
         }
         if inputs.is_empty() {
             return Err(OnnxError::Invalid("the graph has no input".into()));
+        }
+        for o in overrides {
+            let Some(spec) = inputs.iter_mut().find(|i| i.name == o.name) else {
+                return Err(OnnxError::Invalid(format!(
+                    "the signature names input `{}`, which the graph does not have",
+                    o.name
+                )));
+            };
+            if o.datatype != spec.datatype {
+                return Err(OnnxError::Invalid(format!(
+                    "input `{}` is {} in the graph, not {}",
+                    o.name, spec.datatype, o.datatype
+                )));
+            }
+            let fits = o.shape.len() == spec.shape.len()
+                && o.shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .enumerate()
+                    .all(|(axis, (&want, &have))| {
+                        have < 0 || want == have || (axis == 0 && want == -1)
+                    });
+            if !fits {
+                return Err(OnnxError::Invalid(format!(
+                    "input `{}` has shape {:?} in the graph; {:?} does not fit it (only open \
+                     dimensions and the batch dimension can change)",
+                    o.name, spec.shape, o.shape
+                )));
+            }
+            spec.shape.clone_from(&o.shape);
         }
         let input_names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
         let opset_map: HashMap<String, i64> = opsets.iter().map(|(k, v)| (k.clone(), *v)).collect();
