@@ -839,6 +839,9 @@ impl LabelEncoder {
             (keys, values, default)
         };
         let keys = keys_of(&keys)?;
+        if default.is_empty() {
+            return Err("the default value is an empty tensor".into());
+        }
         if keys.len() != values.len() {
             return Err(format!("{} keys but {} values", keys.len(), values.len()));
         }

@@ -476,7 +476,11 @@ impl OnnxModel {
                     .map_err(|e| format!("{e:#}"))?;
                     tv.push(TValue::from(tensor));
                 }
-                let out = plan.run(tv).map_err(|e| format!("{e:#}"))?;
+                // tract is a dependency: a panic inside it is turned into an error for this
+                // request, so it can never take a server down.
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(tv)))
+                    .map_err(|_| "the tract engine failed on this input (it panicked)".to_string())?
+                    .map_err(|e| format!("{e:#}"))?;
                 out.into_iter()
                     .enumerate()
                     .map(|(i, t)| {

@@ -493,9 +493,14 @@ impl Op for Unary {
 
 /// Resolves a possibly negative axis against a rank.
 pub fn axis(axis: i64, rank: usize) -> Result<usize, String> {
+    if rank == 0 {
+        return Err(format!(
+            "axis {axis} of a scalar: the operator needs at least a 1-D tensor"
+        ));
+    }
     let r = i64::try_from(rank).unwrap_or(i64::MAX);
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
+    if a < 0 || a >= r {
         return Err(format!("axis {axis} is out of range for rank {rank}"));
     }
     Ok(usize::try_from(a).unwrap_or(0))
