@@ -336,3 +336,75 @@ fn a_batch_of_one_export_is_opened_with_input_shape() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn metrics_recorded_at_import_feed_the_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    // Without data there are no metrics, so a metric gate cannot pass.
+    ok_json(&[
+        "import",
+        s(&case("xgboost_binary")),
+        "--name",
+        "bare",
+        "--features-from",
+        s(&data("breast_cancer.csv")),
+        "--target",
+        "diagnosis",
+        "--classes",
+        "benign,malignant",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    let (code, err) = fails(&[
+        "promote",
+        "bare:1",
+        "--to",
+        "production",
+        "--require",
+        "roc_auc>=0.9",
+        "--registry",
+        s(&reg),
+    ]);
+    assert_eq!(code, 3, "{err}");
+
+    // XGBoost labels the classes 0 and 1; name them as the CSV does.
+    let v = ok_json(&[
+        "import",
+        s(&case("xgboost_binary")),
+        "--name",
+        "cancer",
+        "--data",
+        s(&data("breast_cancer.csv")),
+        "--target",
+        "diagnosis",
+        "--classes",
+        "benign,malignant",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    let auc = v["metrics"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.98, "{auc}");
+    let show = ok_json(&[
+        "models",
+        "show",
+        "cancer:1",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    assert_eq!(show["metrics"]["roc_auc"].as_f64().unwrap(), auc);
+    ok_json(&[
+        "promote",
+        "cancer:1",
+        "--to",
+        "production",
+        "--require",
+        "roc_auc>=0.9",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+}

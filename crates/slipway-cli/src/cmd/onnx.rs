@@ -72,7 +72,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     // Feature columns.
     let features = if let Some(f) = &args.features {
         list(f)
-    } else if let Some(csv) = &args.features_from {
+    } else if let Some(csv) = args.features_from.as_ref().or(args.data.as_ref()) {
         let header = {
             let f = std::fs::File::open(csv).map_err(|e| LearnError::io(csv, e))?;
             slipway_learn::data::csv_reader(csv, f)?.1
@@ -256,7 +256,25 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&manifest)?;
     std::fs::write(dir.join("slipway.json"), text).map_err(|e| LearnError::io(dir, e))?;
     // The package as written must load, through the same path every server takes.
-    slipway_runtime::load(dir)?;
+    let loaded = slipway_runtime::load(dir)?;
+    // Labelled data: the metrics gates check, recorded as for a trained model's test file.
+    let mut manifest = manifest;
+    if let Some(data) = &args.data {
+        let (report, ds, rows) = evaluate(&loaded, data, None)?;
+        manifest.metrics = report
+            .scalars()
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        manifest.evaluated_on = "test_data".into();
+        manifest.lineage.dataset = data.display().to_string();
+        manifest.lineage.dataset_sha256.clone_from(&ds.frame.sha256);
+        manifest.lineage.rows = rows.len() as u64;
+        manifest.lineage.rows_dropped = ds.rows_dropped as u64;
+        manifest.lineage.split = [0, 0, rows.len() as u64];
+        let text = serde_json::to_string_pretty(&manifest)?;
+        std::fs::write(dir.join("slipway.json"), text).map_err(|e| LearnError::io(dir, e))?;
+    }
     let mut registry = args.registry.open_or_create()?;
     let mut tags = BTreeMap::new();
     tags.insert("source".to_string(), "onnx".to_string());
@@ -281,6 +299,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
             "signature": manifest.signature,
             "task": manifest.task,
             "classes": manifest.target.classes,
+            "metrics": manifest.metrics,
         }));
     } else {
         println!(
@@ -297,6 +316,18 @@ pub fn import(args: ImportArgs) -> Result<()> {
             "  {} · {} · runs on the {} engine",
             manifest.task, model.info.producer, model.info.engine
         );
+        if let Some(data) = &args.data {
+            let shown: Vec<String> = ["roc_auc", "accuracy", "f1", "r2", "rmse"]
+                .iter()
+                .filter_map(|k| manifest.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
+                .collect();
+            println!(
+                "  evaluated on {} ({} rows): {}",
+                data.display(),
+                manifest.lineage.rows,
+                shown.join(", ")
+            );
+        }
         for (kind, list) in [
             ("input ", &manifest.signature.inputs),
             ("output", &manifest.signature.outputs),
@@ -337,6 +368,27 @@ fn score_all(
     Ok((out, labels))
 }
 
+/// Scores a labelled CSV with a loaded ONNX package and computes the report.
+fn evaluate(
+    loaded: &slipway_runtime::Loaded,
+    data: &Path,
+    threshold: Option<f64>,
+) -> Result<(slipway_learn::metrics::Report, dataset::Dataset, Vec<usize>)> {
+    let m = &loaded.manifest;
+    let spec = m
+        .model
+        .onnx
+        .as_ref()
+        .ok_or_else(|| invalid("not an ONNX package".into()))?;
+    let feats = tabular::numeric_features(spec, &*loaded.model);
+    let ds = dataset::load_for_model(data, &feats, &m.target.name, &m.target.classes)?;
+    let rows = ds.rows();
+    let (out, _) = score_all(loaded, &ds.frame, &ds.feature_columns, &rows, data)?;
+    let threshold = threshold.unwrap_or(m.target.threshold.unwrap_or(0.5));
+    let report = train::evaluate(out.view(), &ds.target, &rows, threshold);
+    Ok((report, ds, rows))
+}
+
 /// `slipway eval` on an ONNX package.
 pub fn eval(
     dir: &Path,
@@ -347,17 +399,7 @@ pub fn eval(
 ) -> Result<()> {
     let loaded = slipway_runtime::load(dir)?;
     let m = &loaded.manifest;
-    let spec = m
-        .model
-        .onnx
-        .as_ref()
-        .ok_or_else(|| invalid("not an ONNX package".into()))?;
-    let feats = tabular::numeric_features(spec, &*loaded.model);
-    let ds = dataset::load_for_model(data, &feats, &m.target.name, &m.target.classes)?;
-    let rows = ds.rows();
-    let (out, _) = score_all(&loaded, &ds.frame, &ds.feature_columns, &rows, data)?;
-    let threshold = threshold.unwrap_or(m.target.threshold.unwrap_or(0.5));
-    let report = train::evaluate(out.view(), &ds.target, &rows, threshold);
+    let (report, ds, rows) = evaluate(&loaded, data, threshold)?;
     if as_json {
         output::print_json(&json!({
             "package": reference,

@@ -725,6 +725,11 @@ pub struct ImportArgs {
         help_heading = "ONNX models"
     )]
     pub features_from: Option<PathBuf>,
+    /// ONNX: labelled data (with the feature columns and the target) to evaluate on before
+    /// registering; its metrics are recorded, so gates such as `roc_auc>=0.75` can check them.
+    /// Its header also names the features when --features is not given.
+    #[arg(long, value_name = "F.csv", help_heading = "ONNX models")]
+    pub data: Option<PathBuf>,
     /// ONNX: the target column's name, for `slipway eval` (default: target).
     #[arg(long, help_heading = "ONNX models")]
     pub target: Option<String>,
