@@ -276,6 +276,29 @@ fn a_fixed_batch_of_one_can_be_opened_by_the_signature() {
 }
 
 #[test]
+fn nodes_listed_in_any_order_are_planned() {
+    use prost::Message;
+    for case in ["sk_mlp_binary", "sk_logistic_scaler_zipmap"] {
+        let bytes = std::fs::read(cases_dir().join(format!("{case}.onnx"))).unwrap();
+        let mut proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).unwrap();
+        proto.graph.as_mut().unwrap().node.reverse();
+        let reversed = proto.encode_to_vec();
+        let a = OnnxModel::from_bytes(&bytes, EngineChoice::Auto).unwrap();
+        let b = OnnxModel::from_bytes(&reversed, EngineChoice::Auto).unwrap();
+        let x = Tensor {
+            name: "X".into(),
+            shape: vec![3, 30],
+            data: TensorData::Fp32((0..90).map(|i| i as f32).collect()),
+        };
+        assert_eq!(
+            a.infer(std::slice::from_ref(&x)).unwrap(),
+            b.infer(std::slice::from_ref(&x)).unwrap(),
+            "{case}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_operator_is_named_at_load() {
     let bytes = std::fs::read(cases_dir().join("unsupported_svm.onnx")).unwrap();
     let err = OnnxModel::from_bytes(&bytes, EngineChoice::Auto).unwrap_err();
@@ -352,6 +375,47 @@ fn bad_requests_are_refused_not_run() {
         let err = model.infer(std::slice::from_ref(&bad)).unwrap_err();
         assert!(err.to_string().contains("input"), "{bad:?}: {err}");
     }
+    // Unknown and repeated names, shapes past any sane size (with no data), and text that is
+    // not UTF-8 are refused before anything runs.
+    let x = Tensor {
+        name: "X".into(),
+        shape: vec![1, 30],
+        data: TensorData::Fp32(vec![0.0; 30]),
+    };
+    let stray = Tensor {
+        name: "Z".into(),
+        ..x.clone()
+    };
+    let err = model.infer(&[x.clone(), stray]).unwrap_err();
+    assert!(err.to_string().contains("unknown input `Z`"), "{err}");
+    let err = model.infer(&[x.clone(), x.clone()]).unwrap_err();
+    assert!(err.to_string().contains("given twice"), "{err}");
+    let huge = Tensor {
+        name: "X".into(),
+        shape: vec![1 << 62, 30],
+        data: TensorData::Fp32(vec![]),
+    };
+    let err = model.infer(&[huge]).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    let zero_rows_huge = Tensor {
+        name: "X".into(),
+        shape: vec![usize::MAX, 0],
+        data: TensorData::Fp32(vec![]),
+    };
+    assert!(model.infer(&[zero_rows_huge]).is_err());
+    let text = OnnxModel::from_bytes(
+        &std::fs::read(cases_dir().join("op_label_encoder_string_to_int.onnx")).unwrap(),
+        EngineChoice::Auto,
+    )
+    .unwrap();
+    let bad_utf8 = Tensor {
+        name: "x".into(),
+        shape: vec![1],
+        data: TensorData::Bytes(vec![vec![0xff, 0xfe]]),
+    };
+    let err = text.infer(&[bad_utf8]).unwrap_err();
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+
     // An empty batch is fine.
     let out = model
         .infer(&[Tensor {

@@ -87,16 +87,33 @@ fn read_le<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
+/// True for the element types [`tensor_value`] decodes.
+pub fn supported_type(data_type: i32) -> bool {
+    matches!(
+        PbType::try_from(data_type),
+        Ok(PbType::Float
+            | PbType::Double
+            | PbType::Int64
+            | PbType::Int32
+            | PbType::Int16
+            | PbType::Int8
+            | PbType::Uint16
+            | PbType::Uint8
+            | PbType::Uint32
+            | PbType::Uint64
+            | PbType::Bool
+            | PbType::String)
+    )
+}
+
 /// Decodes a constant tensor (an initializer or an attribute).
 pub fn tensor_value(t: &TensorProto) -> Result<Value, String> {
     let mut shape = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
         shape.push(usize::try_from(d).map_err(|_| format!("negative dimension {d}"))?);
     }
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format!("tensor `{}` has an impossible shape {:?}", t.name, t.dims))?;
+    let n =
+        super::value::bounded_elements(&shape).map_err(|e| format!("tensor `{}`: {e}", t.name))?;
     if !t.external_data.is_empty() {
         return Err(format!(
             "tensor `{}` keeps its data in an external file, which Slipway does not load; \

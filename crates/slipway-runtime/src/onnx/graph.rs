@@ -77,6 +77,15 @@ impl Plan {
             consts.len() - 1
         };
         for init in &graph.initializer {
+            // An element type the interpreter lacks (FLOAT16, BFLOAT16, …) is an unsupported
+            // feature, not a broken graph: a graph of standard operators can go to tract.
+            if !super::attr::supported_type(init.data_type) {
+                return Err(PlanError::Unsupported {
+                    domain: "ai.onnx".into(),
+                    op: format!("initializer of element type {}", init.data_type),
+                    node: format!("initializer `{}`", init.name),
+                });
+            }
             let v = tensor_value(init)
                 .map_err(|e| PlanError::Invalid(format!("initializer `{}`: {e}", init.name)))?;
             let s = slot(&init.name, &mut slot_of, &mut consts);
@@ -93,33 +102,63 @@ impl Plan {
             .unwrap_or(1);
         let ml_opset = opsets.get("ai.onnx.ml").copied().unwrap_or(1);
 
-        // Topological order (exporters usually write one; sort anyway).
-        let mut produced: std::collections::HashSet<String> = slot_of.keys().cloned().collect();
-        let mut pending: Vec<(usize, &NodeProto)> = graph.node.iter().enumerate().collect();
-        let mut order = Vec::with_capacity(pending.len());
-        while !pending.is_empty() {
-            let before = pending.len();
-            pending.retain(|(i, n)| {
-                if n.input.iter().all(|x| x.is_empty() || produced.contains(x)) {
-                    produced.extend(n.output.iter().cloned());
-                    order.push((*i, *n));
-                    false
-                } else {
-                    true
-                }
-            });
-            if pending.len() == before {
-                let (i, n) = pending[0];
-                let missing: Vec<&String> = n
-                    .input
-                    .iter()
-                    .filter(|x| !x.is_empty() && !produced.contains(*x))
-                    .collect();
-                return Err(PlanError::Invalid(format!(
-                    "{} reads {missing:?}, which no node, input or initializer provides (or the graph has a cycle)",
-                    node_label(n, i)
-                )));
+        // Topological order by Kahn's algorithm (linear, whatever order the file lists nodes in);
+        // among ready nodes the earliest listed goes first, so a sorted file keeps its order.
+        let mut produced: std::collections::HashSet<&str> =
+            slot_of.keys().map(String::as_str).collect();
+        let mut waiting = vec![0usize; graph.node.len()];
+        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, n) in graph.node.iter().enumerate() {
+            let mut needs: Vec<&str> = n
+                .input
+                .iter()
+                .map(String::as_str)
+                .filter(|x| !x.is_empty() && !produced.contains(x))
+                .collect();
+            needs.sort_unstable();
+            needs.dedup();
+            waiting[i] = needs.len();
+            for x in needs {
+                consumers.entry(x).or_default().push(i);
             }
+        }
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+            (0..graph.node.len())
+                .filter(|&i| waiting[i] == 0)
+                .map(std::cmp::Reverse)
+                .collect();
+        let mut order = Vec::with_capacity(graph.node.len());
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            let n = &graph.node[i];
+            order.push((i, n));
+            for o in &n.output {
+                if o.is_empty() || !produced.insert(o.as_str()) {
+                    continue;
+                }
+                for &c in consumers.get(o.as_str()).map_or(&[][..], Vec::as_slice) {
+                    waiting[c] -= 1;
+                    if waiting[c] == 0 {
+                        ready.push(std::cmp::Reverse(c));
+                    }
+                }
+            }
+        }
+        if order.len() < graph.node.len() {
+            let (i, n) = graph
+                .node
+                .iter()
+                .enumerate()
+                .find(|(i, _)| waiting[*i] > 0)
+                .unwrap_or((0, &graph.node[0]));
+            let missing: Vec<&String> = n
+                .input
+                .iter()
+                .filter(|x| !x.is_empty() && !produced.contains(x.as_str()))
+                .collect();
+            return Err(PlanError::Invalid(format!(
+                "{} reads {missing:?}, which no node, input or initializer provides (or the graph has a cycle)",
+                node_label(n, i)
+            )));
         }
 
         let mut steps = Vec::with_capacity(order.len());
@@ -150,7 +189,12 @@ impl Plan {
                         "{label}: Constant without a value"
                     )));
                 };
-                let s = slot(&node.output[0], &mut slot_of, &mut consts);
+                let Some(out) = node.output.first() else {
+                    return Err(PlanError::Invalid(format!(
+                        "{label}: Constant without an output"
+                    )));
+                };
+                let s = slot(out, &mut slot_of, &mut consts);
                 consts[s] = Some(v);
                 continue;
             }

@@ -178,32 +178,41 @@ impl Labels {
     }
 
     /// The label output for class indices (`-1` and `-2` stand for the "0" and "1" fallbacks).
-    pub fn pick(&self, index: &[i64]) -> Value {
+    pub fn pick(&self, index: &[i64]) -> Result<Value, String> {
         let n = index.len();
-        match self {
+        let bad = |i: i64| format!("class index {i} is out of range for {} labels", self.len());
+        Ok(match self {
             Labels::Strings(v) => Value::Str(Arr::new(
                 vec![n],
                 index
                     .iter()
                     .map(|&i| match i {
-                        -1 => "0".to_string(),
-                        -2 => "1".to_string(),
-                        i => v[usize::try_from(i).unwrap_or(0)].clone(),
+                        -1 => Ok("0".to_string()),
+                        -2 => Ok("1".to_string()),
+                        i => usize::try_from(i)
+                            .ok()
+                            .and_then(|i| v.get(i))
+                            .cloned()
+                            .ok_or_else(|| bad(i)),
                     })
-                    .collect(),
+                    .collect::<Result<_, String>>()?,
             )),
             Labels::Ints(v) => Value::I64(Arr::new(
                 vec![n],
                 index
                     .iter()
                     .map(|&i| match i {
-                        -1 => 0,
-                        -2 => 1,
-                        i => v[usize::try_from(i).unwrap_or(0)],
+                        -1 => Ok(0),
+                        -2 => Ok(1),
+                        i => usize::try_from(i)
+                            .ok()
+                            .and_then(|i| v.get(i))
+                            .copied()
+                            .ok_or_else(|| bad(i)),
                     })
-                    .collect(),
+                    .collect::<Result<_, String>>()?,
             )),
-        }
+        })
     }
 }
 
@@ -276,6 +285,12 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
                 ));
             }
             let intercepts = a.floats("intercepts");
+            if !intercepts.is_empty() && intercepts.len() != targets {
+                return Err(format!(
+                    "{} intercepts for {targets} targets",
+                    intercepts.len()
+                ));
+            }
             Box::new(LinearRegressor {
                 features: coefficients.len() / targets,
                 targets,
@@ -289,7 +304,9 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
             })
         }
         "ArrayFeatureExtractor" => Box::new(ArrayFeatureExtractor),
-        "ZipMap" => Box::new(ZipMap),
+        "ZipMap" => Box::new(ZipMap {
+            classes: Labels::from_attrs(&a, "classlabels_int64s").len(),
+        }),
         "OneHotEncoder" => Box::new(OneHotEncoder {
             strings: a.strings("cats_strings"),
             ints: a.ints("cats_int64s"),
@@ -465,21 +482,45 @@ impl Op for Imputer {
         let (_, c) = x.matrix_dims()?;
         let c = c.max(1);
         let out = match x {
-            Value::F32(_) | Value::F64(_) => {
+            Value::F32(a) => {
                 per_column(&self.floats, c, "imputed_value_floats")?;
                 let pick = |j: usize| self.floats[if self.floats.len() == 1 { 0 } else { j }];
                 let nan = self.replaced_float.is_nan();
-                let data = x.as_f32()?;
-                let mut out = Vec::with_capacity(data.len());
-                for (i, &v) in data.iter().enumerate() {
-                    let hit = if nan {
-                        v.is_nan()
-                    } else {
-                        v == self.replaced_float
-                    };
-                    out.push(if hit { pick(i % c) } else { v });
-                }
-                Value::F32(Arr::new(x.shape().to_vec(), out))
+                let out = a
+                    .data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let hit = if nan {
+                            v.is_nan()
+                        } else {
+                            v == self.replaced_float
+                        };
+                        if hit { pick(i % c) } else { v }
+                    })
+                    .collect();
+                Value::F32(Arr::new(a.shape.clone(), out))
+            }
+            // The output keeps the input's type, as the specification says.
+            Value::F64(a) => {
+                per_column(&self.floats, c, "imputed_value_floats")?;
+                let pick =
+                    |j: usize| f64::from(self.floats[if self.floats.len() == 1 { 0 } else { j }]);
+                let replaced = f64::from(self.replaced_float);
+                let out = a
+                    .data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let hit = if replaced.is_nan() {
+                            v.is_nan()
+                        } else {
+                            v == replaced
+                        };
+                        if hit { pick(i % c) } else { v }
+                    })
+                    .collect();
+                Value::F64(Arr::new(a.shape.clone(), out))
             }
             Value::I64(a) => {
                 if self.ints.len() != 1 && self.ints.len() != c {
@@ -579,7 +620,7 @@ impl Op for LinearClassifier {
                         Post::None | Post::Softmax | Post::SoftmaxZero => out.extend([1.0 - s, s]),
                     }
                 }
-                let labels = self.labels.pick(&label);
+                let labels = self.labels.pick(&label)?;
                 return Ok(vec![labels, Value::F32(Arr::new(vec![n, 2], out))]);
             }
         } else {
@@ -597,7 +638,7 @@ impl Op for LinearClassifier {
             apply_linear(self.post, row);
         }
         Ok(vec![
-            self.labels.pick(&label),
+            self.labels.pick(&label)?,
             Value::F32(Arr::new(vec![n, self.classes], scores)),
         ])
     }
@@ -680,11 +721,18 @@ impl Op for ArrayFeatureExtractor {
 /// ZipMap turns a probability matrix into a list of {class: probability} maps. Slipway keeps
 /// the matrix (the class order is in the signature): that is what a tensor protocol can carry.
 #[derive(Debug)]
-struct ZipMap;
+struct ZipMap {
+    classes: usize,
+}
 
 impl Op for ZipMap {
     fn run(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
         match input(inputs, 0)? {
+            v @ Value::F32(_) if v.matrix_dims()?.1 != self.classes => Err(format!(
+                "ZipMap has {} class labels but its input has {} columns",
+                self.classes,
+                v.matrix_dims()?.1
+            )),
             v @ Value::F32(_) => Ok(vec![v.clone()]),
             other => Err(format!(
                 "ZipMap takes tensor(float), got {}",
@@ -730,7 +778,12 @@ impl Op for OneHotEncoder {
                 positions.extend(vals.iter().map(|v| map.get(v).copied()));
             }
         }
-        let mut out = vec![0.0f32; positions.len() * width];
+        let size = positions
+            .len()
+            .checked_mul(width)
+            .filter(|&s| s <= super::value::MAX_ELEMENTS)
+            .ok_or("the one-hot output is larger than Slipway accepts")?;
+        let mut out = vec![0.0f32; size];
         for (i, p) in positions.iter().enumerate() {
             match p {
                 Some(j) => out[i * width + j] = 1.0,
@@ -983,11 +1036,17 @@ impl Op for FeatureVectorizer {
             v.matrix_dims()
                 .map(|d| if v.shape().len() == 1 { 1 } else { d.0 })
         })?;
-        let width: usize = self.dims.iter().sum();
-        if width > 1 << 24 {
-            return Err(format!("input dimensions add up to {width} columns"));
-        }
-        let mut out = vec![0.0f32; n * width];
+        let width = self
+            .dims
+            .iter()
+            .try_fold(0usize, |a, &d| a.checked_add(d))
+            .filter(|&w| w <= 1 << 24)
+            .ok_or("the input dimensions add up to too many columns")?;
+        let size = n
+            .checked_mul(width)
+            .filter(|&s| s <= super::value::MAX_ELEMENTS)
+            .ok_or("the output is larger than Slipway accepts")?;
+        let mut out = vec![0.0f32; size];
         let mut offset = 0;
         for (v, &d) in values.iter().zip(&self.dims) {
             let (rows, c) = v.matrix_dims()?;

@@ -407,6 +407,16 @@ impl OnnxModel {
     }
 
     fn tract(bytes: &[u8], inputs: &[TensorSpec]) -> Result<Engine, OnnxError> {
+        // tract is a dependency: a panic while it reads or plans a hostile graph is a load error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::tract_unguarded(bytes, inputs)
+        }))
+        .map_err(|_| {
+            OnnxError::Invalid("the tract engine failed on this graph (it panicked)".into())
+        })?
+    }
+
+    fn tract_unguarded(bytes: &[u8], inputs: &[TensorSpec]) -> Result<Engine, OnnxError> {
         let onnx = tract_onnx::onnx();
         let mut model = onnx
             .model_for_read(&mut &bytes[..])
@@ -451,7 +461,10 @@ impl OnnxModel {
     fn run_engine(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
         match &self.engine {
             Engine::Interp(plan) => {
-                let values = inputs.iter().map(|t| Value::from_tensor(t)).collect();
+                let values = inputs
+                    .iter()
+                    .map(|t| Value::from_tensor(t))
+                    .collect::<Result<_, _>>()?;
                 let out = plan.run(values)?;
                 Ok(out
                     .into_iter()
@@ -518,6 +531,26 @@ impl Model for OnnxModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError> {
+        for (i, t) in inputs.iter().enumerate() {
+            if !self.signature.inputs.iter().any(|s| s.name == t.name) {
+                return Err(CoreError::InvalidInput(format!(
+                    "unknown input `{}`; the model takes {}",
+                    t.name,
+                    self.signature
+                        .inputs
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if inputs[..i].iter().any(|o| o.name == t.name) {
+                return Err(CoreError::InvalidInput(format!(
+                    "input `{}` is given twice",
+                    t.name
+                )));
+            }
+        }
         let mut ordered = Vec::with_capacity(self.signature.inputs.len());
         let mut batch = None;
         for spec in &self.signature.inputs {
@@ -544,7 +577,8 @@ impl Model for OnnxModel {
                     spec.name, spec.shape, t.shape
                 )));
             }
-            if t.shape.iter().product::<usize>() != t.data.len() {
+            let elements = value::bounded_elements(&t.shape).map_err(CoreError::InvalidInput)?;
+            if elements != t.data.len() {
                 return Err(CoreError::InvalidInput(format!(
                     "input `{}` has shape {:?} but {} elements",
                     spec.name,

@@ -129,18 +129,33 @@ impl Op for Cast {
                     other => other.as_f64()?.into_owned(),
                 },
             )),
-            6 | 7 | 2 | 3 | 4 | 5 | 12 | 13 => Value::I64(Arr::new(
-                shape,
-                match x {
+            to @ (6 | 7 | 2 | 3 | 4 | 5 | 12 | 13) => {
+                let wide: Vec<i64> = match x {
                     Value::I64(a) => a.data.clone(),
                     Value::Str(a) => a
                         .data
                         .iter()
-                        .map(|s| s.trim().parse().unwrap_or(0))
-                        .collect(),
+                        .map(|s| {
+                            s.trim()
+                                .parse::<f64>()
+                                .map(|v| v as i64)
+                                .map_err(|_| format!("cannot cast `{s}` to an integer"))
+                        })
+                        .collect::<Result<_, _>>()?,
                     other => other.as_f64()?.iter().map(|&v| v as i64).collect(),
-                },
-            )),
+                };
+                // Narrower integer types wrap, as a C cast does.
+                let narrow = |v: i64| match to {
+                    2 => i64::from(v as u8),
+                    3 => i64::from(v as i8),
+                    4 => i64::from(v as u16),
+                    5 => i64::from(v as i16),
+                    6 => i64::from(v as i32),
+                    12 => i64::from(v as u32),
+                    _ => v,
+                };
+                Value::I64(Arr::new(shape, wide.into_iter().map(narrow).collect()))
+            }
             9 => Value::Bool(Arr::new(
                 shape,
                 match x {
@@ -204,7 +219,11 @@ macro_rules! gemm_impl {
                 "inner dimensions differ: A is {m}×{k}, B is {k2}×{n}"
             ));
         }
-        let mut out = vec![0 as $t; m * n];
+        let size = m
+            .checked_mul(n)
+            .filter(|&s| s <= super::value::MAX_ELEMENTS)
+            .ok_or_else(|| format!("a {m}×{n} result is larger than Slipway accepts"))?;
+        let mut out = vec![0 as $t; size];
         let mut beta = 0 as $t;
         if let Some(c) = $c {
             let Value::$variant(c) = c else {
@@ -669,10 +688,8 @@ impl Op for Reshape {
                 _ => return Err(format!("invalid shape {:?}", &spec[..])),
             }
         }
-        let known = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| format!("invalid shape {:?}", &spec[..]))?;
+        super::value::bounded_elements(&shape)?;
+        let known: usize = shape.iter().product();
         if let Some(i) = infer {
             if known == 0 || total % known != 0 {
                 return Err(format!(
@@ -738,10 +755,13 @@ fn concat<T: Clone>(parts: &[&Arr<T>], ax: usize) -> Result<Arr<T>, String> {
                 p.shape
             ));
         }
-        shape[ax] += p.shape[ax];
+        shape[ax] = shape[ax]
+            .checked_add(p.shape[ax])
+            .ok_or("the joined axis is too long")?;
     }
+    let total = super::value::bounded_elements(&shape)?;
     let outer: usize = first[..ax].iter().product();
-    let mut data = Vec::with_capacity(shape.iter().product());
+    let mut data = Vec::with_capacity(total);
     for o in 0..outer {
         for p in parts {
             let chunk: usize = p.shape[ax..].iter().product();
@@ -911,7 +931,11 @@ impl Op for Unsqueeze {
         let rank = x.shape().len() + axes.len();
         let mut insert = vec![false; rank];
         for a in axes {
-            insert[axis(a, rank)?] = true;
+            let a = axis(a, rank)?;
+            if insert[a] {
+                return Err(format!("axis {a} is given twice"));
+            }
+            insert[a] = true;
         }
         let mut dims = x.shape().iter();
         let new = insert

@@ -78,6 +78,9 @@ struct Node<T> {
     t: u32,
 }
 
+/// More targets or classes than any tabular model has; the bound keeps `rows × targets` sane.
+const MAX_TARGETS: usize = 1 << 16;
+
 const F_LEAF: u32 = 1 << 31;
 const F_MISSING_TRUE: u32 = 1 << 30;
 const F_MULTI: u32 = 1 << 29;
@@ -100,22 +103,23 @@ impl Acc for f64 {
 
 trait Num: Copy + PartialOrd + std::fmt::Debug + Send + Sync + 'static {
     fn is_nan(self) -> bool;
-    fn to_f64(self) -> f64;
+    /// A set member or threshold in this type (set membership compares like thresholds).
+    fn from_f64(v: f64) -> Self;
 }
 impl Num for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
-    fn to_f64(self) -> f64 {
-        f64::from(self)
-    }
 }
 impl Num for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
     fn is_nan(self) -> bool {
         f64::is_nan(self)
-    }
-    fn to_f64(self) -> f64 {
-        self
     }
 }
 
@@ -258,12 +262,13 @@ impl TreeEnsemble {
         };
         let mut raw = Vec::with_capacity(n);
         let mut roots = Vec::new();
-        let mut seen_tree = std::collections::BTreeMap::new();
+        // A tree's root is its first listed node, and trees are summed in the order they first
+        // appear, as onnxruntime does (float sums depend on the order).
+        let mut seen_tree: HashMap<i64, ()> = HashMap::new();
+        let mut root_nodes = Vec::new();
         for i in 0..n {
-            // A tree's root is its node with the smallest id... onnxruntime takes node id 0.
-            let entry = seen_tree.entry(tree_ids[i]).or_insert(i);
-            if node_ids[i] < node_ids[*entry] {
-                *entry = i;
+            if seen_tree.insert(tree_ids[i], ()).is_none() {
+                root_nodes.push(i);
             }
             let mode = Mode::parse(&modes[i])?;
             raw.push(RawNode {
@@ -283,7 +288,7 @@ impl TreeEnsemble {
                 missing_true: missing.get(i).is_some_and(|&m| m != 0),
             });
         }
-        for &i in seen_tree.values() {
+        for &i in &root_nodes {
             roots.push(match leaf_of_node.get(&i) {
                 Some(&l) => (i64::from(l), true),
                 None => (i64::try_from(i).unwrap_or(0), false),
@@ -291,8 +296,11 @@ impl TreeEnsemble {
         }
         let (kind, n_targets) = if classifier {
             let labels = Labels::from_attrs(&a, "classlabels_int64s");
-            if labels.len() == 0 {
-                return Err("the classifier has no class labels".into());
+            if labels.len() < 2 {
+                return Err(format!(
+                    "a classifier needs at least 2 class labels, not {}",
+                    labels.len()
+                ));
             }
             let classes: std::collections::HashSet<i64> = w_ids.iter().copied().collect();
             let all_positive = w_vals.iter().all(|&w| w >= 0.0);
@@ -449,8 +457,10 @@ impl TreeEnsemble {
         base: Vec<f64>,
         kind: Kind,
     ) -> Result<TreeEnsemble, String> {
-        if n_targets == 0 {
-            return Err("the ensemble has no target or class".into());
+        if n_targets == 0 || n_targets > MAX_TARGETS {
+            return Err(format!(
+                "the ensemble has {n_targets} targets or classes (1 to {MAX_TARGETS} are supported)"
+            ));
         }
         let n_nodes = raw.len();
         let n_leaves = leaf_weights.len();
@@ -629,7 +639,7 @@ impl TreeEnsemble {
             Mode::Member => self
                 .members
                 .get(&i)
-                .is_some_and(|s| s.contains(&v.to_f64())),
+                .is_some_and(|s| s.iter().any(|&m| T::from_f64(m) == v)),
         };
         hit || (n.ff & F_MISSING_TRUE != 0 && v.is_nan())
     }
@@ -885,6 +895,15 @@ impl TreeEnsemble {
 
     fn run_on(&self, x: &Value) -> Result<Vec<Value>, String> {
         let (rows, c) = x.matrix_dims()?;
+        if rows
+            .checked_mul(self.n_targets)
+            .is_none_or(|n| n > super::value::MAX_ELEMENTS)
+        {
+            return Err(format!(
+                "{rows} rows × {} targets is too large an output",
+                self.n_targets
+            ));
+        }
         if c < self.n_features {
             return Err(format!(
                 "the trees read feature {} but the input has {c} columns",
@@ -915,7 +934,7 @@ impl TreeEnsemble {
                     self.finish_classification(&scores, &has, rows, *binary_case, *all_positive);
                 let width = out.len() / rows.max(1);
                 Ok(vec![
-                    labels.pick(&idx),
+                    labels.pick(&idx)?,
                     Value::F32(Arr::new(
                         vec![rows, if rows == 0 { self.n_targets } else { width }],
                         out,

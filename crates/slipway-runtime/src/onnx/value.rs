@@ -4,6 +4,25 @@ use std::borrow::Cow;
 
 use slipway_core::{DataType, Tensor, TensorData};
 
+/// The most elements (counting each zero-sized dimension as 1) a shape may describe: bounds
+/// every allocation a model or a request can ask for (2^28 = 268 M elements).
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Elements of `shape`, or an error when it is (or, with its zero dimensions taken as 1, could
+/// make an operator allocate) more than [`MAX_ELEMENTS`].
+pub fn bounded_elements(shape: &[usize]) -> Result<usize, String> {
+    let mut bound = 1usize;
+    for &d in shape {
+        bound = bound
+            .checked_mul(d.max(1))
+            .filter(|&b| b <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                format!("shape {shape:?} is larger than Slipway accepts ({MAX_ELEMENTS} elements)")
+            })?;
+    }
+    Ok(shape.iter().product())
+}
+
 /// A dense tensor: shape and row-major elements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arr<T> {
@@ -107,10 +126,10 @@ impl Value {
         }
     }
 
-    /// Converts a wire tensor into a graph value.
-    pub fn from_tensor(t: &Tensor) -> Value {
+    /// Converts a wire tensor into a graph value. BYTES must be UTF-8, as ONNX strings are.
+    pub fn from_tensor(t: &Tensor) -> Result<Value, String> {
         let shape = t.shape.clone();
-        match &t.data {
+        Ok(match &t.data {
             TensorData::Fp32(v) => Value::F32(Arr::new(shape, v.clone())),
             TensorData::Fp64(v) => Value::F64(Arr::new(shape, v.clone())),
             TensorData::Int64(v) => Value::I64(Arr::new(shape, v.clone())),
@@ -118,10 +137,15 @@ impl Value {
             TensorData::Bytes(v) => Value::Str(Arr::new(
                 shape,
                 v.iter()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .collect(),
+                    .enumerate()
+                    .map(|(i, b)| {
+                        String::from_utf8(b.clone()).map_err(|_| {
+                            format!("input `{}` element {i} is not UTF-8 text", t.name)
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
             )),
-        }
+        })
     }
 
     /// Converts a graph value into a wire tensor.
