@@ -950,3 +950,221 @@ impl Op for TreeEnsemble {
         self.run_on(input(inputs, 0)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tract_onnx::pb::{AttributeProto, NodeProto};
+
+    use super::*;
+
+    /// One random tree in the opset 1 attribute form: (feature, threshold, mode, missing_true)
+    /// per branch, leaves with one or two weights.
+    #[derive(Debug, Clone)]
+    enum T {
+        Leaf(Vec<(u32, f64)>),
+        Branch {
+            feature: i64,
+            thr: f64,
+            mode: &'static str,
+            missing: bool,
+            t: Box<T>,
+            f: Box<T>,
+        },
+    }
+
+    fn tree(depth: u32, targets: u32) -> BoxedStrategy<T> {
+        let leaf = prop::collection::vec((0..targets, -4.0f64..4.0), 1..3).prop_map(T::Leaf);
+        if depth == 0 {
+            return leaf.boxed();
+        }
+        let modes = prop::sample::select(vec![
+            "BRANCH_LEQ",
+            "BRANCH_LT",
+            "BRANCH_GTE",
+            "BRANCH_GT",
+            "BRANCH_EQ",
+            "BRANCH_NEQ",
+        ]);
+        prop_oneof![
+            1 => leaf,
+            3 => (0..4i64, -2.0f64..2.0, modes, any::<bool>(), tree(depth - 1, targets), tree(depth - 1, targets)).prop_map(
+                |(feature, thr, mode, missing, t, f)| T::Branch { feature, thr: (thr * 4.0).round() / 4.0, mode, missing, t: Box::new(t), f: Box::new(f) }
+            ),
+        ]
+        .boxed()
+    }
+
+    /// The straightforward reading of the attributes, for comparison.
+    fn naive(t: &T, x: &[f64], out: &mut [f64]) {
+        match t {
+            T::Leaf(ws) => ws.iter().for_each(|&(k, w)| out[k as usize] += w),
+            T::Branch {
+                feature,
+                thr,
+                mode,
+                missing,
+                t,
+                f,
+            } => {
+                let v = x[*feature as usize];
+                let hit = match *mode {
+                    "BRANCH_LEQ" => v <= *thr,
+                    "BRANCH_LT" => v < *thr,
+                    "BRANCH_GTE" => v >= *thr,
+                    "BRANCH_GT" => v > *thr,
+                    "BRANCH_EQ" => v == *thr,
+                    _ => v != *thr,
+                } || (*missing && v.is_nan());
+                naive(if hit { t } else { f }, x, out);
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Attrs {
+        tree: Vec<i64>,
+        node: Vec<i64>,
+        feature: Vec<i64>,
+        value: Vec<f64>,
+        mode: Vec<String>,
+        t: Vec<i64>,
+        f: Vec<i64>,
+        missing: Vec<i64>,
+        w_tree: Vec<i64>,
+        w_node: Vec<i64>,
+        w_target: Vec<i64>,
+        w: Vec<f64>,
+    }
+
+    fn emit(t: &T, tree_id: i64, a: &mut Attrs) -> i64 {
+        let id = a.tree.iter().filter(|tr| **tr == tree_id).count() as i64;
+        a.tree.push(tree_id);
+        a.node.push(id);
+        let at = a.node.len() - 1;
+        match t {
+            T::Leaf(ws) => {
+                a.feature.push(0);
+                a.value.push(0.0);
+                a.mode.push("LEAF".into());
+                a.t.push(0);
+                a.f.push(0);
+                a.missing.push(0);
+                for &(k, w) in ws {
+                    a.w_tree.push(tree_id);
+                    a.w_node.push(id);
+                    a.w_target.push(i64::from(k));
+                    a.w.push(w);
+                }
+            }
+            T::Branch {
+                feature,
+                thr,
+                mode,
+                missing,
+                t,
+                f,
+            } => {
+                a.feature.push(*feature);
+                a.value.push(*thr);
+                a.mode.push((*mode).into());
+                a.t.push(0);
+                a.f.push(0);
+                a.missing.push(i64::from(*missing));
+                // The false subtree first: ids need not follow the walk order.
+                let fid = emit(f, tree_id, a);
+                let tid = emit(t, tree_id, a);
+                a.t[at] = tid;
+                a.f[at] = fid;
+            }
+        }
+        id
+    }
+
+    fn node(trees: &[T], targets: u32, agg: &str, base: &[f64]) -> NodeProto {
+        let mut a = Attrs::default();
+        for (i, t) in trees.iter().enumerate() {
+            emit(t, i as i64, &mut a);
+        }
+        let ints = |name: &str, v: Vec<i64>| AttributeProto {
+            name: name.into(),
+            ints: v,
+            ..Default::default()
+        };
+        let doubles = |name: &str, v: Vec<f64>| AttributeProto {
+            name: name.into(),
+            t: Some(tract_onnx::pb::TensorProto {
+                dims: vec![v.len() as i64],
+                data_type: 11,
+                double_data: v,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        NodeProto {
+            op_type: "TreeEnsembleRegressor".into(),
+            domain: "ai.onnx.ml".into(),
+            attribute: vec![
+                ints("nodes_treeids", a.tree),
+                ints("nodes_nodeids", a.node),
+                ints("nodes_featureids", a.feature),
+                doubles("nodes_values_as_tensor", a.value),
+                AttributeProto {
+                    name: "nodes_modes".into(),
+                    strings: a.mode.into_iter().map(String::into_bytes).collect(),
+                    ..Default::default()
+                },
+                ints("nodes_truenodeids", a.t),
+                ints("nodes_falsenodeids", a.f),
+                ints("nodes_missing_value_tracks_true", a.missing),
+                ints("target_treeids", a.w_tree),
+                ints("target_nodeids", a.w_node),
+                ints("target_ids", a.w_target),
+                doubles("target_weights_as_tensor", a.w),
+                doubles("base_values_as_tensor", base.to_vec()),
+                AttributeProto {
+                    name: "n_targets".into(),
+                    i: i64::from(targets),
+                    ..Default::default()
+                },
+                AttributeProto {
+                    name: "aggregate_function".into(),
+                    s: agg.as_bytes().to_vec(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The flattened, specialised walk gives exactly what reading the attributes naively
+        /// gives, for any trees, comparison modes, missing-value rules and inputs (double
+        /// inputs: sums in f64 and in the same tree order, so equality is exact).
+        #[test]
+        fn flattened_trees_agree_with_the_attributes(
+            trees in prop::collection::vec(tree(4, 3), 1..5),
+            rows in prop::collection::vec(prop::collection::vec(prop_oneof![4 => (-8i32..8).prop_map(|v| f64::from(v) / 4.0), 1 => Just(f64::NAN)], 4), 1..20),
+            average in any::<bool>(),
+        ) {
+            let base = [0.5, -0.25, 0.0];
+            let agg = if average { "AVERAGE" } else { "SUM" };
+            let ensemble = TreeEnsemble::from_legacy(&node(&trees, 3, agg, &base), false).unwrap();
+            let x: Vec<f64> = rows.iter().flatten().copied().collect();
+            let got = ensemble.run_on(&Value::F64(Arr::new(vec![rows.len(), 4], x))).unwrap();
+            let Value::F32(got) = &got[0] else { panic!("a regressor answers in float") };
+            for (r, row) in rows.iter().enumerate() {
+                let mut want = [0.0f64; 3];
+                for t in &trees {
+                    naive(t, row, &mut want);
+                }
+                for k in 0..3 {
+                    let w = if average { want[k] / trees.len() as f64 + base[k] } else { want[k] + base[k] };
+                    prop_assert_eq!(got.data[r * 3 + k], w as f32, "row {} target {}", r, k);
+                }
+            }
+        }
+    }
+}
