@@ -368,6 +368,17 @@ fn score_all(
     Ok((out, labels))
 }
 
+/// The CSV columns an ONNX package reads, as feature specs for the CSV reader.
+fn features_of(loaded: &slipway_runtime::Loaded) -> Result<Vec<slipway_core::FeatureSpec>> {
+    let spec = loaded
+        .manifest
+        .model
+        .onnx
+        .as_ref()
+        .ok_or_else(|| invalid("not an ONNX package".into()))?;
+    Ok(tabular::numeric_features(spec, &*loaded.model))
+}
+
 /// Scores a labelled CSV with a loaded ONNX package and computes the report.
 fn evaluate(
     loaded: &slipway_runtime::Loaded,
@@ -375,12 +386,7 @@ fn evaluate(
     threshold: Option<f64>,
 ) -> Result<(slipway_learn::metrics::Report, dataset::Dataset, Vec<usize>)> {
     let m = &loaded.manifest;
-    let spec = m
-        .model
-        .onnx
-        .as_ref()
-        .ok_or_else(|| invalid("not an ONNX package".into()))?;
-    let feats = tabular::numeric_features(spec, &*loaded.model);
+    let feats = features_of(loaded)?;
     let ds = dataset::load_for_model(data, &feats, &m.target.name, &m.target.classes)?;
     let rows = ds.rows();
     let (out, _) = score_all(loaded, &ds.frame, &ds.feature_columns, &rows, data)?;
@@ -444,12 +450,7 @@ pub fn predict(
     let start = std::time::Instant::now();
     let loaded = slipway_runtime::load(dir)?;
     let m = &loaded.manifest;
-    let spec = m
-        .model
-        .onnx
-        .as_ref()
-        .ok_or_else(|| invalid("not an ONNX package".into()))?;
-    let feats = tabular::numeric_features(spec, &*loaded.model);
+    let feats = features_of(&loaded)?;
     let frame = dataset::read_for_features(data, &feats, None)?;
     let columns = feats
         .iter()

@@ -242,34 +242,22 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
             replaced_int: a.int("replaced_value_int64", 0),
         }),
         "LinearClassifier" => {
-            let coefficients = a.floats("coefficients");
-            let intercepts = a.floats("intercepts");
             let labels = Labels::from_attrs(&a, "classlabels_ints");
-            let classes = if intercepts.is_empty() {
-                labels.len().max(1)
-            } else {
-                intercepts.len()
+            let rows = match a.floats("intercepts").len() {
+                0 => labels.len().max(1),
+                n => n,
             };
-            if coefficients.is_empty() || coefficients.len() % classes != 0 {
+            let (coefficients, intercepts, features) = linear_params(&a, rows, "classes")?;
+            if rows > 1 && labels.len() != rows {
                 return Err(format!(
-                    "{} coefficients do not split into {classes} classes",
-                    coefficients.len()
-                ));
-            }
-            if classes > 1 && labels.len() != classes {
-                return Err(format!(
-                    "{classes} score rows but {} class labels",
+                    "{rows} score rows but {} class labels",
                     labels.len()
                 ));
             }
             Box::new(LinearClassifier {
-                features: coefficients.len() / classes,
-                classes,
-                intercepts: if intercepts.is_empty() {
-                    vec![0.0; classes]
-                } else {
-                    intercepts
-                },
+                features,
+                classes: rows,
+                intercepts,
                 coefficients,
                 labels,
                 post: Post::parse(&a.string("post_transform", "NONE"))?,
@@ -277,28 +265,11 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
         }
         "LinearRegressor" => {
             let targets = usize::try_from(a.int("targets", 1)).map_err(|_| "negative targets")?;
-            let coefficients = a.floats("coefficients");
-            if targets == 0 || coefficients.is_empty() || coefficients.len() % targets != 0 {
-                return Err(format!(
-                    "{} coefficients do not split into {targets} targets",
-                    coefficients.len()
-                ));
-            }
-            let intercepts = a.floats("intercepts");
-            if !intercepts.is_empty() && intercepts.len() != targets {
-                return Err(format!(
-                    "{} intercepts for {targets} targets",
-                    intercepts.len()
-                ));
-            }
+            let (coefficients, intercepts, features) = linear_params(&a, targets, "targets")?;
             Box::new(LinearRegressor {
-                features: coefficients.len() / targets,
+                features,
                 targets,
-                intercepts: if intercepts.is_empty() {
-                    vec![0.0; targets]
-                } else {
-                    intercepts
-                },
+                intercepts,
                 coefficients,
                 post: Post::parse(&a.string("post_transform", "NONE"))?,
             })
@@ -350,6 +321,29 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
         _ => return Ok(None),
     };
     Ok(Some(op))
+}
+
+/// A linear operator's `coefficients` split into `rows` rows, and its `intercepts` (zeros when
+/// absent): (coefficients, intercepts, features per row).
+fn linear_params(
+    a: &Attrs<'_>,
+    rows: usize,
+    what: &str,
+) -> Result<(Vec<f32>, Vec<f32>, usize), String> {
+    let coefficients = a.floats("coefficients");
+    if rows == 0 || coefficients.is_empty() || coefficients.len() % rows != 0 {
+        return Err(format!(
+            "{} coefficients do not split into {rows} {what}",
+            coefficients.len()
+        ));
+    }
+    let intercepts = match a.floats("intercepts") {
+        v if v.is_empty() => vec![0.0; rows],
+        v if v.len() == rows => v,
+        v => return Err(format!("{} intercepts for {rows} {what}", v.len())),
+    };
+    let features = coefficients.len() / rows;
+    Ok((coefficients, intercepts, features))
 }
 
 /// Per-column parameters of length 1 (every column) or C.

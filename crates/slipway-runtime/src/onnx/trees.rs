@@ -166,6 +166,14 @@ struct RawNode {
     missing_true: bool,
 }
 
+/// Every per-node attribute has as many entries as the first one.
+fn same_lengths((first, n): (&str, usize), others: &[(&str, usize)]) -> Result<(), String> {
+    match others.iter().find(|(_, len)| *len != n) {
+        Some((name, len)) => Err(format!("{name} has {len} entries, {first} has {n}")),
+        None => Ok(()),
+    }
+}
+
 fn uidx(v: i64, what: &str) -> Result<u32, String> {
     u32::try_from(v)
         .ok()
@@ -186,18 +194,17 @@ impl TreeEnsemble {
         let falses = a.ints("nodes_falsenodeids");
         let missing = a.ints("nodes_missing_value_tracks_true");
         let n = tree_ids.len();
-        for (name, len) in [
-            ("nodes_nodeids", node_ids.len()),
-            ("nodes_featureids", features.len()),
-            ("nodes_modes", modes.len()),
-            ("nodes_values", values.len()),
-            ("nodes_truenodeids", trues.len()),
-            ("nodes_falsenodeids", falses.len()),
-        ] {
-            if len != n {
-                return Err(format!("{name} has {len} entries, nodes_treeids has {n}"));
-            }
-        }
+        same_lengths(
+            ("nodes_treeids", n),
+            &[
+                ("nodes_nodeids", node_ids.len()),
+                ("nodes_featureids", features.len()),
+                ("nodes_modes", modes.len()),
+                ("nodes_values", values.len()),
+                ("nodes_truenodeids", trues.len()),
+                ("nodes_falsenodeids", falses.len()),
+            ],
+        )?;
         if !missing.is_empty() && missing.len() != n {
             return Err(format!(
                 "nodes_missing_value_tracks_true has {} entries for {n} nodes",
@@ -360,20 +367,17 @@ impl TreeEnsemble {
         let falses = a.ints("nodes_falsenodeids");
         let false_leaf = a.ints("nodes_falseleafs");
         let missing = a.ints("nodes_missing_value_tracks_true");
-        for (name, len) in [
-            ("nodes_splits", splits.len()),
-            ("nodes_modes", modes.len()),
-            ("nodes_truenodeids", trues.len()),
-            ("nodes_trueleafs", true_leaf.len()),
-            ("nodes_falsenodeids", falses.len()),
-            ("nodes_falseleafs", false_leaf.len()),
-        ] {
-            if len != n {
-                return Err(format!(
-                    "{name} has {len} entries, nodes_featureids has {n}"
-                ));
-            }
-        }
+        same_lengths(
+            ("nodes_featureids", n),
+            &[
+                ("nodes_splits", splits.len()),
+                ("nodes_modes", modes.len()),
+                ("nodes_truenodeids", trues.len()),
+                ("nodes_trueleafs", true_leaf.len()),
+                ("nodes_falsenodeids", falses.len()),
+                ("nodes_falseleafs", false_leaf.len()),
+            ],
+        )?;
         let leaf_targets = a.ints("leaf_targetids");
         let leaf_w = a
             .tensor("leaf_weights")?
