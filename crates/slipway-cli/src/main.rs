@@ -41,7 +41,8 @@ enum Command {
     Rollback(cmd::registry::RollbackArgs),
     /// Write a registered version as a portable tar (digests checked on import).
     Export(cmd::registry::ExportArgs),
-    /// Register a tar written by `slipway export`, checking every digest first.
+    /// Register a tar written by `slipway export` (every digest checked first), or an ONNX model
+    /// (its signature read from the graph, its load tried first).
     Import(cmd::registry::ImportArgs),
     /// Check the registry's integrity, or read its audit log.
     #[command(subcommand)]
