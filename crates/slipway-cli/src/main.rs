@@ -44,6 +44,9 @@ enum Command {
     /// Register a tar written by `slipway export` (every digest checked first), or an ONNX model
     /// (its signature read from the graph, its load tried first).
     Import(cmd::registry::ImportArgs),
+    /// Serve models over the Open Inference Protocol v2 (REST, JSON and binary tensors) and the
+    /// V1 records API.
+    Serve(cmd::serve::ServeArgs),
     /// Check the registry's integrity, or read its audit log.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Registry(command) => cmd::registry::registry(command),
         Command::Export(args) => cmd::registry::export(args),
         Command::Import(args) => cmd::registry::import(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

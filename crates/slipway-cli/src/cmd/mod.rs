@@ -5,6 +5,7 @@ pub mod eval;
 pub mod onnx;
 pub mod predict;
 pub mod registry;
+pub mod serve;
 pub mod train;
 pub mod tune;
 

@@ -1,0 +1,111 @@
+//! `slipway serve`: the Open Inference Protocol v2 over REST, for registry versions and
+//! package folders.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use slipway_engine::Engine;
+use slipway_registry::Reference;
+
+use crate::cmd::registry::RegistryPath;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Package folders to serve, each under its package name (version 1).
+    #[arg(value_name = "PKG_DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// A registry version to serve: NAME@ALIAS, NAME:VERSION or NAME (the latest). Repeatable.
+    #[arg(long = "model", value_name = "REF")]
+    pub models: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryPath,
+    /// Where REST listens (port 0 picks a free port, printed at start).
+    #[arg(
+        long,
+        env = "SLIPWAY_HTTP",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub http: String,
+    /// Inference threads (default: one per core).
+    #[arg(long, env = "SLIPWAY_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.dirs.is_empty() && args.models.is_empty() {
+        return Err(slipway_registry::RegistryError::Invalid(
+            "nothing to serve: give package folders or --model NAME@ALIAS (e.g. --model credit@production)".into(),
+        )
+        .into());
+    }
+    let start = std::time::Instant::now();
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let engine = Arc::new(Engine::new(workers));
+    for dir in &args.dirs {
+        let loaded = slipway_runtime::load(dir)?;
+        let name = loaded.manifest.name.clone();
+        engine.add(&name, "1", loaded);
+        eprintln!("loaded {name} (version 1) from {}", dir.display());
+    }
+    if !args.models.is_empty() {
+        let registry = args.registry.open()?;
+        for m in &args.models {
+            let reference: Reference = m.parse()?;
+            let version = registry.resolve(&reference)?;
+            let dir = registry.materialize(&version)?;
+            let loaded = slipway_runtime::load(&dir)?;
+            engine.add(&version.model, &version.version.to_string(), loaded);
+            eprintln!("loaded {}:{} for {m}", version.model, version.version);
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.http)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.http))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "serving {} model(s) on http://{addr} (OIP v2 REST; ready in {} ms) — ctrl-c to stop",
+            engine.models().len(),
+            start.elapsed().as_millis()
+        );
+        for m in engine.models() {
+            println!("  curl -s http://{addr}/v2/models/{}", m.name);
+        }
+        slipway_server::serve(listener, Arc::clone(&engine), shutdown_signal()).await?;
+        engine.shutdown();
+        eprintln!("stopped: in-flight requests finished");
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,246 @@
+//! Slipway's serving core: the models being served, by name and version; inference on dedicated
+//! worker threads (never on the async runtime's threads); every request checked against the
+//! model's signature before it reaches a model. Nothing here knows about HTTP or gRPC.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use slipway_core::{DataType, Manifest, Model, Signature, Tensor};
+use slipway_runtime::Loaded;
+
+/// Why a request cannot be answered. Each front door maps these to its status codes in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No model (or version) of that name is served.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request does not fit the model's signature, or the model refused its values.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The server is shutting down or its workers are gone.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A model being served.
+pub struct Served {
+    pub name: String,
+    /// The registry version (`1`, `2`, …), or `1` for a package folder.
+    pub version: String,
+    pub manifest: Manifest,
+    pub model: Arc<dyn Model>,
+}
+
+impl Served {
+    /// The protocol's platform string: `slipway_native` or `onnx_onnxv1`.
+    pub fn platform(&self) -> &'static str {
+        match self.manifest.framework {
+            slipway_core::Framework::Native => "slipway_native",
+            slipway_core::Framework::Onnx => "onnx_onnxv1",
+        }
+    }
+
+    pub fn signature(&self) -> &Signature {
+        self.model.signature()
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The models, and the worker threads that run them.
+pub struct Engine {
+    models: RwLock<HashMap<String, Arc<Served>>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// An engine with `workers` inference threads (at least one).
+    pub fn new(workers: usize) -> Engine {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let handles = (0..workers.max(1))
+            .map(|i| {
+                let rx = Arc::clone(&rx);
+                std::thread::Builder::new()
+                    .name(format!("slipway-infer-{i}"))
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only to take the next job, never while it runs.
+                            let job = match rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => return,
+                            };
+                            match job {
+                                Ok(job) => job(),
+                                Err(_) => return,
+                            }
+                        }
+                    })
+                    .expect("spawning an inference thread")
+            })
+            .collect();
+        Engine {
+            models: RwLock::new(HashMap::new()),
+            jobs: Mutex::new(Some(tx)),
+            workers: Mutex::new(handles),
+        }
+    }
+
+    /// Serves a loaded package under `name` and `version`, replacing any model of that name.
+    pub fn add(&self, name: &str, version: &str, loaded: Loaded) {
+        let served = Arc::new(Served {
+            name: name.to_string(),
+            version: version.to_string(),
+            manifest: loaded.manifest,
+            model: loaded.model,
+        });
+        if let Ok(mut models) = self.models.write() {
+            models.insert(name.to_string(), served);
+        }
+    }
+
+    /// The model `name`, at `version` if one is asked for.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Served>, EngineError> {
+        let served = self
+            .models
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+            .ok_or_else(|| EngineError::NotFound(format!("model `{name}` is not served here")))?;
+        match version {
+            Some(v) if v != served.version => Err(EngineError::NotFound(format!(
+                "model `{name}` is served at version {}, not {v}",
+                served.version
+            ))),
+            Some(_) | None => Ok(served),
+        }
+    }
+
+    /// Every model served, sorted by name.
+    pub fn models(&self) -> Vec<Arc<Served>> {
+        let mut all: Vec<Arc<Served>> = self
+            .models
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Checks `inputs` against the model's signature, then runs the model on a worker thread.
+    pub async fn infer(
+        &self,
+        served: Arc<Served>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        validate(served.signature(), &inputs)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let out = served
+                .model
+                .infer(&inputs)
+                .map_err(|e| EngineError::InvalidInput(e.to_string()));
+            let _ = tx.send(out);
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|jobs| jobs.as_ref().map(|j| j.send(job).is_ok()))
+            .unwrap_or(false);
+        if !sent {
+            return Err(EngineError::Unavailable(
+                "the server is shutting down".into(),
+            ));
+        }
+        rx.await
+            .map_err(|_| EngineError::Unavailable("the inference worker stopped".into()))?
+    }
+
+    /// Stops taking work and waits for the workers to finish what they hold.
+    pub fn shutdown(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let handles: Vec<JoinHandle<()>> = self
+            .workers
+            .lock()
+            .map(|mut w| w.drain(..).collect())
+            .unwrap_or_default();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Checks names, datatypes, ranks, fixed dimensions and element counts against the signature.
+pub fn validate(signature: &Signature, inputs: &[Tensor]) -> Result<(), EngineError> {
+    let bad = |m: String| Err(EngineError::InvalidInput(m));
+    for (i, t) in inputs.iter().enumerate() {
+        let Some(spec) = signature.inputs.iter().find(|s| s.name == t.name) else {
+            let names: Vec<&str> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
+            return bad(format!(
+                "unknown input `{}`; the model takes {}",
+                t.name,
+                names.join(", ")
+            ));
+        };
+        if inputs[..i].iter().any(|o| o.name == t.name) {
+            return bad(format!("input `{}` is given twice", t.name));
+        }
+        if t.data.datatype() != spec.datatype {
+            return bad(format!(
+                "input `{}` must be {}, got {}",
+                spec.name,
+                spec.datatype,
+                t.data.datatype()
+            ));
+        }
+        let fits = t.shape.len() == spec.shape.len()
+            && t.shape
+                .iter()
+                .zip(&spec.shape)
+                .all(|(&d, &s)| s < 0 || i64::try_from(d) == Ok(s));
+        if !fits {
+            return bad(format!(
+                "input `{}` must have shape {:?}, got {:?}",
+                spec.name, spec.shape, t.shape
+            ));
+        }
+        let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if count != Some(t.data.len()) {
+            return bad(format!(
+                "input `{}` has shape {:?} but {} elements",
+                t.name,
+                t.shape,
+                t.data.len()
+            ));
+        }
+    }
+    for spec in &signature.inputs {
+        if !inputs.iter().any(|t| t.name == spec.name) {
+            return bad(format!(
+                "missing input `{}` ({} {:?})",
+                spec.name, spec.datatype, spec.shape
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The protocol datatypes Slipway exchanges.
+pub fn supported(datatype: DataType) -> bool {
+    matches!(
+        datatype,
+        DataType::Bool | DataType::Int64 | DataType::Fp32 | DataType::Fp64 | DataType::Bytes
+    )
+}

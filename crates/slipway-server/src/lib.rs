@@ -1,0 +1,465 @@
+//! Slipway's front door: the Open Inference Protocol v2 over REST (JSON and the binary tensor
+//! data extension), wire-compatible with Triton's and KServe's clients, and the V1 records API
+//! for people with curl. [`app`] builds the router over one [`Engine`]; `slipway serve` and the
+//! tests both use it.
+
+// A record's column feeds whichever datatype the model's input has; the catch-all arm covers
+// the kinds fed as they are.
+#![allow(clippy::wildcard_enum_match_arm)]
+
+pub mod oip;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value as Json, json};
+use slipway_core::{FeatureKind, Framework, Tensor, TensorData};
+use slipway_engine::{Engine, EngineError, Served};
+
+/// Largest request body accepted (Triton's default is 64 MiB).
+pub const MAX_BODY: usize = 64 << 20;
+
+/// A failed request: status and the protocol's `{"error": "…"}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match e {
+            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<oip::BadRequest> for ApiError {
+    fn from(e: oip::BadRequest) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, e.0)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, &json!({"error": self.message}))
+    }
+}
+
+/// A JSON body with exactly `application/json` (KServe's client needs it without a charset).
+fn json_response(status: StatusCode, body: &Json) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+type AppState = Arc<Engine>;
+
+/// The REST router over `engine`.
+pub fn app(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route(
+            "/v2/health/live",
+            get(|| async { json_response(StatusCode::OK, &json!({"live": true})) }),
+        )
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/", get(server_metadata))
+        .route("/v2/models", get(model_index))
+        .route("/v2/models/{m}", get(model_metadata))
+        .route("/v2/models/{m}/versions/{v}", get(model_metadata_version))
+        .route("/v2/models/{m}/ready", get(model_ready))
+        .route(
+            "/v2/models/{m}/versions/{v}/ready",
+            get(model_ready_version),
+        )
+        .route("/v2/models/{m}/infer", post(infer))
+        .route("/v2/models/{m}/versions/{v}/infer", post(infer_version))
+        .route("/v1/models/{m}", post(v1_predict))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(engine)
+}
+
+async fn server_ready(State(engine): State<AppState>) -> Response {
+    if engine.models().is_empty() {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded").into_response()
+    } else {
+        json_response(StatusCode::OK, &json!({"ready": true}))
+    }
+}
+
+async fn server_metadata() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"name": "slipway", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
+    )
+}
+
+async fn model_index(State(engine): State<AppState>) -> Response {
+    let names: Vec<String> = engine.models().iter().map(|m| m.name.clone()).collect();
+    json_response(StatusCode::OK, &json!({"models": names}))
+}
+
+fn metadata(served: &Served) -> Json {
+    let sig = served.signature();
+    let tensors = |list: &[slipway_core::TensorSpec]| -> Json {
+        Json::Array(
+            list.iter()
+                .map(|t| json!({"name": t.name, "datatype": t.datatype.as_str(), "shape": t.shape}))
+                .collect(),
+        )
+    };
+    json!({
+        "name": served.name,
+        "versions": [served.version],
+        "platform": served.platform(),
+        "inputs": tensors(&sig.inputs),
+        "outputs": tensors(&sig.outputs),
+    })
+}
+
+async fn model_metadata(
+    State(engine): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    let served = engine.get(&m, None)?;
+    Ok(json_response(StatusCode::OK, &metadata(&served)))
+}
+
+async fn model_metadata_version(
+    State(engine): State<AppState>,
+    Path((m, v)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let served = engine.get(&m, Some(&v))?;
+    Ok(json_response(StatusCode::OK, &metadata(&served)))
+}
+
+async fn model_ready(
+    State(engine): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    let served = engine.get(&m, None)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"name": served.name, "ready": true}),
+    ))
+}
+
+async fn model_ready_version(
+    State(engine): State<AppState>,
+    Path((m, v)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let served = engine.get(&m, Some(&v))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"name": served.name, "ready": true}),
+    ))
+}
+
+async fn infer(
+    State(engine): State<AppState>,
+    Path(m): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    run_infer(&engine, &m, None, &headers, &body).await
+}
+
+async fn infer_version(
+    State(engine): State<AppState>,
+    Path((m, v)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    run_infer(&engine, &m, Some(&v), &headers, &body).await
+}
+
+async fn run_infer(
+    engine: &Engine,
+    m: &str,
+    v: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let served = engine.get(m, v)?;
+    let header_len = match headers.get("inference-header-content-length") {
+        Some(h) => Some(
+            h.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Inference-Header-Content-Length is not a number",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let request = oip::parse_request(body, header_len)?;
+    let outputs = engine
+        .infer(Arc::clone(&served), request.inputs.clone())
+        .await?;
+    let encoded = oip::encode_response(&served.name, &served.version, &request, outputs)?;
+    let mut response = (StatusCode::OK, encoded.body).into_response();
+    let h = response.headers_mut();
+    match encoded.header_len {
+        Some(n) => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert("inference-header-content-length", HeaderValue::from(n));
+        }
+        None => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    Ok(response)
+}
+
+/// `POST /v1/models/{m}:predict` with `{"instances": [{"col": value, …}, …]}`: one record per
+/// row, the columns the model was trained on, answered with `{"predictions": [{…}, …]}`.
+async fn v1_predict(
+    State(engine): State<AppState>,
+    Path(m): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(name) = m.strip_suffix(":predict") else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown V1 verb in `{m}`; use /v1/models/NAME:predict"),
+        ));
+    };
+    let served = engine.get(name, None)?;
+    let request: Json = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request is not valid JSON: {e}"),
+        )
+    })?;
+    let Some(instances) = request.get("instances").and_then(Json::as_array) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the request needs an `instances` array of records",
+        ));
+    };
+    let inputs = records_to_tensors(&served, instances)?;
+    let outputs = engine.infer(Arc::clone(&served), inputs).await?;
+    let rows = instances.len();
+    let predictions: Vec<Json> = (0..rows)
+        .map(|r| {
+            let mut obj = serde_json::Map::new();
+            for t in &outputs {
+                obj.insert(t.name.clone(), row_json(t, r, rows));
+            }
+            Json::Object(obj)
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"predictions": predictions}),
+    ))
+}
+
+/// Row `r` of an output: a scalar for `[rows]`, a list for `[rows, k]`.
+fn row_json(t: &Tensor, r: usize, rows: usize) -> Json {
+    let per = t.data.len().checked_div(rows).unwrap_or(0);
+    let one = |i: usize| -> Json {
+        match &t.data {
+            TensorData::Bool(v) => json!(v[i]),
+            TensorData::Int64(v) => json!(v[i]),
+            TensorData::Fp32(v) => {
+                serde_json::Number::from_f64(f64::from(v[i])).map_or(Json::Null, Json::Number)
+            }
+            TensorData::Fp64(v) => {
+                serde_json::Number::from_f64(v[i]).map_or(Json::Null, Json::Number)
+            }
+            TensorData::Bytes(v) => json!(String::from_utf8_lossy(&v[i])),
+        }
+    };
+    if t.shape.len() == 1 || per == 1 {
+        one(r * per)
+    } else {
+        Json::Array((r * per..(r + 1) * per).map(one).collect())
+    }
+}
+
+fn cell_number(v: Option<&Json>) -> f64 {
+    match v {
+        Some(Json::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(Json::String(s)) => s.trim().parse().unwrap_or(f64::NAN),
+        Some(Json::Bool(b)) => f64::from(u8::from(*b)),
+        Some(Json::Null | Json::Array(_) | Json::Object(_)) | None => f64::NAN,
+    }
+}
+
+fn cell_text(v: Option<&Json>) -> Vec<u8> {
+    match v {
+        Some(Json::String(s)) => s.as_bytes().to_vec(),
+        Some(Json::Number(n)) => n.to_string().into_bytes(),
+        Some(Json::Bool(b)) => b.to_string().into_bytes(),
+        Some(Json::Null | Json::Array(_) | Json::Object(_)) | None => Vec::new(),
+    }
+}
+
+/// Records to the model's inputs: one tensor per column for native models; the feature matrix
+/// (or one tensor per column) for ONNX models.
+fn records_to_tensors(served: &Served, instances: &[Json]) -> Result<Vec<Tensor>, ApiError> {
+    let rows = instances.len();
+    for (i, r) in instances.iter().enumerate() {
+        if !r.is_object() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("instance {i} is not a record (a JSON object)"),
+            ));
+        }
+    }
+    let m = &served.manifest;
+    match m.framework {
+        Framework::Native => Ok(m
+            .features
+            .iter()
+            .map(|f| {
+                let data = match f.kind {
+                    FeatureKind::Numeric { .. } => TensorData::Fp64(
+                        instances
+                            .iter()
+                            .map(|r| cell_number(r.get(&f.name)))
+                            .collect(),
+                    ),
+                    FeatureKind::Categorical { .. } => TensorData::Bytes(
+                        instances
+                            .iter()
+                            .map(|r| cell_text(r.get(&f.name)))
+                            .collect(),
+                    ),
+                };
+                Tensor {
+                    name: f.name.clone(),
+                    shape: vec![rows],
+                    data,
+                }
+            })
+            .collect()),
+        Framework::Onnx => {
+            let spec = m.model.onnx.as_ref().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the ONNX package has no onnx section",
+                )
+            })?;
+            let sig = served.signature();
+            if !spec.input.is_empty() {
+                let input = sig
+                    .inputs
+                    .iter()
+                    .find(|i| i.name == spec.input)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the graph lacks its matrix input",
+                        )
+                    })?;
+                let values = instances
+                    .iter()
+                    .flat_map(|r| spec.features.iter().map(move |f| cell_number(r.get(f))));
+                let data = match input.datatype {
+                    slipway_core::DataType::Fp32 => {
+                        TensorData::Fp32(values.map(|v| v as f32).collect())
+                    }
+                    _ => TensorData::Fp64(values.collect()),
+                };
+                return Ok(vec![Tensor {
+                    name: input.name.clone(),
+                    shape: vec![rows, spec.features.len()],
+                    data,
+                }]);
+            }
+            spec.features
+                .iter()
+                .map(|f| {
+                    let input = sig.inputs.iter().find(|i| i.name == *f).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("the graph lacks input `{f}`"),
+                        )
+                    })?;
+                    let data = match input.datatype {
+                        slipway_core::DataType::Fp32 => TensorData::Fp32(
+                            instances
+                                .iter()
+                                .map(|r| cell_number(r.get(f)) as f32)
+                                .collect(),
+                        ),
+                        slipway_core::DataType::Fp64 => TensorData::Fp64(
+                            instances.iter().map(|r| cell_number(r.get(f))).collect(),
+                        ),
+                        slipway_core::DataType::Int64 => TensorData::Int64(
+                            instances
+                                .iter()
+                                .map(|r| cell_number(r.get(f)) as i64)
+                                .collect(),
+                        ),
+                        _ => TensorData::Bytes(
+                            instances.iter().map(|r| cell_text(r.get(f))).collect(),
+                        ),
+                    };
+                    let shape = if input.shape.len() == 2 {
+                        vec![rows, 1]
+                    } else {
+                        vec![rows]
+                    };
+                    Ok(Tensor {
+                        name: f.clone(),
+                        shape,
+                        data,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Serves `app(engine)` on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,413 @@
+//! The REST server started on an ephemeral port and spoken to over the wire with a real HTTP
+//! client: the OIP v2 core (JSON and binary tensors), the V1 records API, and bad requests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+use slipway_core::{Model, Tensor, TensorData};
+use slipway_engine::Engine;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An ONNX package made from a conformance model (as `slipway import` writes one).
+fn onnx_package(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let bytes = std::fs::read(repo().join("conformance/cases/sk_gradient_boosting.onnx")).unwrap();
+    let pkg = dir.join("cancer");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("model.onnx"), &bytes).unwrap();
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let model = slipway_runtime::OnnxModel::from_bytes(&bytes, slipway_runtime::EngineChoice::Auto)
+        .unwrap();
+    let manifest = json!({
+        "format_version": 1, "name": "cancer", "task": "binary_classification", "framework": "onnx",
+        "target": {"name": "diagnosis", "classes": ["benign", "malignant"], "positive_class": "malignant", "threshold": 0.5},
+        "signature": model.signature(),
+        "features": [],
+        "model": {"kind": "onnx", "layers": [], "onnx": {"features": (0..30).map(|i| format!("f{i}")).collect::<Vec<_>>(), "input": "X", "label": "label", "scores": "probabilities"}},
+        "payload": {"file": "model.onnx", "sha256": digest},
+        "metrics": {}, "params": null,
+        "lineage": {"dataset_sha256": "", "dataset": "", "rows": 0, "rows_dropped": 0, "split": [0, 0, 0], "seed": 0, "slipway_version": "0", "created_at": ""}
+    });
+    std::fs::write(
+        pkg.join("slipway.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    pkg
+}
+
+struct Server {
+    url: String,
+    engine: Arc<Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::new(2));
+    let credit =
+        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
+    engine.add("credit", "3", credit);
+    engine.add(
+        "cancer",
+        "1",
+        slipway_runtime::load(&onnx_package(dir.path())).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(slipway_server::serve(
+        listener,
+        Arc::clone(&engine),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server {
+        url,
+        engine,
+        stop: Some(tx),
+        _dir: dir,
+    }
+}
+
+async fn get(url: &str) -> (u16, Json) {
+    let r = reqwest::Client::new().get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
+}
+
+async fn post(
+    url: &str,
+    body: Vec<u8>,
+    header_len: Option<usize>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = reqwest::Client::new().post(url).body(body);
+    if let Some(n) = header_len {
+        req = req.header("Inference-Header-Content-Length", n.to_string());
+    }
+    let r = req.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        r.headers().clone(),
+        r.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// The credit fixture's rows as JSON inputs (missing numbers filled in: JSON has no NaN).
+fn credit_inputs() -> (Vec<Json>, Vec<Tensor>) {
+    let fixture: Json = serde_json::from_slice(
+        &std::fs::read(repo().join("conformance/cases/native_logistic_credit.json")).unwrap(),
+    )
+    .unwrap();
+    let mut json_inputs = Vec::new();
+    let mut tensors = Vec::new();
+    for i in fixture["inputs"].as_array().unwrap() {
+        let name = i["name"].as_str().unwrap().to_string();
+        let n = i["data"].as_array().unwrap().len();
+        let (data, tensor) = if i["datatype"] == "FP64" {
+            let v: Vec<f64> = i["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(1.0))
+                .collect();
+            (json!(v), TensorData::Fp64(v))
+        } else {
+            let v: Vec<String> = i["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect();
+            (
+                json!(v),
+                TensorData::Bytes(v.iter().map(|s| s.as_bytes().to_vec()).collect()),
+            )
+        };
+        json_inputs
+            .push(json!({"name": name, "datatype": i["datatype"], "shape": [n], "data": data}));
+        tensors.push(Tensor {
+            name,
+            shape: vec![n],
+            data: tensor,
+        });
+    }
+    (json_inputs, tensors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metadata() {
+    let s = start().await;
+    assert_eq!(
+        get(&format!("{}/v2/health/live", s.url)).await,
+        (200, json!({"live": true}))
+    );
+    assert_eq!(
+        get(&format!("{}/v2/health/ready", s.url)).await,
+        (200, json!({"ready": true}))
+    );
+    let (status, meta) = get(&format!("{}/v2", s.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["name"], "slipway");
+    assert!(
+        meta["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("binary_tensor_data"))
+    );
+    let (status, m) = get(&format!("{}/v2/models/credit", s.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(m["versions"], json!(["3"]));
+    assert_eq!(m["platform"], "slipway_native");
+    assert_eq!(
+        m["outputs"][0],
+        json!({"name": "probability", "datatype": "FP64", "shape": [-1]})
+    );
+    let (status, m) = get(&format!("{}/v2/models/cancer/versions/1", s.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        m["inputs"][0],
+        json!({"name": "X", "datatype": "FP32", "shape": [-1, 30]})
+    );
+    assert_eq!(
+        get(&format!("{}/v2/models/credit/ready", s.url)).await,
+        (200, json!({"name": "credit", "ready": true}))
+    );
+    let (status, err) = get(&format!("{}/v2/models/nope/ready", s.url)).await;
+    assert_eq!(status, 404);
+    assert!(err["error"].as_str().unwrap().contains("nope"));
+    let (status, _) = get(&format!("{}/v2/models/credit/versions/9", s.url)).await;
+    assert_eq!(status, 404);
+    let (status, err) = get(&format!("{}/v3/anything", s.url)).await;
+    assert_eq!((status, err), (404, json!({"error": "Not Found"})));
+    let (status, _, body) = post(&format!("{}/v2/health/live", s.url), vec![], None).await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        serde_json::from_slice::<Json>(&body).unwrap(),
+        json!({"error": "Method Not Allowed"})
+    );
+    let (status, list) = get(&format!("{}/v2/models", s.url)).await;
+    assert_eq!(
+        (status, list),
+        (200, json!({"models": ["cancer", "credit"]}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_inference_matches_the_model() {
+    let s = start().await;
+    let (inputs, tensors) = credit_inputs();
+    let want = s
+        .engine
+        .get("credit", None)
+        .unwrap()
+        .model
+        .infer(&tensors)
+        .unwrap();
+    let body = serde_json::to_vec(&json!({"id": "req-7", "inputs": inputs})).unwrap();
+    let (status, headers, bytes) =
+        post(&format!("{}/v2/models/credit/infer", s.url), body, None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(headers["content-type"], "application/json");
+    let r: Json = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(r["model_name"], "credit");
+    assert_eq!(r["model_version"], "3");
+    assert_eq!(r["id"], "req-7");
+    let TensorData::Fp64(p) = &want[0].data else {
+        panic!()
+    };
+    let got: Vec<f64> = r["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(&got, p, "probabilities travel exactly");
+    assert_eq!(r["outputs"][1]["name"], "label");
+    assert_eq!(r["outputs"][1]["datatype"], "BYTES");
+
+    // Requested outputs: only those, in that order.
+    let body =
+        serde_json::to_vec(&json!({"inputs": inputs, "outputs": [{"name": "label"}]})).unwrap();
+    let (status, _, bytes) = post(
+        &format!("{}/v2/models/credit/versions/3/infer", s.url),
+        body,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let r: Json = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(r["outputs"].as_array().unwrap().len(), 1);
+    assert_eq!(r["outputs"][0]["name"], "label");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_tensors_in_and_out() {
+    let s = start().await;
+    let rows = 5usize;
+    let x: Vec<f32> = (0..rows * 30).map(|i| (i % 17) as f32 * 3.5).collect();
+    let want = s
+        .engine
+        .get("cancer", None)
+        .unwrap()
+        .model
+        .infer(&[Tensor {
+            name: "X".into(),
+            shape: vec![rows, 30],
+            data: TensorData::Fp32(x.clone()),
+        }])
+        .unwrap();
+    let block: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let header = serde_json::to_vec(&json!({
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [rows, 30], "parameters": {"binary_data_size": block.len()}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": true}}, {"name": "label", "parameters": {"binary_data": true}}]
+    }))
+    .unwrap();
+    let mut body = header.clone();
+    body.extend_from_slice(&block);
+    let (status, headers, bytes) = post(
+        &format!("{}/v2/models/cancer/infer", s.url),
+        body,
+        Some(header.len()),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    let json_len: usize = headers["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r: Json = serde_json::from_slice(&bytes[..json_len]).unwrap();
+    let p_size = r["outputs"][0]["parameters"]["binary_data_size"]
+        .as_u64()
+        .unwrap() as usize;
+    let probs: Vec<f32> = bytes[json_len..json_len + p_size]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(TensorData::Fp32(probs), want[1].data);
+    // BYTES come back length-prefixed.
+    let mut rest = &bytes[json_len + p_size..];
+    let mut labels = Vec::new();
+    while !rest.is_empty() {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        labels.push(rest[4..4 + n].to_vec());
+        rest = &rest[4 + n..];
+    }
+    assert_eq!(TensorData::Bytes(labels), want[0].data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_400_and_the_server_keeps_serving() {
+    let s = start().await;
+    let url = format!("{}/v2/models/cancer/infer", s.url);
+    let cases: Vec<(Vec<u8>, Option<usize>, u16, &str)> = vec![
+        (b"{not json".to_vec(), None, 400, "not valid JSON"),
+        (br#"{"inputs":[{"name":"X","datatype":"FP32","shape":[1,29],"data":[]}]}"#.to_vec(), None, 400, "needs 29"),
+        (serde_json::to_vec(&json!({"inputs":[{"name":"X","datatype":"FP32","shape":[1,29],"data":vec![0.0;29]}]})).unwrap(), None, 400, "shape"),
+        (serde_json::to_vec(&json!({"inputs":[{"name":"X","datatype":"FP64","shape":[1,30],"data":vec![0.0;30]}]})).unwrap(), None, 400, "must be FP32"),
+        (serde_json::to_vec(&json!({"inputs":[{"name":"Y","datatype":"FP32","shape":[1,30],"data":vec![0.0;30]}]})).unwrap(), None, 400, "unknown input"),
+        (serde_json::to_vec(&json!({"inputs":[]})).unwrap(), None, 400, "missing input"),
+        (br#"{"inputs":[{"name":"X","datatype":"FP32","shape":[1,30],"parameters":{"binary_data_size":120}}]}"#.to_vec(), None, 400, "expecting 120"),
+        (b"{}".to_vec(), Some(99), 400, "Inference-Header-Content-Length"),
+        (serde_json::to_vec(&json!({"inputs":[{"name":"X","datatype":"FP32","shape":[1,30],"data":vec![0.0;30]}], "outputs":[{"name":"nope"}]})).unwrap(), None, 400, "no output"),
+    ];
+    for (body, header_len, want_status, want_text) in cases {
+        let (status, headers, bytes) = post(&url, body.clone(), header_len).await;
+        let err: Json = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            status,
+            want_status,
+            "{}: {err}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(
+            err["error"].as_str().unwrap().contains(want_text),
+            "{}: {err}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, _, _) = post(
+        &format!("{}/v2/models/nope/infer", s.url),
+        b"{}".to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Still serving, concurrently.
+    let ok = serde_json::to_vec(
+        &json!({"inputs":[{"name":"X","datatype":"FP32","shape":[1,30],"data":vec![1.0;30]}]}),
+    )
+    .unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..32 {
+        let (url, ok) = (url.clone(), ok.clone());
+        handles.push(tokio::spawn(async move { post(&url, ok, None).await.0 }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_records_api() {
+    let s = start().await;
+    let (inputs, _) = credit_inputs();
+    // Two records built from the fixture's first two rows.
+    let records: Vec<Json> = (0..2)
+        .map(|r| {
+            let mut obj = serde_json::Map::new();
+            for i in &inputs {
+                obj.insert(
+                    i["name"].as_str().unwrap().to_string(),
+                    i["data"][r].clone(),
+                );
+            }
+            Json::Object(obj)
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"instances": records})).unwrap();
+    let (status, _, bytes) = post(&format!("{}/v1/models/credit:predict", s.url), body, None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let r: Json = serde_json::from_slice(&bytes).unwrap();
+    let preds = r["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    assert!(preds[0]["probability"].as_f64().unwrap() >= 0.0);
+    assert!(["good", "bad"].contains(&preds[0]["label"].as_str().unwrap()));
+
+    let (status, _, bytes) = post(
+        &format!("{}/v1/models/credit:predict", s.url),
+        br#"{"instances":[1,2]}"#.to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&bytes).contains("not a record"));
+    let (status, _, _) = post(
+        &format!("{}/v1/models/credit:explain", s.url),
+        b"{}".to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
