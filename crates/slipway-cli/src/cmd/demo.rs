@@ -185,7 +185,29 @@ pub fn run(args: DemoArgs) -> Result<()> {
     {
         println!("  {line}");
     }
+    // Serve credit@production over the Open Inference Protocol and ask it, over HTTP, about
+    // the first applicant, as the bank's core system would.
+    let record = first_record()?;
+    let (addr, answer) = serve_and_ask(&production_dir, &production.version.to_string(), &record)?;
+    println!(
+        "\nServed credit@production (credit:{}) on http://{addr} and asked it over HTTP:",
+        production.version
+    );
+    println!("  POST /v1/models/credit:predict {{\"instances\": [<applicant 1>]}}");
+    println!("  → {answer}");
     let reg = registry_dir.display();
+    let one = serde_json::to_string(&serde_json::json!({"instances": [record]}))?;
+    println!("\nServe it yourself (ctrl-c to stop), then call it from another terminal:");
+    println!("  slipway serve --registry {reg} --model credit@production --http 127.0.0.1:8080");
+    println!("  curl -s http://127.0.0.1:8080/v2/models/credit");
+    println!("  curl -s http://127.0.0.1:8080/v1/models/credit:predict -d '{one}'");
+    println!(
+        "  curl -s http://127.0.0.1:8080/v2/models/credit/infer -d '{}'",
+        v2_request(&production_dir, &record)?
+    );
+    println!("  # Python, Triton's client: pip install tritonclient[http]");
+    println!("  #   import tritonclient.http as t; c = t.InferenceServerClient('127.0.0.1:8080')");
+    println!("  #   print(c.get_model_metadata('credit'))");
     println!("\nNext:");
     println!("  export SLIPWAY_REGISTRY={reg}");
     println!("  slipway models show credit");
@@ -213,4 +235,86 @@ fn io(path: &std::path::Path, source: std::io::Error) -> slipway_learn::LearnErr
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The first applicant of the bundled data as a V1 record (numbers as numbers).
+fn first_record() -> Result<serde_json::Value> {
+    let mut reader = csv::Reader::from_reader(GERMAN_CREDIT.as_bytes());
+    let header = reader.headers()?.clone();
+    let row = reader
+        .records()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the bundled data is empty"))??;
+    let mut record = serde_json::Map::new();
+    for (name, value) in header.iter().zip(row.iter()) {
+        if name == "creditability" {
+            continue;
+        }
+        let v = match value.parse::<f64>() {
+            Ok(x) => serde_json::json!(x),
+            Err(_) => serde_json::json!(value),
+        };
+        record.insert(name.to_string(), v);
+    }
+    Ok(serde_json::Value::Object(record))
+}
+
+/// Starts the REST server on a free port with one package, sends one V1 request over a real
+/// TCP connection, stops the server, and returns the address and the answer's body.
+fn serve_and_ask(
+    dir: &std::path::Path,
+    version: &str,
+    record: &serde_json::Value,
+) -> Result<(String, String)> {
+    use std::io::{Read, Write};
+    let engine = std::sync::Arc::new(slipway_engine::Engine::new(1));
+    engine.add("credit", version, slipway_runtime::load(dir)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let body = serde_json::to_string(&serde_json::json!({"instances": [record]}))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(slipway_server::serve(listener, std::sync::Arc::clone(&engine), async move {
+            let _ = stopped.await;
+        }));
+        let target = addr.clone();
+        let answer = tokio::task::spawn_blocking(move || -> Result<String> {
+            let mut stream = std::net::TcpStream::connect(&target)?;
+            write!(
+                stream,
+                "POST /v1/models/credit:predict HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+            anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "the server answered {head}");
+            Ok(payload.to_string())
+        })
+        .await??;
+        let _ = stop.send(());
+        server.await??;
+        engine.shutdown();
+        Ok((addr, answer))
+    })
+}
+
+/// The same applicant as an OIP v2 request: one input per column, as the signature says.
+fn v2_request(dir: &std::path::Path, record: &serde_json::Value) -> Result<String> {
+    let model = NativeModel::load(dir)?;
+    let inputs: Vec<serde_json::Value> = slipway_core::Model::signature(&model)
+        .inputs
+        .iter()
+        .map(|spec| {
+            let value = record.get(&spec.name).cloned().unwrap_or(serde_json::Value::Null);
+            serde_json::json!({"name": spec.name, "datatype": spec.datatype.as_str(), "shape": [1], "data": [value]})
+        })
+        .collect();
+    Ok(serde_json::to_string(
+        &serde_json::json!({"inputs": inputs}),
+    )?)
 }
