@@ -1,0 +1,20 @@
+//! Bytes → `oip::parse_request`, the decoder every `/infer` body goes through. The first two
+//! bytes pick the `Inference-Header-Content-Length` (absent when both are zero). Refusals are
+//! fine; a panic, an abort or a hang is a bug. A request that parses must encode back.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use slipway_server::oip;
+
+fuzz_target!(|bytes: &[u8]| {
+    let (head, body) = match bytes {
+        [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
+        _ => return,
+    };
+    let header_len = (head != 0).then_some(usize::from(head));
+    if let Ok(request) = oip::parse_request(body, header_len) {
+        let outputs = request.inputs.clone();
+        let _ = oip::encode_response("m", "1", &request, outputs);
+    }
+});
