@@ -105,7 +105,27 @@ pub fn app(engine: Arc<Engine>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(engine)
+}
+
+/// Takes the request id from `x-request-id`, or makes one, and returns it on the response so a
+/// caller can match logs to requests.
+async fn request_id(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned();
+    let id = given.unwrap_or_else(|| {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("slipway-{}-{n}", std::process::id()))
+            .unwrap_or(HeaderValue::from_static("slipway"))
+    });
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-request-id", id);
+    response
 }
 
 async fn server_ready(State(engine): State<AppState>) -> Response {
