@@ -49,6 +49,15 @@ impl Served {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Where a request's time went inside the engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Waiting for a worker thread.
+    pub queue: std::time::Duration,
+    /// Running the model.
+    pub compute: std::time::Duration,
+}
+
 /// The models, and the worker threads that run them.
 pub struct Engine {
     models: RwLock<HashMap<String, Arc<Served>>>,
@@ -136,14 +145,30 @@ impl Engine {
         served: Arc<Served>,
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, EngineError> {
+        self.infer_timed(served, inputs).await.map(|(out, _)| out)
+    }
+
+    /// [`infer`](Self::infer), also saying how long the request waited for a worker and how
+    /// long the model took.
+    pub async fn infer_timed(
+        &self,
+        served: Arc<Served>,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, Timing), EngineError> {
         validate(served.signature(), &inputs)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = std::time::Instant::now();
         let job: Job = Box::new(move || {
+            let started = std::time::Instant::now();
             let out = served
                 .model
                 .infer(&inputs)
                 .map_err(|e| EngineError::InvalidInput(e.to_string()));
-            let _ = tx.send(out);
+            let timing = Timing {
+                queue: started - queued,
+                compute: started.elapsed(),
+            };
+            let _ = tx.send(out.map(|o| (o, timing)));
         });
         let sent = self
             .jobs

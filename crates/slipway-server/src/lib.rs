@@ -7,6 +7,7 @@
 // the kinds fed as they are.
 #![allow(clippy::wildcard_enum_match_arm)]
 
+pub mod metrics;
 pub mod oip;
 
 use std::sync::Arc;
@@ -77,11 +78,22 @@ fn json_response(status: StatusCode, body: &Json) -> Response {
         .into_response()
 }
 
-type AppState = Arc<Engine>;
+/// What every handler shares: the engine and the metrics.
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    pub metrics: metrics::Metrics,
+}
+
+type AppState = Arc<Shared>;
 
 /// The REST router over `engine`.
 pub fn app(engine: Arc<Engine>) -> Router {
+    let shared = Arc::new(Shared {
+        engine,
+        metrics: metrics::Metrics::new(),
+    });
     Router::new()
+        .route("/metrics", get(metrics_text))
         .route(
             "/v2/health/live",
             get(|| async { json_response(StatusCode::OK, &json!({"live": true})) }),
@@ -106,7 +118,7 @@ pub fn app(engine: Arc<Engine>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_id))
-        .with_state(engine)
+        .with_state(shared)
 }
 
 /// Takes the request id from `x-request-id`, or makes one, and returns it on the response so a
@@ -128,8 +140,8 @@ async fn request_id(request: axum::extract::Request, next: axum::middleware::Nex
     response
 }
 
-async fn server_ready(State(engine): State<AppState>) -> Response {
-    if engine.models().is_empty() {
+async fn server_ready(State(st): State<AppState>) -> Response {
+    if st.engine.models().is_empty() {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded").into_response()
     } else {
         json_response(StatusCode::OK, &json!({"ready": true}))
@@ -143,8 +155,8 @@ async fn server_metadata() -> Response {
     )
 }
 
-async fn model_index(State(engine): State<AppState>) -> Response {
-    let names: Vec<String> = engine.models().iter().map(|m| m.name.clone()).collect();
+async fn model_index(State(st): State<AppState>) -> Response {
+    let names: Vec<String> = st.engine.models().iter().map(|m| m.name.clone()).collect();
     json_response(StatusCode::OK, &json!({"models": names}))
 }
 
@@ -167,26 +179,26 @@ fn metadata(served: &Served) -> Json {
 }
 
 async fn model_metadata(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path(m): Path<String>,
 ) -> Result<Response, ApiError> {
-    let served = engine.get(&m, None)?;
+    let served = st.engine.get(&m, None)?;
     Ok(json_response(StatusCode::OK, &metadata(&served)))
 }
 
 async fn model_metadata_version(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path((m, v)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let served = engine.get(&m, Some(&v))?;
+    let served = st.engine.get(&m, Some(&v))?;
     Ok(json_response(StatusCode::OK, &metadata(&served)))
 }
 
 async fn model_ready(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path(m): Path<String>,
 ) -> Result<Response, ApiError> {
-    let served = engine.get(&m, None)?;
+    let served = st.engine.get(&m, None)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"name": served.name, "ready": true}),
@@ -194,10 +206,10 @@ async fn model_ready(
 }
 
 async fn model_ready_version(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path((m, v)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let served = engine.get(&m, Some(&v))?;
+    let served = st.engine.get(&m, Some(&v))?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"name": served.name, "ready": true}),
@@ -205,31 +217,65 @@ async fn model_ready_version(
 }
 
 async fn infer(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path(m): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    run_infer(&engine, &m, None, &headers, &body).await
+    run_infer(&st, &m, None, &headers, &body).await
 }
 
 async fn infer_version(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path((m, v)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    run_infer(&engine, &m, Some(&v), &headers, &body).await
+    run_infer(&st, &m, Some(&v), &headers, &body).await
 }
 
 async fn run_infer(
-    engine: &Engine,
+    st: &Shared,
     m: &str,
     v: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let served = engine.get(m, v)?;
+    let _in_flight = st.metrics.in_flight();
+    let start = std::time::Instant::now();
+    let served = st.engine.get(m, v)?;
+    let result = answer_infer(st, &served, headers, body).await;
+    let (outcome, timing, rows) = match &result {
+        Ok((_, timing, rows)) => ("ok", Some((timing.queue, timing.compute)), Some(*rows)),
+        Err(e) => (outcome_of(e), None, None),
+    };
+    st.metrics.record(
+        &served.name,
+        &served.version,
+        "rest_v2",
+        outcome,
+        start.elapsed(),
+        timing,
+        rows,
+    );
+    result.map(|(r, _, _)| r)
+}
+
+fn outcome_of(e: &ApiError) -> &'static str {
+    match e.status.as_u16() {
+        400 => "invalid",
+        404 => "not_found",
+        503 => "unavailable",
+        _ => "error",
+    }
+}
+
+async fn answer_infer(
+    st: &Shared,
+    served: &Arc<Served>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Response, slipway_engine::Timing, usize), ApiError> {
     let header_len = match headers.get("inference-header-content-length") {
         Some(h) => Some(
             h.to_str()
@@ -245,8 +291,14 @@ async fn run_infer(
         None => None,
     };
     let request = oip::parse_request(body, header_len)?;
-    let outputs = engine
-        .infer(Arc::clone(&served), request.inputs.clone())
+    let rows = request
+        .inputs
+        .first()
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(1);
+    let (outputs, timing) = st
+        .engine
+        .infer_timed(Arc::clone(served), request.inputs.clone())
         .await?;
     let encoded = oip::encode_response(&served.name, &served.version, &request, outputs)?;
     let mut response = (StatusCode::OK, encoded.body).into_response();
@@ -266,13 +318,26 @@ async fn run_infer(
             );
         }
     }
-    Ok(response)
+    Ok((response, timing, rows))
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    let text = st.metrics.render(&st.engine);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// `POST /v1/models/{m}:predict` with `{"instances": [{"col": value, …}, …]}`: one record per
 /// row, the columns the model was trained on, answered with `{"predictions": [{…}, …]}`.
 async fn v1_predict(
-    State(engine): State<AppState>,
+    State(st): State<AppState>,
     Path(m): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -282,7 +347,7 @@ async fn v1_predict(
             format!("unknown V1 verb in `{m}`; use /v1/models/NAME:predict"),
         ));
     };
-    let served = engine.get(name, None)?;
+    let served = st.engine.get(name, None)?;
     let request: Json = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -296,7 +361,30 @@ async fn v1_predict(
         ));
     };
     let inputs = records_to_tensors(&served, instances)?;
-    let outputs = engine.infer(Arc::clone(&served), inputs).await?;
+    let _in_flight = st.metrics.in_flight();
+    let start = std::time::Instant::now();
+    let result = st.engine.infer_timed(Arc::clone(&served), inputs).await;
+    match &result {
+        Ok((_, t)) => st.metrics.record(
+            &served.name,
+            &served.version,
+            "rest_v1",
+            "ok",
+            start.elapsed(),
+            Some((t.queue, t.compute)),
+            Some(instances.len()),
+        ),
+        Err(e) => st.metrics.record(
+            &served.name,
+            &served.version,
+            "rest_v1",
+            outcome_of(&ApiError::from(EngineError::InvalidInput(e.to_string()))),
+            start.elapsed(),
+            None,
+            None,
+        ),
+    }
+    let (outputs, _) = result?;
     let rows = instances.len();
     let predictions: Vec<Json> = (0..rows)
         .map(|r| {

@@ -411,3 +411,62 @@ async fn v1_records_api() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_outcome() {
+    let s = start().await;
+    let url = format!("{}/v2/models/cancer/infer", s.url);
+    let ok = serde_json::to_vec(
+        &json!({"inputs":[{"name":"X","datatype":"FP32","shape":[4,30],"data":vec![1.0;120]}]}),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(post(&url, ok.clone(), None).await.0, 200);
+    }
+    assert_eq!(post(&url, b"{".to_vec(), None).await.0, 400);
+    let r = reqwest::Client::new()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().await.unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .to_string()
+    };
+    assert!(line("slipway_requests_total{model=\"cancer\",version=\"1\",protocol=\"rest_v2\",outcome=\"ok\"}").ends_with(" 3"), "{text}");
+    assert!(line("slipway_requests_total{model=\"cancer\",version=\"1\",protocol=\"rest_v2\",outcome=\"invalid\"}").ends_with(" 1"), "{text}");
+    assert!(
+        line("slipway_compute_duration_seconds_count{model=\"cancer\"}").ends_with(" 3"),
+        "{text}"
+    );
+    assert!(
+        line("slipway_batch_rows_sum{model=\"cancer\"}").ends_with(" 12.0"),
+        "{text}"
+    );
+    assert!(line("slipway_in_flight_requests").ends_with(" 0"), "{text}");
+    assert!(
+        line("slipway_model_loaded{model=\"credit\",version=\"3\",platform=\"slipway_native\"}")
+            .ends_with(" 1"),
+        "{text}"
+    );
+    assert!(
+        line("process_resident_memory_bytes")
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 1 << 20
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
