@@ -82,3 +82,170 @@ fn nothing_to_serve_is_a_usage_error() {
     ]);
     assert_ne!(code, 0, "{err}");
 }
+
+fn train(out: &Path, l2: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args([
+            "train",
+            "--data",
+            s(&common::data("german_credit.csv")),
+            "--target",
+            "creditability",
+            "--positive-class",
+            "bad",
+            "--model",
+            "logistic",
+            "--l2",
+            l2,
+            "--out",
+            s(out),
+            "--json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn body_of(response: &str) -> serde_json::Value {
+    let (_, body) = response.split_once("\r\n\r\n").unwrap_or(("", ""));
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+/// Promoting a new version while a client streams requests: every request succeeds, and each
+/// answer comes whole from the old version or whole from the new one.
+#[test]
+fn an_alias_move_swaps_the_model_without_failing_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    for (i, l2) in [(1, "0.0001"), (2, "10")] {
+        let pkg = dir.path().join(format!("p{i}"));
+        train(&pkg, l2);
+        common::ok_json(&[
+            "register",
+            s(&pkg),
+            "--name",
+            "credit",
+            "--registry",
+            s(&reg),
+            "--json",
+        ]);
+    }
+    common::ok_json(&[
+        "promote",
+        "credit:1",
+        "--to",
+        "production",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args([
+            "serve",
+            "--registry",
+            s(&reg),
+            "--model",
+            "credit@production",
+            "--http",
+            "127.0.0.1:0",
+            "--watch-ms",
+            "100",
+            "--workers",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    // One V2 request from the model's metadata: 1.0 for numbers, an unseen category for text.
+    let meta = body_of(&http(
+        &addr,
+        "GET /v2/models/credit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    let inputs: Vec<serde_json::Value> = meta["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let data = if i["datatype"] == "FP64" { serde_json::json!([1.0]) } else { serde_json::json!(["x"]) };
+            serde_json::json!({"name": i["name"], "datatype": i["datatype"], "shape": [1], "data": data})
+        })
+        .collect();
+    let body = serde_json::json!({"inputs": inputs}).to_string();
+    let request = format!(
+        "POST /v2/models/credit/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+
+    let mut answers: Vec<(String, String, f64)> = Vec::new();
+    let mut promoted = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let response = http(&addr, &request);
+        let status = response.split_whitespace().nth(1).unwrap_or("").to_string();
+        let r = body_of(&response);
+        answers.push((
+            status,
+            r["model_version"].as_str().unwrap_or("").to_string(),
+            r["outputs"][0]["data"][0].as_f64().unwrap_or(f64::NAN),
+        ));
+        if answers.len() == 30 && !promoted {
+            common::ok_json(&[
+                "promote",
+                "credit:2",
+                "--to",
+                "production",
+                "--registry",
+                s(&reg),
+                "--json",
+            ]);
+            promoted = true;
+        }
+        if answers.iter().filter(|a| a.1 == "2").count() >= 30 {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    assert!(
+        answers.iter().all(|a| a.0 == "200"),
+        "a request failed: {answers:?}"
+    );
+    let first_new = answers
+        .iter()
+        .position(|a| a.1 == "2")
+        .expect("the new version was never served");
+    assert!(answers[..first_new].iter().all(|a| a.1 == "1"));
+    assert!(
+        answers[first_new..].iter().all(|a| a.1 == "2"),
+        "traffic went back to the old version"
+    );
+    let p1 = answers[0].2;
+    let p2 = answers[first_new].2;
+    assert!(
+        (p1 - p2).abs() > 1e-6,
+        "the two versions should answer differently ({p1} vs {p2})"
+    );
+    for a in &answers {
+        assert_eq!(
+            a.2,
+            if a.1 == "1" { p1 } else { p2 },
+            "an answer mixed versions: {a:?}"
+        );
+    }
+}

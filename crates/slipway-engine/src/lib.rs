@@ -269,3 +269,89 @@ pub fn supported(datatype: DataType) -> bool {
         DataType::Bool | DataType::Int64 | DataType::Fp32 | DataType::Fp64 | DataType::Bytes
     )
 }
+
+/// Follows registry references (such as `credit@production`): when one resolves to another
+/// version, that version is materialised, loaded and warmed on this thread, then swapped in
+/// atomically. Requests already running finish on the version they started with, which is
+/// dropped when its last request ends; no request waits on a load.
+pub struct Watcher {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Starts watching `follow` (served name, reference) in the registry at `root`, every
+    /// `interval`. `log` hears about every swap and every failed load (the old version keeps
+    /// serving when a new one fails to load).
+    pub fn start(
+        engine: Arc<Engine>,
+        root: std::path::PathBuf,
+        follow: Vec<(String, slipway_registry::Reference)>,
+        interval: std::time::Duration,
+        log: impl Fn(&str) + Send + 'static,
+    ) -> Watcher {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("slipway-watch".into())
+            .spawn(move || {
+                let mut failed: HashMap<String, u32> = HashMap::new();
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (name, reference) in &follow {
+                        let Ok(registry) = slipway_registry::Registry::open_existing(&root) else {
+                            continue;
+                        };
+                        let Ok(version) = registry.resolve(reference) else {
+                            continue;
+                        };
+                        let current = engine.get(name, None).map(|s| s.version.clone()).unwrap_or_default();
+                        let wanted = version.version.to_string();
+                        if current == wanted || failed.get(name) == Some(&version.version) {
+                            continue;
+                        }
+                        let loaded = registry
+                            .materialize(&version)
+                            .map_err(|e| e.to_string())
+                            .and_then(|dir| slipway_runtime::load(&dir).map_err(|e| e.to_string()));
+                        match loaded {
+                            Ok(loaded) => {
+                                engine.add(name, &wanted, loaded);
+                                failed.remove(name);
+                                log(&format!("{reference} moved: now serving {name}:{wanted} (was {current})"));
+                            }
+                            Err(e) => {
+                                failed.insert(name.clone(), version.version);
+                                log(&format!("{reference} points at {name}:{wanted}, which does not load ({e}); still serving {current}"));
+                            }
+                        }
+                    }
+                    // Sleep in short steps so that stopping is prompt.
+                    let mut slept = std::time::Duration::ZERO;
+                    while slept < interval && !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        let step = std::time::Duration::from_millis(50).min(interval - slept);
+                        std::thread::sleep(step);
+                        slept += step;
+                    }
+                }
+            })
+            .expect("spawning the registry watcher");
+        Watcher {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops watching.
+    pub fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

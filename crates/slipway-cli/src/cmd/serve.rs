@@ -32,6 +32,15 @@ pub struct ServeArgs {
     /// Inference threads (default: one per core).
     #[arg(long, env = "SLIPWAY_WORKERS")]
     pub workers: Option<usize>,
+    /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
+    /// alias is loaded and warmed off the request path, then swapped in atomically.
+    #[arg(
+        long,
+        env = "SLIPWAY_WATCH_MS",
+        default_value_t = 1000,
+        value_name = "MS"
+    )]
+    pub watch_ms: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -52,6 +61,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         engine.add(&name, "1", loaded);
         eprintln!("loaded {name} (version 1) from {}", dir.display());
     }
+    let mut follow = Vec::new();
     if !args.models.is_empty() {
         let registry = args.registry.open()?;
         for m in &args.models {
@@ -61,8 +71,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let loaded = slipway_runtime::load(&dir)?;
             engine.add(&version.model, &version.version.to_string(), loaded);
             eprintln!("loaded {}:{} for {m}", version.model, version.version);
+            follow.push((version.model.clone(), reference));
         }
     }
+    let watcher = (args.watch_ms > 0 && !follow.is_empty()).then(|| {
+        slipway_engine::Watcher::start(
+            Arc::clone(&engine),
+            args.registry.path.clone(),
+            follow,
+            std::time::Duration::from_millis(args.watch_ms),
+            |line| eprintln!("{line}"),
+        )
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -82,6 +102,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             println!("  curl -s http://{addr}/v2/models/{}", m.name);
         }
         slipway_server::serve(listener, Arc::clone(&engine), shutdown_signal()).await?;
+        if let Some(w) = watcher {
+            w.stop();
+        }
         engine.shutdown();
         eprintln!("stopped: in-flight requests finished");
         anyhow::Ok(())
