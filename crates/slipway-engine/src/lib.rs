@@ -3,6 +3,7 @@
 //! model's signature before it reaches a model. Nothing here knows about HTTP or gRPC.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -31,6 +32,51 @@ pub struct Served {
     pub version: String,
     pub manifest: Manifest,
     pub model: Arc<dyn Model>,
+    /// What this version has answered (the statistics extension).
+    pub stats: Stats,
+}
+
+/// Counters of one served version, updated without locks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub success: AtomicU64,
+    pub success_ns: AtomicU64,
+    pub fail: AtomicU64,
+    pub fail_ns: AtomicU64,
+    pub queue_ns: AtomicU64,
+    pub compute_ns: AtomicU64,
+    /// Rows inferred (the protocol's `inference_count`).
+    pub rows: AtomicU64,
+    /// Milliseconds since the epoch of the last inference (0: none yet).
+    pub last_ms: AtomicU64,
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Stats {
+    fn record(&self, ok: bool, total: std::time::Duration, timing: Option<Timing>, rows: u64) {
+        let (count, ns) = if ok {
+            (&self.success, &self.success_ns)
+        } else {
+            (&self.fail, &self.fail_ns)
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        ns.fetch_add(nanos(total), Ordering::Relaxed);
+        if let Some(t) = timing {
+            self.queue_ns.fetch_add(nanos(t.queue), Ordering::Relaxed);
+            self.compute_ns
+                .fetch_add(nanos(t.compute), Ordering::Relaxed);
+        }
+        if ok {
+            self.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
 }
 
 impl Served {
@@ -98,6 +144,14 @@ impl Engine {
         }
     }
 
+    /// Stops serving `name`; requests already running finish. Returns whether it was served.
+    pub fn remove(&self, name: &str) -> bool {
+        self.models
+            .write()
+            .map(|mut m| m.remove(name).is_some())
+            .unwrap_or(false)
+    }
+
     /// Serves a loaded package under `name` and `version`, replacing any model of that name.
     pub fn add(&self, name: &str, version: &str, loaded: Loaded) {
         let served = Arc::new(Served {
@@ -105,6 +159,7 @@ impl Engine {
             version: version.to_string(),
             manifest: loaded.manifest,
             model: loaded.model,
+            stats: Stats::default(),
         });
         if let Ok(mut models) = self.models.write() {
             models.insert(name.to_string(), served);
@@ -151,6 +206,27 @@ impl Engine {
     /// [`infer`](Self::infer), also saying how long the request waited for a worker and how
     /// long the model took.
     pub async fn infer_timed(
+        &self,
+        served: Arc<Served>,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, Timing), EngineError> {
+        let start = std::time::Instant::now();
+        let rows = inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .map_or(1, |&n| n as u64);
+        let stats_of = Arc::clone(&served);
+        let result = self.run(served, inputs).await;
+        stats_of.stats.record(
+            result.is_ok(),
+            start.elapsed(),
+            result.as_ref().ok().map(|r| r.1),
+            rows,
+        );
+        result
+    }
+
+    async fn run(
         &self,
         served: Arc<Served>,
         inputs: Vec<Tensor>,

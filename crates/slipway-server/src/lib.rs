@@ -102,6 +102,11 @@ pub fn app(engine: Arc<Engine>) -> Router {
         .route("/v2", get(server_metadata))
         .route("/v2/", get(server_metadata))
         .route("/v2/models", get(model_index))
+        .route("/v2/models/stats", get(stats_all))
+        .route("/v2/models/{m}/stats", get(stats_model))
+        .route("/v2/models/{m}/versions/{v}/stats", get(stats_version))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{m}/unload", post(repository_unload))
         .route("/v2/models/{m}", get(model_metadata))
         .route("/v2/models/{m}/versions/{v}", get(model_metadata_version))
         .route("/v2/models/{m}/ready", get(model_ready))
@@ -151,8 +156,86 @@ async fn server_ready(State(st): State<AppState>) -> Response {
 async fn server_metadata() -> Response {
     json_response(
         StatusCode::OK,
-        &json!({"name": "slipway", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
+        &json!({"name": "slipway", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "statistics", "model_repository"]}),
     )
+}
+
+/// One model's statistics, in Triton's shape.
+fn stats_json(m: &Served) -> Json {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &m.stats;
+    let ok = s.success.load(Relaxed);
+    let pair = |count: u64, ns: u64| json!({"count": count, "ns": ns});
+    json!({
+        "name": m.name,
+        "version": m.version,
+        "last_inference": s.last_ms.load(Relaxed),
+        "inference_count": s.rows.load(Relaxed),
+        "execution_count": ok,
+        "inference_stats": {
+            "success": pair(ok, s.success_ns.load(Relaxed)),
+            "fail": pair(s.fail.load(Relaxed), s.fail_ns.load(Relaxed)),
+            "queue": pair(ok, s.queue_ns.load(Relaxed)),
+            "compute_input": pair(ok, 0),
+            "compute_infer": pair(ok, s.compute_ns.load(Relaxed)),
+            "compute_output": pair(ok, 0),
+        },
+        "batch_stats": [],
+    })
+}
+
+async fn stats_all(State(st): State<AppState>) -> Response {
+    let all: Vec<Json> = st.engine.models().iter().map(|m| stats_json(m)).collect();
+    json_response(StatusCode::OK, &json!({"model_stats": all}))
+}
+
+async fn stats_model(
+    State(st): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    let served = st.engine.get(&m, None)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"model_stats": [stats_json(&served)]}),
+    ))
+}
+
+async fn stats_version(
+    State(st): State<AppState>,
+    Path((m, v)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let served = st.engine.get(&m, Some(&v))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"model_stats": [stats_json(&served)]}),
+    ))
+}
+
+/// `POST /v2/repository/index`: the models served, all READY (a model is served only once it
+/// has loaded and warmed).
+async fn repository_index(State(st): State<AppState>) -> Response {
+    let list: Vec<Json> = st
+        .engine
+        .models()
+        .iter()
+        .map(|m| json!({"name": m.name, "version": m.version, "state": "READY"}))
+        .collect();
+    json_response(StatusCode::OK, &Json::Array(list))
+}
+
+/// `POST /v2/repository/models/{m}/unload`: stop serving `m`; requests already running finish.
+async fn repository_unload(
+    State(st): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    if st.engine.remove(&m) {
+        Ok(json_response(StatusCode::OK, &json!({})))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("model `{m}` is not served here"),
+        ))
+    }
 }
 
 async fn model_index(State(st): State<AppState>) -> Response {

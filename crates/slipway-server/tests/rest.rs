@@ -470,3 +470,64 @@ async fn metrics_count_requests_by_outcome() {
     );
     assert!(text.ends_with("# EOF\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_and_repository_extensions() {
+    let s = start().await;
+    let url = format!("{}/v2/models/cancer/infer", s.url);
+    let ok = serde_json::to_vec(
+        &json!({"inputs":[{"name":"X","datatype":"FP32","shape":[4,30],"data":vec![1.0;120]}]}),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(post(&url, ok.clone(), None).await.0, 200);
+    }
+    let bad = serde_json::to_vec(
+        &json!({"inputs":[{"name":"X","datatype":"FP32","shape":[1,29],"data":vec![1.0;29]}]}),
+    )
+    .unwrap();
+    assert_eq!(post(&url, bad, None).await.0, 400);
+    let (status, stats) = get(&format!("{}/v2/models/cancer/stats", s.url)).await;
+    assert_eq!(status, 200);
+    let m = &stats["model_stats"][0];
+    assert_eq!(m["name"], "cancer");
+    assert_eq!(m["inference_count"], 8);
+    assert_eq!(m["execution_count"], 2);
+    assert_eq!(m["inference_stats"]["success"]["count"], 2);
+    assert_eq!(m["inference_stats"]["fail"]["count"], 1);
+    assert!(
+        m["inference_stats"]["compute_infer"]["ns"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(m["last_inference"].as_u64().unwrap() > 1_700_000_000_000);
+    let (status, all) = get(&format!("{}/v2/models/stats", s.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["model_stats"].as_array().unwrap().len(), 2);
+
+    let (status, _, body) = post(&format!("{}/v2/repository/index", s.url), vec![], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Json>(&body).unwrap(),
+        json!([{"name": "cancer", "version": "1", "state": "READY"}, {"name": "credit", "version": "3", "state": "READY"}])
+    );
+    let (status, _, _) = post(
+        &format!("{}/v2/repository/models/credit/unload", s.url),
+        vec![],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        get(&format!("{}/v2/models/credit/ready", s.url)).await.0,
+        404
+    );
+    let (status, _, _) = post(
+        &format!("{}/v2/repository/models/credit/unload", s.url),
+        vec![],
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
