@@ -216,6 +216,31 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
             break;
         }
     }
+    // The repository extension: unload, then load again from the registry (the alias's version).
+    let post = |path: &str| {
+        http(
+            &addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            ),
+        )
+    };
+    let get = |path: &str| {
+        http(
+            &addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert!(post("/v2/repository/models/credit/unload").starts_with("HTTP/1.1 200"));
+    assert!(get("/v2/models/credit/ready").starts_with("HTTP/1.1 404"));
+    assert!(post("/v2/repository/models/credit/load").starts_with("HTTP/1.1 200"));
+    let meta = body_of(&get("/v2/models/credit"));
+    assert_eq!(meta["versions"], serde_json::json!(["2"]));
+    let missing = post("/v2/repository/models/nope/load");
+    assert!(
+        missing.starts_with("HTTP/1.1 400") && missing.contains("nope"),
+        "{missing}"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

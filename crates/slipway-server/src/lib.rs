@@ -78,19 +78,31 @@ fn json_response(status: StatusCode, body: &Json) -> Response {
         .into_response()
 }
 
-/// What every handler shares: the engine and the metrics.
+/// Loads a model by name for `POST /v2/repository/models/{m}/load`: returns its version and the
+/// loaded package. Runs on a blocking thread.
+pub type Loader =
+    Arc<dyn Fn(&str) -> Result<(String, slipway_runtime::Loaded), String> + Send + Sync>;
+
+/// What every handler shares: the engine, the metrics and the loader.
 pub struct Shared {
     pub engine: Arc<Engine>,
     pub metrics: metrics::Metrics,
+    pub loader: Option<Loader>,
 }
 
 type AppState = Arc<Shared>;
 
 /// The REST router over `engine`.
 pub fn app(engine: Arc<Engine>) -> Router {
+    app_with_loader(engine, None)
+}
+
+/// [`app`], with a loader for the repository extension's `load`.
+pub fn app_with_loader(engine: Arc<Engine>, loader: Option<Loader>) -> Router {
     let shared = Arc::new(Shared {
         engine,
         metrics: metrics::Metrics::new(),
+        loader,
     });
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -107,6 +119,7 @@ pub fn app(engine: Arc<Engine>) -> Router {
         .route("/v2/models/{m}/versions/{v}/stats", get(stats_version))
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{m}/unload", post(repository_unload))
+        .route("/v2/repository/models/{m}/load", post(repository_load))
         .route("/v2/models/{m}", get(model_metadata))
         .route("/v2/models/{m}/versions/{v}", get(model_metadata_version))
         .route("/v2/models/{m}/ready", get(model_ready))
@@ -221,6 +234,34 @@ async fn repository_index(State(st): State<AppState>) -> Response {
         .map(|m| json!({"name": m.name, "version": m.version, "state": "READY"}))
         .collect();
     json_response(StatusCode::OK, &Json::Array(list))
+}
+
+/// `POST /v2/repository/models/{m}/load`: loads (or reloads) `m` with the server's loader, off
+/// the request threads, and serves it once it has warmed.
+async fn repository_load(
+    State(st): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(loader) = st.loader.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server has no registry to load models from; start it with --registry",
+        ));
+    };
+    let name = m.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader(&name))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match loaded {
+        Ok((version, loaded)) => {
+            st.engine.add(&m, &version, loaded);
+            Ok(json_response(StatusCode::OK, &json!({})))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("failed to load `{m}`: {e}"),
+        )),
+    }
 }
 
 /// `POST /v2/repository/models/{m}/unload`: stop serving `m`; requests already running finish.
@@ -650,7 +691,17 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(engine))
+    serve_with_loader(listener, engine, None, shutdown).await
+}
+
+/// [`serve`], with a loader for the repository extension's `load`.
+pub async fn serve_with_loader(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    loader: Option<Loader>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app_with_loader(engine, loader))
         .with_graceful_shutdown(shutdown)
         .await
 }

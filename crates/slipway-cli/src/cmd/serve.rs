@@ -74,6 +74,26 @@ pub fn run(args: ServeArgs) -> Result<()> {
             follow.push((version.model.clone(), reference));
         }
     }
+    // The repository extension's `load`: a name followed on the command line reloads its
+    // reference; any other name loads its latest version.
+    let loader: Option<slipway_server::Loader> =
+        args.registry.path.join("registry.db").is_file().then(|| {
+            let root = args.registry.path.clone();
+            let refs = follow.clone();
+            let loader: slipway_server::Loader = Arc::new(move |name: &str| {
+                let registry =
+                    slipway_registry::Registry::open_existing(&root).map_err(|e| e.to_string())?;
+                let reference = match refs.iter().find(|(n, _)| n == name) {
+                    Some((_, r)) => r.clone(),
+                    None => name.parse::<Reference>().map_err(|e| e.to_string())?,
+                };
+                let version = registry.resolve(&reference).map_err(|e| e.to_string())?;
+                let dir = registry.materialize(&version).map_err(|e| e.to_string())?;
+                let loaded = slipway_runtime::load(&dir).map_err(|e| e.to_string())?;
+                Ok((version.version.to_string(), loaded))
+            });
+            loader
+        });
     let watcher = (args.watch_ms > 0 && !follow.is_empty()).then(|| {
         slipway_engine::Watcher::start(
             Arc::clone(&engine),
@@ -101,7 +121,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         for m in engine.models() {
             println!("  curl -s http://{addr}/v2/models/{}", m.name);
         }
-        slipway_server::serve(listener, Arc::clone(&engine), shutdown_signal()).await?;
+        slipway_server::serve_with_loader(listener, Arc::clone(&engine), loader, shutdown_signal())
+            .await?;
         if let Some(w) = watcher {
             w.stop();
         }
