@@ -25,7 +25,7 @@ fn serves_a_package_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args(["serve", s(&pkg), "--http", "127.0.0.1:0", "--workers", "1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -66,6 +66,27 @@ fn serves_a_package_and_stops_on_sigterm() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // Request logs: JSON lines on stderr (not a terminal here), with the request id.
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("/v2/health/live"))
+        .unwrap_or_else(|| panic!("no request log in {logs}"));
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["status"], 200);
+    assert!(
+        entry["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("slipway-"),
+        "{entry}"
+    );
 }
 
 #[test]

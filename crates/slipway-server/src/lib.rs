@@ -153,7 +153,18 @@ async fn request_id(request: axum::extract::Request, next: axum::middleware::Nex
         HeaderValue::from_str(&format!("slipway-{}-{n}", std::process::id()))
             .unwrap_or(HeaderValue::from_static("slipway"))
     });
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let start = std::time::Instant::now();
     let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let rid = id.to_str().unwrap_or("");
+    if status >= 500 {
+        tracing::warn!(request_id = rid, %method, path, status, micros, "request");
+    } else {
+        tracing::info!(request_id = rid, %method, path, status, micros, "request");
+    }
     response.headers_mut().insert("x-request-id", id);
     response
 }

@@ -43,7 +43,25 @@ pub struct ServeArgs {
     pub watch_ms: u64,
 }
 
+/// Request logs on stderr: JSON lines when stderr is not a terminal (for log collectors), human
+/// lines when it is. `SLIPWAY_LOG` filters (`info` by default; `warn` keeps only failures).
+fn init_logs() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if std::io::stderr().is_terminal() {
+        builder.try_init()
+    } else {
+        builder.json().flatten_event(true).try_init()
+    };
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
+    init_logs();
     if args.dirs.is_empty() && args.models.is_empty() {
         return Err(slipway_registry::RegistryError::Invalid(
             "nothing to serve: give package folders or --model NAME@ALIAS (e.g. --model credit@production)".into(),
