@@ -295,3 +295,48 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
         );
     }
 }
+
+#[test]
+fn a_toml_config_file_serves_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/native/native_logistic_credit");
+    let config = dir.path().join("slipway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "http = \"127.0.0.1:0\"\nworkers = 1\npackages = [{:?}]\n",
+            pkg.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--config", s(&config)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let list = http(
+        &addr,
+        "GET /v2/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(list.contains(r#"{"models":["german_credit"]}"#), "{list}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    std::fs::write(&config, "htp = \"127.0.0.1:0\"\n").unwrap();
+    let (code, err) = fails(&["serve", "--config", s(&config)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("htp"), "{err}");
+}

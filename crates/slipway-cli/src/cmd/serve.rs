@@ -21,26 +21,44 @@ pub struct ServeArgs {
     pub models: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryPath,
-    /// Where REST listens (port 0 picks a free port, printed at start).
-    #[arg(
-        long,
-        env = "SLIPWAY_HTTP",
-        default_value = "127.0.0.1:8080",
-        value_name = "ADDR"
-    )]
-    pub http: String,
-    /// Inference threads (default: one per core).
+    /// Where REST listens (port 0 picks a free port, printed at start) [default: 127.0.0.1:8080].
+    #[arg(long, env = "SLIPWAY_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Inference threads [default: one per core].
     #[arg(long, env = "SLIPWAY_WORKERS")]
     pub workers: Option<usize>,
     /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
-    /// alias is loaded and warmed off the request path, then swapped in atomically.
-    #[arg(
-        long,
-        env = "SLIPWAY_WATCH_MS",
-        default_value_t = 1000,
-        value_name = "MS"
-    )]
-    pub watch_ms: u64,
+    /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
+    #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
+    pub watch_ms: Option<u64>,
+    /// A TOML file with any of: http, workers, watch_ms, registry, models = [..], packages = [..].
+    /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
+    #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `slipway serve --config FILE`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    http: Option<String>,
+    workers: Option<usize>,
+    watch_ms: Option<u64>,
+    registry: Option<PathBuf>,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    packages: Vec<PathBuf>,
+}
+
+impl Config {
+    fn read(path: &std::path::Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| slipway_learn::LearnError::io(path, e))?;
+        toml::from_str(&text).map_err(|e| {
+            slipway_registry::RegistryError::Invalid(format!("{}: {e}", path.display())).into()
+        })
+    }
 }
 
 /// Request logs on stderr: JSON lines when stderr is not a terminal (for log collectors), human
@@ -60,8 +78,25 @@ fn init_logs() {
     };
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
+pub fn run(mut args: ServeArgs) -> Result<()> {
     init_logs();
+    if let Some(path) = &args.config {
+        let c = Config::read(path)?;
+        args.http = args.http.or(c.http);
+        args.workers = args.workers.or(c.workers);
+        args.watch_ms = args.watch_ms.or(c.watch_ms);
+        args.models.extend(c.models);
+        args.dirs.extend(c.packages);
+        // The registry flag has a default: the file's applies when neither flag nor variable set one.
+        if let Some(r) = c.registry
+            && std::env::var_os("SLIPWAY_REGISTRY").is_none()
+            && args.registry.path.as_os_str() == slipway_registry::DEFAULT_REGISTRY
+        {
+            args.registry.path = r;
+        }
+    }
+    let http = args.http.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+    let watch_ms = args.watch_ms.unwrap_or(1000);
     if args.dirs.is_empty() && args.models.is_empty() {
         return Err(slipway_registry::RegistryError::Invalid(
             "nothing to serve: give package folders or --model NAME@ALIAS (e.g. --model credit@production)".into(),
@@ -112,12 +147,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             });
             loader
         });
-    let watcher = (args.watch_ms > 0 && !follow.is_empty()).then(|| {
+    let watcher = (watch_ms > 0 && !follow.is_empty()).then(|| {
         slipway_engine::Watcher::start(
             Arc::clone(&engine),
             args.registry.path.clone(),
             follow,
-            std::time::Duration::from_millis(args.watch_ms),
+            std::time::Duration::from_millis(watch_ms),
             |line| eprintln!("{line}"),
         )
     });
@@ -127,9 +162,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.http)
+        let listener = tokio::net::TcpListener::bind(&http)
             .await
-            .with_context(|| format!("cannot listen on {}", args.http))?;
+            .with_context(|| format!("cannot listen on {http}"))?;
         let addr = listener.local_addr()?;
         println!(
             "serving {} model(s) on http://{addr} (OIP v2 REST; ready in {} ms) — ctrl-c to stop",
