@@ -162,13 +162,16 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
         s(&reg),
         "--json",
     ]);
+    let (code, err) = fails(&["serve", "--registry", s(&reg), "--alias", "canary"]);
+    assert_eq!(code, 66, "{err}");
+    assert!(err.contains("canary"), "{err}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args([
             "serve",
             "--registry",
             s(&reg),
-            "--model",
-            "credit@production",
+            "--alias",
+            "production",
             "--http",
             "127.0.0.1:0",
             "--watch-ms",

@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// A registry version to serve: NAME@ALIAS, NAME:VERSION or NAME (the latest). Repeatable.
     #[arg(long = "model", value_name = "REF")]
     pub models: Vec<String>,
+    /// Serve every model of the registry that has this alias (e.g. production), each following
+    /// its alias.
+    #[arg(long, env = "SLIPWAY_ALIAS", value_name = "ALIAS")]
+    pub alias: Option<String>,
     #[command(flatten)]
     pub registry: RegistryPath,
     /// Where REST listens (port 0 picks a free port, printed at start) [default: 127.0.0.1:8080].
@@ -97,6 +101,23 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     }
     let http = args.http.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
     let watch_ms = args.watch_ms.unwrap_or(1000);
+    if let Some(alias) = &args.alias {
+        let registry = args.registry.open()?;
+        let mut found = 0;
+        for m in registry.meta().list_models()? {
+            if m.aliases.contains_key(alias) {
+                args.models.push(format!("{}@{alias}", m.name));
+                found += 1;
+            }
+        }
+        if found == 0 {
+            return Err(slipway_registry::RegistryError::NotFound(format!(
+                "no model in {} has the alias `{alias}`; promote one first (slipway promote NAME:V --to {alias})",
+                args.registry.path.display()
+            ))
+            .into());
+        }
+    }
     if args.dirs.is_empty() && args.models.is_empty() {
         return Err(slipway_registry::RegistryError::Invalid(
             "nothing to serve: give package folders or --model NAME@ALIAS (e.g. --model credit@production)".into(),
