@@ -107,6 +107,10 @@ pub struct Timing {
 /// The models, and the worker threads that run them.
 pub struct Engine {
     models: RwLock<HashMap<String, Arc<Served>>>,
+    /// Versions put into service since start (initial loads and swaps).
+    pub loads: AtomicU64,
+    /// Versions that failed to load (the watcher's and the repository extension's).
+    pub load_failures: AtomicU64,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -139,6 +143,8 @@ impl Engine {
             .collect();
         Engine {
             models: RwLock::new(HashMap::new()),
+            loads: AtomicU64::new(0),
+            load_failures: AtomicU64::new(0),
             jobs: Mutex::new(Some(tx)),
             workers: Mutex::new(handles),
         }
@@ -164,6 +170,7 @@ impl Engine {
         if let Ok(mut models) = self.models.write() {
             models.insert(name.to_string(), served);
         }
+        self.loads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The model `name`, at `version` if one is asked for.
@@ -396,6 +403,7 @@ impl Watcher {
                                 log(&format!("{reference} moved: now serving {name}:{wanted} (was {current})"));
                             }
                             Err(e) => {
+                                engine.load_failures.fetch_add(1, Ordering::Relaxed);
                                 failed.insert(name.clone(), version.version);
                                 log(&format!("{reference} points at {name}:{wanted}, which does not load ({e}); still serving {current}"));
                             }

@@ -173,8 +173,16 @@ impl Metrics {
         if encode(&mut out, &self.registry).is_err() {
             return String::from("# EOF\n");
         }
-        // Process figures, read from /proc where there is one, before the final `# EOF`.
-        let process = process_metrics();
+        // Model loads, and the process's figures from /proc, before the final `# EOF`.
+        let loads = engine.loads.load(std::sync::atomic::Ordering::Relaxed);
+        let failures = engine
+            .load_failures
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let process = format!(
+            "# HELP slipway_model_loads Model versions put into service (initial loads and swaps).\n# TYPE slipway_model_loads counter\nslipway_model_loads_total {loads}\n\
+             # HELP slipway_model_load_failures Model versions that failed to load.\n# TYPE slipway_model_load_failures counter\nslipway_model_load_failures_total {failures}\n{}",
+            process_metrics()
+        );
         if let Some(body) = out.strip_suffix("# EOF\n") {
             format!("{body}{process}# EOF\n")
         } else {

@@ -468,6 +468,11 @@ async fn metrics_count_requests_by_outcome() {
             .unwrap()
             > 1 << 20
     );
+    assert!(line("slipway_model_loads_total").ends_with(" 2"), "{text}");
+    assert!(
+        line("slipway_model_load_failures_total").ends_with(" 0"),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"));
 }
 
