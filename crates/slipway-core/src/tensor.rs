@@ -63,6 +63,69 @@ pub struct Signature {
     pub outputs: Vec<TensorSpec>,
 }
 
+impl Signature {
+    /// Checks a request's tensors against the inputs: every name known and given once, every
+    /// input present, datatypes equal, ranks equal, fixed dimensions matched, and as many
+    /// elements as the shape says.
+    pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), crate::CoreError> {
+        let bad = |m: String| Err(crate::CoreError::InvalidInput(m));
+        for (i, t) in inputs.iter().enumerate() {
+            let Some(spec) = self.inputs.iter().find(|s| s.name == t.name) else {
+                let names: Vec<String> = self
+                    .inputs
+                    .iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect();
+                return bad(format!(
+                    "unknown input `{}`; the model takes {}",
+                    t.name,
+                    names.join(", ")
+                ));
+            };
+            if inputs[..i].iter().any(|o| o.name == t.name) {
+                return bad(format!("input `{}` is given twice", t.name));
+            }
+            if t.data.datatype() != spec.datatype {
+                return bad(format!(
+                    "input `{}` must be {}, got {}",
+                    spec.name,
+                    spec.datatype,
+                    t.data.datatype()
+                ));
+            }
+            let fits = t.shape.len() == spec.shape.len()
+                && t.shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&d, &s)| s < 0 || i64::try_from(d) == Ok(s));
+            if !fits {
+                return bad(format!(
+                    "input `{}` must have shape {:?}, got {:?}",
+                    spec.name, spec.shape, t.shape
+                ));
+            }
+            let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if count != Some(t.data.len()) {
+                return bad(format!(
+                    "input `{}` has shape {:?} but {} elements",
+                    t.name,
+                    t.shape,
+                    t.data.len()
+                ));
+            }
+        }
+        for spec in &self.inputs {
+            if !inputs.iter().any(|t| t.name == spec.name) {
+                return bad(format!(
+                    "missing input `{}` ({} {:?})",
+                    spec.name, spec.datatype, spec.shape
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The elements of a tensor, in row-major order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {

@@ -292,57 +292,9 @@ impl Drop for Engine {
 
 /// Checks names, datatypes, ranks, fixed dimensions and element counts against the signature.
 pub fn validate(signature: &Signature, inputs: &[Tensor]) -> Result<(), EngineError> {
-    let bad = |m: String| Err(EngineError::InvalidInput(m));
-    for (i, t) in inputs.iter().enumerate() {
-        let Some(spec) = signature.inputs.iter().find(|s| s.name == t.name) else {
-            let names: Vec<&str> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
-            return bad(format!(
-                "unknown input `{}`; the model takes {}",
-                t.name,
-                names.join(", ")
-            ));
-        };
-        if inputs[..i].iter().any(|o| o.name == t.name) {
-            return bad(format!("input `{}` is given twice", t.name));
-        }
-        if t.data.datatype() != spec.datatype {
-            return bad(format!(
-                "input `{}` must be {}, got {}",
-                spec.name,
-                spec.datatype,
-                t.data.datatype()
-            ));
-        }
-        let fits = t.shape.len() == spec.shape.len()
-            && t.shape
-                .iter()
-                .zip(&spec.shape)
-                .all(|(&d, &s)| s < 0 || i64::try_from(d) == Ok(s));
-        if !fits {
-            return bad(format!(
-                "input `{}` must have shape {:?}, got {:?}",
-                spec.name, spec.shape, t.shape
-            ));
-        }
-        let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if count != Some(t.data.len()) {
-            return bad(format!(
-                "input `{}` has shape {:?} but {} elements",
-                t.name,
-                t.shape,
-                t.data.len()
-            ));
-        }
-    }
-    for spec in &signature.inputs {
-        if !inputs.iter().any(|t| t.name == spec.name) {
-            return bad(format!(
-                "missing input `{}` ({} {:?})",
-                spec.name, spec.datatype, spec.shape
-            ));
-        }
-    }
-    Ok(())
+    signature
+        .check_inputs(inputs)
+        .map_err(|e| EngineError::InvalidInput(e.to_string()))
 }
 
 /// The protocol datatypes Slipway exchanges.

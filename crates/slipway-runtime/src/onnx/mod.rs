@@ -531,61 +531,20 @@ impl Model for OnnxModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError> {
-        for (i, t) in inputs.iter().enumerate() {
-            if !self.signature.inputs.iter().any(|s| s.name == t.name) {
-                return Err(CoreError::InvalidInput(format!(
-                    "unknown input `{}`; the model takes {}",
-                    t.name,
-                    self.signature
-                        .inputs
-                        .iter()
-                        .map(|s| format!("`{}`", s.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            if inputs[..i].iter().any(|o| o.name == t.name) {
-                return Err(CoreError::InvalidInput(format!(
-                    "input `{}` is given twice",
-                    t.name
-                )));
-            }
+        // Shapes past what Slipway accepts are refused before anything counts their elements.
+        for t in inputs {
+            value::bounded_elements(&t.shape).map_err(CoreError::InvalidInput)?;
         }
+        self.signature.check_inputs(inputs)?;
         let mut ordered = Vec::with_capacity(self.signature.inputs.len());
         let mut batch = None;
         for spec in &self.signature.inputs {
-            let t = inputs
-                .iter()
-                .find(|t| t.name == spec.name)
-                .ok_or_else(|| CoreError::InvalidInput(format!("missing input `{}`", spec.name)))?;
-            if t.data.datatype() != spec.datatype {
+            let Some(t) = inputs.iter().find(|t| t.name == spec.name) else {
                 return Err(CoreError::InvalidInput(format!(
-                    "input `{}` must be {}, got {}",
-                    spec.name,
-                    spec.datatype,
-                    t.data.datatype()
+                    "missing input `{}`",
+                    spec.name
                 )));
-            }
-            let fits = t.shape.len() == spec.shape.len()
-                && t.shape
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(&d, &s)| s < 0 || i64::try_from(d).is_ok_and(|d| d == s));
-            if !fits {
-                return Err(CoreError::InvalidInput(format!(
-                    "input `{}` must have shape {:?}, got {:?}",
-                    spec.name, spec.shape, t.shape
-                )));
-            }
-            let elements = value::bounded_elements(&t.shape).map_err(CoreError::InvalidInput)?;
-            if elements != t.data.len() {
-                return Err(CoreError::InvalidInput(format!(
-                    "input `{}` has shape {:?} but {} elements",
-                    spec.name,
-                    t.shape,
-                    t.data.len()
-                )));
-            }
+            };
             if spec.shape.first() == Some(&-1) {
                 let n = t.shape[0];
                 if *batch.get_or_insert(n) != n {
