@@ -18,14 +18,14 @@ fn http(addr: &str, request: &str) -> String {
     out
 }
 
-#[test]
-fn serves_a_package_and_stops_on_sigterm() {
-    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native/native_logistic_credit");
+/// Starts `slipway serve ARGS` (stderr piped or dropped) and returns it with the address it
+/// printed on its first line.
+fn start_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["serve", s(&pkg), "--http", "127.0.0.1:0", "--workers", "1"])
+        .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -36,6 +36,29 @@ fn serves_a_package_and_stops_on_sigterm() {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {first:?}"))
         .to_string();
+    // Keep reading stdout: a closed pipe would make the server's next line fail.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+/// Sends SIGTERM and requires a clean exit.
+fn stop(child: &mut std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serves_a_package_and_stops_on_sigterm() {
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/native/native_logistic_credit");
+    let (mut child, addr) = start_serve(
+        &[s(&pkg), "--http", "127.0.0.1:0", "--workers", "1"],
+        Stdio::piped(),
+    );
 
     let live = http(
         &addr,
@@ -60,12 +83,7 @@ fn serves_a_package_and_stops_on_sigterm() {
         "{answer}"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    stop(&mut child);
     // Request logs: JSON lines on stderr (not a terminal here), with the request id.
     let mut logs = String::new();
     child
@@ -165,9 +183,8 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
     let (code, err) = fails(&["serve", "--registry", s(&reg), "--alias", "canary"]);
     assert_eq!(code, 66, "{err}");
     assert!(err.contains("canary"), "{err}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args([
-            "serve",
+    let (mut child, addr) = start_serve(
+        &[
             "--registry",
             s(&reg),
             "--alias",
@@ -178,19 +195,9 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
             "100",
             "--workers",
             "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
+        ],
+        Stdio::null(),
+    );
 
     // One V2 request from the model's metadata: 1.0 for numbers, an unseen category for text.
     let meta = body_of(&http(
@@ -265,11 +272,7 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
         missing.starts_with("HTTP/1.1 400") && missing.contains("nope"),
         "{missing}"
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(&mut child);
 
     assert!(
         answers.iter().all(|a| a.0 == "200"),
@@ -313,30 +316,13 @@ fn a_toml_config_file_serves_too() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["serve", "--config", s(&config)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let (mut child, addr) = start_serve(&["--config", s(&config)], Stdio::null());
     let list = http(
         &addr,
         "GET /v2/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(list.contains(r#"{"models":["german_credit"]}"#), "{list}");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(&mut child);
 
     std::fs::write(&config, "htp = \"127.0.0.1:0\"\n").unwrap();
     let (code, err) = fails(&["serve", "--config", s(&config)]);

@@ -305,8 +305,8 @@ fn serve_and_ask(
 
 /// The same applicant as an OIP v2 request: one input per column, as the signature says.
 fn v2_request(dir: &std::path::Path, record: &serde_json::Value) -> Result<String> {
-    let model = NativeModel::load(dir)?;
-    let inputs: Vec<serde_json::Value> = slipway_core::Model::signature(&model)
+    let inputs: Vec<serde_json::Value> = package::read_manifest(dir)?
+        .signature
         .inputs
         .iter()
         .map(|spec| {

@@ -247,7 +247,7 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
                 0 => labels.len().max(1),
                 n => n,
             };
-            let (coefficients, intercepts, features) = linear_params(&a, rows, "classes")?;
+            let linear = Linear::from_attrs(&a, rows, "classes")?;
             if rows > 1 && labels.len() != rows {
                 return Err(format!(
                     "{rows} score rows but {} class labels",
@@ -255,22 +255,15 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
                 ));
             }
             Box::new(LinearClassifier {
-                features,
-                classes: rows,
-                intercepts,
-                coefficients,
+                linear,
                 labels,
                 post: Post::parse(&a.string("post_transform", "NONE"))?,
             })
         }
         "LinearRegressor" => {
             let targets = usize::try_from(a.int("targets", 1)).map_err(|_| "negative targets")?;
-            let (coefficients, intercepts, features) = linear_params(&a, targets, "targets")?;
             Box::new(LinearRegressor {
-                features,
-                targets,
-                intercepts,
-                coefficients,
+                linear: Linear::from_attrs(&a, targets, "targets")?,
                 post: Post::parse(&a.string("post_transform", "NONE"))?,
             })
         }
@@ -323,27 +316,62 @@ pub fn build(node: &NodeProto, ml_opset: i64) -> Result<Option<Box<dyn Op>>, Str
     Ok(Some(op))
 }
 
-/// A linear operator's `coefficients` split into `rows` rows, and its `intercepts` (zeros when
-/// absent): (coefficients, intercepts, features per row).
-fn linear_params(
-    a: &Attrs<'_>,
+/// The linear part of LinearClassifier and LinearRegressor: `rows` rows of `features`
+/// coefficients, and one intercept per row.
+#[derive(Debug)]
+struct Linear {
+    features: usize,
     rows: usize,
-    what: &str,
-) -> Result<(Vec<f32>, Vec<f32>, usize), String> {
-    let coefficients = a.floats("coefficients");
-    if rows == 0 || coefficients.is_empty() || coefficients.len() % rows != 0 {
-        return Err(format!(
-            "{} coefficients do not split into {rows} {what}",
-            coefficients.len()
-        ));
+    coefficients: Vec<f32>,
+    intercepts: Vec<f32>,
+}
+
+impl Linear {
+    /// Splits `coefficients` into `rows` rows; absent `intercepts` are zeros.
+    fn from_attrs(a: &Attrs<'_>, rows: usize, what: &str) -> Result<Linear, String> {
+        let coefficients = a.floats("coefficients");
+        if rows == 0 || coefficients.is_empty() || coefficients.len() % rows != 0 {
+            return Err(format!(
+                "{} coefficients do not split into {rows} {what}",
+                coefficients.len()
+            ));
+        }
+        let intercepts = match a.floats("intercepts") {
+            v if v.is_empty() => vec![0.0; rows],
+            v if v.len() == rows => v,
+            v => return Err(format!("{} intercepts for {rows} {what}", v.len())),
+        };
+        Ok(Linear {
+            features: coefficients.len() / rows,
+            rows,
+            coefficients,
+            intercepts,
+        })
     }
-    let intercepts = match a.floats("intercepts") {
-        v if v.is_empty() => vec![0.0; rows],
-        v if v.len() == rows => v,
-        v => return Err(format!("{} intercepts for {rows} {what}", v.len())),
-    };
-    let features = coefficients.len() / rows;
-    Ok((coefficients, intercepts, features))
+
+    /// `scores[N, rows] = x · coefficientsᵀ + intercepts`, in f32.
+    fn scores(&self, x: &Value) -> Result<(usize, Vec<f32>), String> {
+        let (n, c) = x.matrix_dims()?;
+        if c != self.features {
+            return Err(format!(
+                "the model takes {} features, the input has {c}",
+                self.features
+            ));
+        }
+        let data = x.as_f32()?;
+        let mut scores = Vec::with_capacity(n * self.rows);
+        for row in data.chunks_exact(c.max(1)).take(n) {
+            for (w, b) in self
+                .coefficients
+                .chunks_exact(self.features)
+                .zip(&self.intercepts)
+            {
+                let dot: f32 = row.iter().zip(w).map(|(a, b)| a * b).sum();
+                scores.push(dot + b);
+            }
+        }
+        Ok((n, scores))
+    }
 }
 
 /// Per-column parameters of length 1 (every column) or C.
@@ -545,38 +573,9 @@ impl Op for Imputer {
     }
 }
 
-/// `scores[N, targets] = x · coefficientsᵀ + intercepts`, in f32.
-fn linear_scores(
-    x: &Value,
-    features: usize,
-    targets: usize,
-    coefficients: &[f32],
-    intercepts: &[f32],
-) -> Result<(usize, Vec<f32>), String> {
-    let (n, c) = x.matrix_dims()?;
-    if c != features {
-        return Err(format!(
-            "the model takes {features} features, the input has {c}"
-        ));
-    }
-    let data = x.as_f32()?;
-    let mut scores = Vec::with_capacity(n * targets);
-    for row in data.chunks_exact(c.max(1)).take(n) {
-        for t in 0..targets {
-            let w = &coefficients[t * features..(t + 1) * features];
-            let dot: f32 = row.iter().zip(w).map(|(a, b)| a * b).sum();
-            scores.push(dot + intercepts[t]);
-        }
-    }
-    Ok((n, scores))
-}
-
 #[derive(Debug)]
 struct LinearClassifier {
-    features: usize,
-    classes: usize,
-    coefficients: Vec<f32>,
-    intercepts: Vec<f32>,
+    linear: Linear,
     labels: Labels,
     post: Post,
 }
@@ -584,15 +583,10 @@ struct LinearClassifier {
 impl Op for LinearClassifier {
     fn run(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
         let x = input(inputs, 0)?;
-        let (n, mut scores) = linear_scores(
-            x,
-            self.features,
-            self.classes,
-            &self.coefficients,
-            &self.intercepts,
-        )?;
+        let (n, mut scores) = self.linear.scores(x)?;
+        let classes = self.linear.rows;
         let mut label = Vec::with_capacity(n);
-        if self.classes == 1 {
+        if classes == 1 {
             let two = self.labels.len() == 2;
             for &s in &scores {
                 label.push(match (s > 0.0, two) {
@@ -618,7 +612,7 @@ impl Op for LinearClassifier {
                 return Ok(vec![labels, Value::F32(Arr::new(vec![n, 2], out))]);
             }
         } else {
-            for row in scores.chunks_exact(self.classes) {
+            for row in scores.chunks_exact(classes) {
                 let mut best = 0;
                 for j in 1..row.len() {
                     if row[j] > row[best] {
@@ -628,41 +622,33 @@ impl Op for LinearClassifier {
                 label.push(i64::try_from(best).unwrap_or(0));
             }
         }
-        for row in scores.chunks_exact_mut(self.classes) {
+        for row in scores.chunks_exact_mut(classes) {
             apply_linear(self.post, row);
         }
         Ok(vec![
             self.labels.pick(&label)?,
-            Value::F32(Arr::new(vec![n, self.classes], scores)),
+            Value::F32(Arr::new(vec![n, classes], scores)),
         ])
     }
 }
 
 #[derive(Debug)]
 struct LinearRegressor {
-    features: usize,
-    targets: usize,
-    coefficients: Vec<f32>,
-    intercepts: Vec<f32>,
+    linear: Linear,
     post: Post,
 }
 
 impl Op for LinearRegressor {
     fn run(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
         let x = input(inputs, 0)?;
-        let (n, mut scores) = linear_scores(
-            x,
-            self.features,
-            self.targets,
-            &self.coefficients,
-            &self.intercepts,
-        )?;
-        if self.targets > 1 || self.post == Post::Probit {
-            for row in scores.chunks_exact_mut(self.targets) {
+        let (n, mut scores) = self.linear.scores(x)?;
+        let targets = self.linear.rows;
+        if targets > 1 || self.post == Post::Probit {
+            for row in scores.chunks_exact_mut(targets) {
                 apply_linear(self.post, row);
             }
         }
-        Ok(vec![Value::F32(Arr::new(vec![n, self.targets], scores))])
+        Ok(vec![Value::F32(Arr::new(vec![n, targets], scores))])
     }
 }
 

@@ -168,9 +168,7 @@ impl OnnxModel {
         let proto = ModelProto::decode(bytes).map_err(|e| {
             OnnxError::NotOnnx(wire::first_problem(bytes).unwrap_or_else(|| e.to_string()))
         })?;
-        if let Some(p) = wire::first_problem(bytes) {
-            return Err(OnnxError::NotOnnx(p));
-        }
+        // (The structural walk that locates a problem runs only when decoding failed.)
         let Some(graph) = proto.graph.as_ref() else {
             return Err(OnnxError::NotOnnx(
                 "the file has no graph; is it an ONNX model?".into(),
