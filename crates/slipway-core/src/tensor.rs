@@ -19,9 +19,45 @@ pub enum DataType {
     Fp32,
     Fp64,
     Bytes,
+    /// bfloat16: the upper 16 bits of an IEEE float32.
+    Bf16,
 }
 
 impl DataType {
+    /// Every datatype, in the protocol's order.
+    pub const ALL: [DataType; 14] = [
+        DataType::Bool,
+        DataType::Uint8,
+        DataType::Uint16,
+        DataType::Uint32,
+        DataType::Uint64,
+        DataType::Int8,
+        DataType::Int16,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Fp16,
+        DataType::Fp32,
+        DataType::Fp64,
+        DataType::Bytes,
+        DataType::Bf16,
+    ];
+
+    /// The type named `name` (`FP32`, `BYTES`, …; exact and case-sensitive, as on the wire).
+    pub fn parse(name: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
+    /// Bytes per element in a binary block, or `None` for BYTES (length-prefixed elements).
+    pub fn width(self) -> Option<usize> {
+        match self {
+            DataType::Bool | DataType::Uint8 | DataType::Int8 => Some(1),
+            DataType::Uint16 | DataType::Int16 | DataType::Fp16 | DataType::Bf16 => Some(2),
+            DataType::Uint32 | DataType::Int32 | DataType::Fp32 => Some(4),
+            DataType::Uint64 | DataType::Int64 | DataType::Fp64 => Some(8),
+            DataType::Bytes => None,
+        }
+    }
+
     /// The protocol's name for the type (`FP64`, `BYTES`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +74,7 @@ impl DataType {
             DataType::Fp32 => "FP32",
             DataType::Fp64 => "FP64",
             DataType::Bytes => "BYTES",
+            DataType::Bf16 => "BF16",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use slipway_core::{DataType, Manifest, Model, Signature, Tensor};
+use slipway_core::{DataType, Manifest, Model, Signature, Tensor, TensorData};
 use slipway_runtime::Loaded;
 
 /// Why a request cannot be answered. Each front door maps these to its status codes in one place.
@@ -113,6 +113,7 @@ pub struct Engine {
     pub load_failures: AtomicU64,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    nan: NanPolicy,
 }
 
 impl Engine {
@@ -147,7 +148,20 @@ impl Engine {
             load_failures: AtomicU64::new(0),
             jobs: Mutex::new(Some(tx)),
             workers: Mutex::new(handles),
+            nan: NanPolicy::default(),
         }
+    }
+
+    /// The engine with NaN in float inputs read as `nan` says.
+    #[must_use]
+    pub fn with_nan_policy(mut self, nan: NanPolicy) -> Engine {
+        self.nan = nan;
+        self
+    }
+
+    /// What a NaN in a float input means to this engine.
+    pub fn nan_policy(&self) -> NanPolicy {
+        self.nan
     }
 
     /// Stops serving `name`; requests already running finish. Returns whether it was served.
@@ -238,7 +252,7 @@ impl Engine {
         served: Arc<Served>,
         inputs: Vec<Tensor>,
     ) -> Result<(Vec<Tensor>, Timing), EngineError> {
-        validate(served.signature(), &inputs)?;
+        validate(served.signature(), &inputs, self.nan)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let queued = std::time::Instant::now();
         let job: Job = Box::new(move || {
@@ -290,14 +304,72 @@ impl Drop for Engine {
     }
 }
 
-/// Checks names, datatypes, ranks, fixed dimensions and element counts against the signature.
-pub fn validate(signature: &Signature, inputs: &[Tensor]) -> Result<(), EngineError> {
-    signature
-        .check_inputs(inputs)
-        .map_err(|e| EngineError::InvalidInput(e.to_string()))
+/// What a NaN in a float input means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NanPolicy {
+    /// A missing value: native models impute it with the training median, ONNX graphs get it
+    /// as it is (tree ensembles follow their missing-value branch).
+    #[default]
+    Missing,
+    /// Refused with 400 / `INVALID_ARGUMENT`.
+    Reject,
 }
 
-/// The protocol datatypes Slipway exchanges.
+impl std::str::FromStr for NanPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "missing" => Ok(NanPolicy::Missing),
+            "reject" => Ok(NanPolicy::Reject),
+            other => Err(format!(
+                "unknown NaN policy `{other}`; use `missing` or `reject`"
+            )),
+        }
+    }
+}
+
+/// Checks names, datatypes, ranks, fixed dimensions and element counts against the signature,
+/// then the values of float inputs: infinities are always refused (no model is trained on
+/// them), NaN as `nan` says.
+pub fn validate(
+    signature: &Signature,
+    inputs: &[Tensor],
+    nan: NanPolicy,
+) -> Result<(), EngineError> {
+    signature
+        .check_inputs(inputs)
+        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+    for t in inputs {
+        let bad = match &t.data {
+            TensorData::Fp32(v) => v
+                .iter()
+                .position(|x| !x.is_finite() && (nan == NanPolicy::Reject || !x.is_nan()))
+                .map(|i| (i, v[i].is_nan())),
+            TensorData::Fp64(v) => v
+                .iter()
+                .position(|x| !x.is_finite() && (nan == NanPolicy::Reject || !x.is_nan()))
+                .map(|i| (i, v[i].is_nan())),
+            TensorData::Bool(_) | TensorData::Int64(_) | TensorData::Bytes(_) => None,
+        };
+        if let Some((i, is_nan)) = bad {
+            return Err(EngineError::InvalidInput(if is_nan {
+                format!(
+                    "input `{}` element {i} is NaN, and this server refuses missing values (started with --nan reject)",
+                    t.name
+                )
+            } else {
+                format!(
+                    "input `{}` element {i} is infinite; send a finite number, or NaN for a missing value",
+                    t.name
+                )
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// The protocol datatypes Slipway's models take (others are converted on the wire when exact).
 pub fn supported(datatype: DataType) -> bool {
     matches!(
         datatype,

@@ -7,6 +7,7 @@
 // the kinds fed as they are.
 #![allow(clippy::wildcard_enum_match_arm)]
 
+pub mod grpc;
 pub mod metrics;
 pub mod oip;
 
@@ -18,12 +19,23 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::{Value as Json, json};
 use slipway_core::{FeatureKind, Framework, Tensor, TensorData};
 use slipway_engine::{Engine, EngineError, Served};
 
-/// Largest request body accepted (Triton's default is 64 MiB).
+/// Largest request body (REST) or message (gRPC) accepted; Triton's REST default is 64 MiB.
 pub const MAX_BODY: usize = 64 << 20;
+
+/// The protocol extensions served, as server metadata lists them.
+pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "statistics", "model_repository"];
+
+/// A fresh request id for a request that came without `x-request-id`.
+pub fn new_request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("slipway-{}-{n}", std::process::id())
+}
 
 /// A failed request: status and the protocol's `{"error": "…"}` body.
 #[derive(Debug)]
@@ -90,6 +102,17 @@ pub struct Shared {
     pub loader: Option<Loader>,
 }
 
+impl Shared {
+    /// The state REST and gRPC share over `engine`.
+    pub fn new(engine: Arc<Engine>, loader: Option<Loader>) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine,
+            metrics: metrics::Metrics::new(),
+            loader,
+        })
+    }
+}
+
 type AppState = Arc<Shared>;
 
 /// The REST router over `engine`.
@@ -99,11 +122,11 @@ pub fn app(engine: Arc<Engine>) -> Router {
 
 /// [`app`], with a loader for the repository extension's `load`.
 pub fn app_with_loader(engine: Arc<Engine>, loader: Option<Loader>) -> Router {
-    let shared = Arc::new(Shared {
-        engine,
-        metrics: metrics::Metrics::new(),
-        loader,
-    });
+    router(Shared::new(engine, loader))
+}
+
+/// The REST router over shared state (which a gRPC service may share too).
+pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route(
@@ -142,16 +165,13 @@ pub fn app_with_loader(engine: Arc<Engine>, loader: Option<Loader>) -> Router {
 /// Takes the request id from `x-request-id`, or makes one, and returns it on the response so a
 /// caller can match logs to requests.
 async fn request_id(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let given = request
         .headers()
         .get("x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .cloned();
     let id = given.unwrap_or_else(|| {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        HeaderValue::from_str(&format!("slipway-{}-{n}", std::process::id()))
-            .unwrap_or(HeaderValue::from_static("slipway"))
+        HeaderValue::from_str(&new_request_id()).unwrap_or(HeaderValue::from_static("slipway"))
     });
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -180,7 +200,7 @@ async fn server_ready(State(st): State<AppState>) -> Response {
 async fn server_metadata() -> Response {
     json_response(
         StatusCode::OK,
-        &json!({"name": "slipway", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "statistics", "model_repository"]}),
+        &json!({"name": "slipway", "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS}),
     )
 }
 
@@ -247,26 +267,23 @@ async fn repository_index(State(st): State<AppState>) -> Response {
     json_response(StatusCode::OK, &Json::Array(list))
 }
 
-/// `POST /v2/repository/models/{m}/load`: loads (or reloads) `m` with the server's loader, off
-/// the request threads, and serves it once it has warmed.
-async fn repository_load(
-    State(st): State<AppState>,
-    Path(m): Path<String>,
-) -> Result<Response, ApiError> {
+/// Loads (or reloads) `m` with the server's loader, off the request threads, and serves it
+/// once it has warmed. REST's and gRPC's repository `load`.
+pub(crate) async fn load_model(st: &Shared, m: &str) -> Result<(), ApiError> {
     let Some(loader) = st.loader.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "this server has no registry to load models from; start it with --registry",
         ));
     };
-    let name = m.clone();
+    let name = m.to_string();
     let loaded = tokio::task::spawn_blocking(move || loader(&name))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match loaded {
         Ok((version, loaded)) => {
-            st.engine.add(&m, &version, loaded);
-            Ok(json_response(StatusCode::OK, &json!({})))
+            st.engine.add(m, &version, loaded);
+            Ok(())
         }
         Err(e) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -275,19 +292,34 @@ async fn repository_load(
     }
 }
 
-/// `POST /v2/repository/models/{m}/unload`: stop serving `m`; requests already running finish.
-async fn repository_unload(
-    State(st): State<AppState>,
-    Path(m): Path<String>,
-) -> Result<Response, ApiError> {
-    if st.engine.remove(&m) {
-        Ok(json_response(StatusCode::OK, &json!({})))
+/// Stops serving `m`; requests already running finish. REST's and gRPC's repository `unload`.
+pub(crate) fn unload_model(st: &Shared, m: &str) -> Result<(), ApiError> {
+    if st.engine.remove(m) {
+        Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("model `{m}` is not served here"),
         ))
     }
+}
+
+/// `POST /v2/repository/models/{m}/load`.
+async fn repository_load(
+    State(st): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    load_model(&st, &m).await?;
+    Ok(json_response(StatusCode::OK, &json!({})))
+}
+
+/// `POST /v2/repository/models/{m}/unload`.
+async fn repository_unload(
+    State(st): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    unload_model(&st, &m)?;
+    Ok(json_response(StatusCode::OK, &json!({})))
 }
 
 async fn model_index(State(st): State<AppState>) -> Response {
@@ -425,7 +457,8 @@ async fn answer_infer(
         ),
         None => None,
     };
-    let request = oip::parse_request(body, header_len)?;
+    let mut request = oip::parse_request(body, header_len)?;
+    oip::conform(&mut request.inputs, &request.wire, served.signature())?;
     let rows = request
         .inputs
         .first()
@@ -433,7 +466,7 @@ async fn answer_infer(
         .unwrap_or(1);
     let (outputs, timing) = st
         .engine
-        .infer_timed(Arc::clone(served), request.inputs.clone())
+        .infer_timed(Arc::clone(served), std::mem::take(&mut request.inputs))
         .await?;
     let encoded = oip::encode_response(&served.name, &served.version, &request, outputs)?;
     let mut response = (StatusCode::OK, encoded.body).into_response();
@@ -712,7 +745,71 @@ pub async fn serve_with_loader(
     loader: Option<Loader>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app_with_loader(engine, loader))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_all(
+        listener,
+        None,
+        engine,
+        loader,
+        shutdown,
+        std::time::Duration::MAX,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Serves REST on `http` and, when given, gRPC on `grpc`, over one engine and one set of
+/// metrics, until `shutdown` resolves. Then both stop accepting and finish the requests in
+/// flight; whatever has not finished within `drain` is abandoned and this returns. Returns
+/// whether every request finished.
+pub async fn serve_all(
+    http: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
+    engine: Arc<Engine>,
+    loader: Option<Loader>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: std::time::Duration,
+) -> std::io::Result<bool> {
+    use std::future::IntoFuture;
+    let shared = Shared::new(engine, loader);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let rest = axum::serve(
+        http.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        router(Arc::clone(&shared)),
+    )
+    .with_graceful_shutdown(signal(stopped.clone()))
+    .into_future();
+    let grpc = async {
+        let Some(listener) = grpc else {
+            return Ok(());
+        };
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(grpc::service(Arc::clone(&shared)))
+            .serve_with_incoming_shutdown(incoming, signal(stopped.clone()))
+            .await
+            .map_err(std::io::Error::other)
+    };
+    let servers = async { tokio::try_join!(rest, grpc).map(|_| ()) };
+    tokio::pin!(servers);
+    tokio::select! {
+        done = &mut servers => return done.map(|()| true),
+        () = shutdown => {}
+    }
+    let _ = stop.send(true);
+    match tokio::time::timeout(drain, servers).await {
+        Ok(done) => done.map(|()| true),
+        Err(_) => {
+            tracing::warn!(
+                drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+                "requests still in flight at the shutdown deadline were abandoned"
+            );
+            Ok(false)
+        }
+    }
 }

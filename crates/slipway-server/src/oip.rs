@@ -28,26 +28,74 @@ pub struct Requested {
 pub struct InferRequest {
     pub id: Option<String>,
     pub inputs: Vec<Tensor>,
+    /// The datatype each input was sent as (its data is held as [`held`] of it).
+    pub wire: Vec<DataType>,
     /// The outputs asked for, or `None` for all of them.
     pub outputs: Option<Vec<Requested>>,
     /// `parameters.binary_data_output`: all outputs binary unless one says otherwise.
     pub binary_output: bool,
 }
 
-fn datatype(name: &str) -> Result<DataType, BadRequest> {
-    Ok(match name {
-        "BOOL" => DataType::Bool,
-        "INT64" => DataType::Int64,
-        "FP32" => DataType::Fp32,
-        "FP64" => DataType::Fp64,
-        "BYTES" => DataType::Bytes,
-        "UINT8" | "UINT16" | "UINT32" | "UINT64" | "INT8" | "INT16" | "INT32" | "FP16" | "BF16" => {
-            return bad(format!(
-                "datatype {name} is not one Slipway's models take (they take BOOL, INT64, FP32, FP64 and BYTES; see the model's metadata)"
-            ));
-        }
-        other => return bad(format!("unknown datatype `{other}`")),
+/// The datatype named on the wire. Every protocol datatype is accepted here; whether it fits
+/// the model's input is [`conform`]'s question.
+pub fn datatype(name: &str) -> Result<DataType, BadRequest> {
+    DataType::parse(name).ok_or_else(|| {
+        BadRequest(format!(
+            "unknown datatype `{name}` (the protocol's are BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES and BF16)"
+        ))
     })
+}
+
+/// The in-memory form a wire datatype decodes to: floats of 32 bits or fewer become FP32
+/// (exactly), integers INT64 (range-checked), the rest stay as they are.
+pub fn held(dt: DataType) -> DataType {
+    match dt {
+        DataType::Fp16 | DataType::Bf16 | DataType::Fp32 => DataType::Fp32,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::Uint8
+        | DataType::Uint16
+        | DataType::Uint32
+        | DataType::Uint64 => DataType::Int64,
+        other => other,
+    }
+}
+
+/// The range of an integer datatype.
+fn int_range(dt: DataType) -> (i128, i128) {
+    match dt {
+        DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
+        DataType::Int16 => (i16::MIN.into(), i16::MAX.into()),
+        DataType::Int32 => (i32::MIN.into(), i32::MAX.into()),
+        DataType::Uint8 => (0, u8::MAX.into()),
+        DataType::Uint16 => (0, u16::MAX.into()),
+        DataType::Uint32 => (0, u32::MAX.into()),
+        // UINT64 values are held as INT64, the models' integer type.
+        DataType::Uint64 => (0, i64::MAX.into()),
+        _ => (i64::MIN.into(), i64::MAX.into()),
+    }
+}
+
+/// Element `i` of integer input `name`, checked against the range of its wire type `dt`.
+pub fn narrow(name: &str, dt: DataType, i: usize, v: i128) -> Result<i64, BadRequest> {
+    let (lo, hi) = int_range(dt);
+    if v < lo || v > hi {
+        return bad(format!(
+            "input `{name}` element {i} is {v}, outside {dt}'s range {lo}..={hi}"
+        ));
+    }
+    i64::try_from(v).map_err(|_| BadRequest(format!("input `{name}` element {i} is too large")))
+}
+
+/// A float rounded to what `dt` (FP16, BF16 or FP32) can hold.
+fn round_float(dt: DataType, x: f64) -> f32 {
+    match dt {
+        DataType::Fp16 => half::f16::from_f64(x).to_f32(),
+        DataType::Bf16 => half::bf16::from_f64(x).to_f32(),
+        _ => x as f32,
+    }
 }
 
 /// Flattens nested JSON arrays (depth ≤ 100), in row-major order.
@@ -82,13 +130,13 @@ fn json_data(
     }
     let wrong =
         |i: usize, want: &str| BadRequest(format!("input `{name}` element {i} is not {want}"));
-    Ok(match dt {
+    Ok(match held(dt) {
         DataType::Fp32 => TensorData::Fp32(
             flat.iter()
                 .enumerate()
                 .map(|(i, v)| {
                     v.as_f64()
-                        .map(|x| x as f32)
+                        .map(|x| round_float(dt, x))
                         .ok_or_else(|| wrong(i, "a number"))
                 })
                 .collect::<Result<_, _>>()?,
@@ -103,13 +151,18 @@ fn json_data(
             flat.iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.as_i64()
+                    // Integers may come as whole floats (`3.0`), as numpy-based clients send.
+                    let n = v
+                        .as_i64()
+                        .map(i128::from)
+                        .or_else(|| v.as_u64().map(i128::from))
                         .or_else(|| {
                             v.as_f64()
-                                .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
-                                .map(|f| f as i64)
+                                .filter(|f| f.fract() == 0.0 && f.abs() < 1.8e19)
+                                .map(|f| f as i128)
                         })
-                        .ok_or_else(|| wrong(i, "an integer"))
+                        .ok_or_else(|| wrong(i, "an integer"))?;
+                    narrow(name, dt, i, n)
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -133,84 +186,167 @@ fn json_data(
     })
 }
 
-/// Decodes one binary block of `count` elements.
+/// Decodes one binary block (REST) or raw content (gRPC) of `count` elements of wire type
+/// `dt`: little-endian, row-major, BYTES elements each a u32 length and the bytes.
 pub fn binary_data(
     name: &str,
     dt: DataType,
     block: &[u8],
     count: usize,
 ) -> Result<TensorData, BadRequest> {
-    let fixed = |width: usize| -> Result<(), BadRequest> {
-        match count.checked_mul(width) {
-            Some(n) if n == block.len() => Ok(()),
-            _ => bad(format!(
-                "input `{name}`: {} bytes of binary data, its shape needs {count} × {width}",
+    let Some(width) = dt.width() else {
+        return bytes_elements(name, block, count);
+    };
+    match count.checked_mul(width) {
+        Some(n) if n == block.len() => {}
+        _ => {
+            return bad(format!(
+                "input `{name}`: {} bytes of {dt} data, its shape needs {count} × {width}",
                 block.len()
-            )),
+            ));
         }
+    }
+    let words = |c: &[u8]| -> [u8; 8] {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        w
+    };
+    let ints = |f: fn([u8; 8]) -> i128| -> Result<TensorData, BadRequest> {
+        block
+            .chunks_exact(width)
+            .enumerate()
+            .map(|(i, c)| narrow(name, dt, i, f(words(c))))
+            .collect::<Result<_, _>>()
+            .map(TensorData::Int64)
     };
     Ok(match dt {
-        DataType::Fp32 => {
-            fixed(4)?;
-            TensorData::Fp32(
-                block
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            )
-        }
-        DataType::Fp64 => {
-            fixed(8)?;
-            TensorData::Fp64(
-                block
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            )
-        }
-        DataType::Int64 => {
-            fixed(8)?;
-            TensorData::Int64(
-                block
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            )
-        }
-        DataType::Bool => {
-            fixed(1)?;
-            TensorData::Bool(block.iter().map(|&b| b != 0).collect())
-        }
-        DataType::Bytes => {
-            let mut out = Vec::with_capacity(count.min(block.len() / 4 + 1));
-            let mut rest = block;
-            while !rest.is_empty() {
-                if rest.len() < 4 {
-                    return bad(format!(
-                        "input `{name}`: a BYTES length prefix is cut short"
-                    ));
-                }
-                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                rest = &rest[4..];
-                if rest.len() < len {
-                    return bad(format!(
-                        "input `{name}`: a BYTES element declares {len} bytes, {} remain",
-                        rest.len()
-                    ));
-                }
-                out.push(rest[..len].to_vec());
-                rest = &rest[len..];
-            }
-            if out.len() != count {
-                return bad(format!(
-                    "input `{name}`: {} BYTES elements, its shape needs {count}",
-                    out.len()
-                ));
-            }
-            TensorData::Bytes(out)
-        }
+        DataType::Fp32 => TensorData::Fp32(
+            block
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DataType::Fp16 => TensorData::Fp32(
+            block
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
+        DataType::Bf16 => TensorData::Fp32(
+            block
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
+        DataType::Fp64 => TensorData::Fp64(
+            block
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(words(c)))
+                .collect(),
+        ),
+        DataType::Int64 => TensorData::Int64(
+            block
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(words(c)))
+                .collect(),
+        ),
+        DataType::Bool => TensorData::Bool(block.iter().map(|&b| b != 0).collect()),
+        DataType::Int8 => ints(|w| i8::from_le_bytes([w[0]]).into())?,
+        DataType::Int16 => ints(|w| i16::from_le_bytes([w[0], w[1]]).into())?,
+        DataType::Int32 => ints(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]]).into())?,
+        DataType::Uint8 => ints(|w| w[0].into())?,
+        DataType::Uint16 => ints(|w| u16::from_le_bytes([w[0], w[1]]).into())?,
+        DataType::Uint32 => ints(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]).into())?,
+        DataType::Uint64 => ints(|w| u64::from_le_bytes(w).into())?,
         other => return bad(format!("datatype {other} is not supported")),
     })
+}
+
+/// Length-prefixed BYTES elements.
+fn bytes_elements(name: &str, block: &[u8], count: usize) -> Result<TensorData, BadRequest> {
+    let mut out = Vec::with_capacity(count.min(block.len() / 4 + 1));
+    let mut rest = block;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return bad(format!(
+                "input `{name}`: a BYTES length prefix is cut short"
+            ));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        rest = &rest[4..];
+        if rest.len() < len {
+            return bad(format!(
+                "input `{name}`: a BYTES element declares {len} bytes, {} remain",
+                rest.len()
+            ));
+        }
+        out.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    if out.len() != count {
+        return bad(format!(
+            "input `{name}`: {} BYTES elements, its shape needs {count}",
+            out.len()
+        ));
+    }
+    Ok(TensorData::Bytes(out))
+}
+
+/// The wire datatypes that convert exactly, for every value, to a model's input type.
+pub fn converts_to(model: DataType) -> &'static [DataType] {
+    use DataType::*;
+    match model {
+        Fp32 => &[Fp16, Bf16, Int8, Int16, Uint8, Uint16],
+        Fp64 => &[Fp16, Bf16, Fp32, Int8, Int16, Int32, Uint8, Uint16, Uint32],
+        Int64 => &[Int8, Int16, Int32, Uint8, Uint16, Uint32, Uint64],
+        _ => &[],
+    }
+}
+
+/// Fits decoded inputs to the model's input types. A tensor sent in the model's own type is
+/// left as it is; one sent in a type that converts exactly (FP16 to an FP32 input, INT32 to an
+/// INT64 one, FP32 to FP64, …) is converted; any other is refused, saying what to send.
+/// Inputs the model does not know are left for the signature check to name.
+pub fn conform(
+    inputs: &mut [Tensor],
+    wire: &[DataType],
+    signature: &slipway_core::Signature,
+) -> Result<(), BadRequest> {
+    for (t, &sent) in inputs.iter_mut().zip(wire) {
+        let Some(spec) = signature.inputs.iter().find(|s| s.name == t.name) else {
+            continue;
+        };
+        let want = spec.datatype;
+        if sent == want {
+            continue;
+        }
+        if !converts_to(want).contains(&sent) {
+            let also: Vec<&str> = converts_to(want).iter().map(|d| d.as_str()).collect();
+            let hint = if also.is_empty() {
+                String::new()
+            } else {
+                format!(", or one that converts to it exactly: {}", also.join(", "))
+            };
+            return bad(format!(
+                "input `{}` must be {want}{hint}; got {sent}",
+                t.name
+            ));
+        }
+        let data = std::mem::replace(&mut t.data, TensorData::Bool(Vec::new()));
+        t.data = match (want, data) {
+            (DataType::Fp32, TensorData::Int64(v)) => {
+                TensorData::Fp32(v.into_iter().map(|x| x as f32).collect())
+            }
+            (DataType::Fp64, TensorData::Int64(v)) => {
+                TensorData::Fp64(v.into_iter().map(|x| x as f64).collect())
+            }
+            (DataType::Fp64, TensorData::Fp32(v)) => {
+                TensorData::Fp64(v.into_iter().map(f64::from).collect())
+            }
+            (_, same) => same,
+        };
+    }
+    Ok(())
 }
 
 /// Parses `/infer`'s body. `header_len` is `Inference-Header-Content-Length`, if sent.
@@ -242,6 +378,7 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
     };
     let mut rest = &body[header_len..];
     let mut inputs = Vec::with_capacity(inputs_json.len());
+    let mut wire = Vec::with_capacity(inputs_json.len());
     for (k, input) in inputs_json.iter().enumerate() {
         let name = input
             .get("name")
@@ -303,6 +440,7 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
             }
         };
         inputs.push(Tensor { name, shape, data });
+        wire.push(dt);
     }
     if !rest.is_empty() {
         return bad(format!(
@@ -342,6 +480,7 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
     Ok(InferRequest {
         id,
         inputs,
+        wire,
         outputs,
         binary_output,
     })
@@ -526,10 +665,93 @@ mod tests {
             }
         }
 
+        /// Every integer wire type decodes from its little-endian bytes (binary) and from JSON
+        /// to the same INT64 values, and refuses values outside its range.
+        #[test]
+        fn integer_wire_types_decode(values in prop::collection::vec(any::<i64>(), 0..8), k in 0usize..7) {
+            let dt = [DataType::Int8, DataType::Int16, DataType::Int32, DataType::Uint8, DataType::Uint16, DataType::Uint32, DataType::Uint64][k];
+            let width = dt.width().unwrap();
+            let (lo, hi) = int_range(dt);
+            // Fold each value into the type's range, then write it as the type's bytes.
+            let span = hi - lo + 1;
+            let inside: Vec<i64> = values.iter().map(|&v| i64::try_from(lo + (i128::from(v) - lo).rem_euclid(span)).unwrap_or(i64::MAX)).collect();
+            let block: Vec<u8> = inside.iter().flat_map(|&v| v.to_le_bytes()[..width].to_vec()).collect();
+            let back = binary_data("x", dt, &block, inside.len()).unwrap();
+            prop_assert_eq!(&back, &TensorData::Int64(inside.clone()));
+            let body = serde_json::to_vec(&json!({"inputs": [{"name": "x", "datatype": dt.as_str(), "shape": [inside.len()], "data": inside}]})).unwrap();
+            prop_assert_eq!(&parse_request(&body, None).unwrap().inputs[0].data, &back);
+            if dt != DataType::Uint64 {
+                let body = serde_json::to_vec(&json!({"inputs": [{"name": "x", "datatype": dt.as_str(), "shape": [1], "data": [hi + 1]}]})).unwrap();
+                prop_assert!(parse_request(&body, None).unwrap_err().0.contains("range"));
+            }
+        }
+
+        /// FP16 and BF16 decode exactly to FP32, from bits (binary) and from numbers (JSON,
+        /// rounded to the type first).
+        #[test]
+        fn half_floats_decode(values in prop::collection::vec(-6e4f32..6e4, 0..8)) {
+            let h: Vec<u8> = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+            let b: Vec<u8> = values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+            let want_h = TensorData::Fp32(values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect());
+            let want_b = TensorData::Fp32(values.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect());
+            prop_assert_eq!(&binary_data("x", DataType::Fp16, &h, values.len()).unwrap(), &want_h);
+            prop_assert_eq!(&binary_data("x", DataType::Bf16, &b, values.len()).unwrap(), &want_b);
+            let body = serde_json::to_vec(&json!({"inputs": [{"name": "x", "datatype": "FP16", "shape": [values.len()], "data": values}]})).unwrap();
+            prop_assert_eq!(&parse_request(&body, None).unwrap().inputs[0].data, &want_h);
+        }
+
         /// Arbitrary bodies and header lengths never panic the parser.
         #[test]
         fn any_body_is_answered(body in prop::collection::vec(any::<u8>(), 0..200), cut in prop::option::of(0usize..250)) {
             let _ = parse_request(&body, cut);
+        }
+    }
+
+    #[test]
+    fn conform_converts_exactly_or_says_what_to_send() {
+        use slipway_core::{Signature, TensorSpec};
+        let spec = |name: &str, datatype| TensorSpec {
+            name: name.into(),
+            datatype,
+            shape: vec![-1],
+        };
+        let sig = Signature {
+            inputs: vec![
+                spec("f32", DataType::Fp32),
+                spec("f64", DataType::Fp64),
+                spec("i64", DataType::Int64),
+            ],
+            outputs: vec![],
+        };
+        let body = br#"{"inputs":[
+            {"name":"f32","shape":[2],"datatype":"UINT16","data":[1,65535]},
+            {"name":"f64","shape":[2],"datatype":"FP16","data":[0.1,2]},
+            {"name":"i64","shape":[2],"datatype":"INT32","data":[-5,7]}]}"#;
+        let mut r = parse_request(body, None).unwrap();
+        conform(&mut r.inputs, &r.wire, &sig).unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Fp32(vec![1.0, 65535.0]));
+        let tenth = f64::from(half::f16::from_f64(0.1).to_f32());
+        assert_eq!(r.inputs[1].data, TensorData::Fp64(vec![tenth, 2.0]));
+        assert_eq!(r.inputs[2].data, TensorData::Int64(vec![-5, 7]));
+        sig.check_inputs(&r.inputs).unwrap();
+
+        // Lossy conversions are refused, naming what would do.
+        for (input, sent, want) in [
+            (
+                "f32",
+                "FP64",
+                "must be FP32, or one that converts to it exactly: FP16, BF16",
+            ),
+            ("f32", "INT32", "got INT32"),
+            ("i64", "FP32", "must be INT64"),
+            ("f64", "INT64", "got INT64"),
+        ] {
+            let body = format!(
+                r#"{{"inputs":[{{"name":"{input}","shape":[1],"datatype":"{sent}","data":[1]}}]}}"#
+            );
+            let mut r = parse_request(body.as_bytes(), None).unwrap();
+            let err = conform(&mut r.inputs, &r.wire, &sig).unwrap_err();
+            assert!(err.0.contains(want), "{input} {sent}: {err}");
         }
     }
 
@@ -550,7 +772,7 @@ mod tests {
             (b"{", "not valid JSON"),
             (br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#, "needs 3"),
             (br#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[1.5]}]}"#, "not an integer"),
-            (br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}"#, "FP16"),
+            (br#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[300]}]}"#, "outside INT8's range"),
             (br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "exactly one"),
             (br#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}"#, "non-negative"),
             (br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#, "expecting 4 additional bytes"),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use slipway_engine::Engine;
+use slipway_engine::{Engine, NanPolicy};
 use slipway_registry::Reference;
 
 use crate::cmd::registry::RegistryPath;
@@ -28,6 +28,19 @@ pub struct ServeArgs {
     /// Where REST listens (port 0 picks a free port, printed at start) [default: 127.0.0.1:8080].
     #[arg(long, env = "SLIPWAY_HTTP", value_name = "ADDR")]
     pub http: Option<String>,
+    /// Where gRPC (inference.GRPCInferenceService) listens, e.g. 127.0.0.1:8081; off unless
+    /// given.
+    #[arg(long, env = "SLIPWAY_GRPC", value_name = "ADDR")]
+    pub grpc: Option<String>,
+    /// What a NaN in a float input means: `missing` (native models impute it, ONNX graphs get
+    /// it as it is) or `reject` (400 / INVALID_ARGUMENT). Infinities are always refused
+    /// [default: missing].
+    #[arg(long, env = "SLIPWAY_NAN", value_name = "POLICY")]
+    pub nan: Option<NanPolicy>,
+    /// On SIGTERM or ctrl-c, how long to let in-flight requests finish before exiting anyway, in
+    /// milliseconds [default: 10000].
+    #[arg(long, env = "SLIPWAY_DRAIN_MS", value_name = "MS")]
+    pub drain_ms: Option<u64>,
     /// Inference threads [default: one per core].
     #[arg(long, env = "SLIPWAY_WORKERS")]
     pub workers: Option<usize>,
@@ -35,7 +48,8 @@ pub struct ServeArgs {
     /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
-    /// A TOML file with any of: http, workers, watch_ms, registry, models = [..], packages = [..].
+    /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, registry,
+    /// models = [..], packages = [..].
     /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
     #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -46,8 +60,11 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct Config {
     http: Option<String>,
+    grpc: Option<String>,
     workers: Option<usize>,
     watch_ms: Option<u64>,
+    nan: Option<String>,
+    drain_ms: Option<u64>,
     registry: Option<PathBuf>,
     #[serde(default)]
     models: Vec<String>,
@@ -89,6 +106,15 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         args.http = args.http.or(c.http);
         args.workers = args.workers.or(c.workers);
         args.watch_ms = args.watch_ms.or(c.watch_ms);
+        args.grpc = args.grpc.or(c.grpc);
+        args.drain_ms = args.drain_ms.or(c.drain_ms);
+        if args.nan.is_none()
+            && let Some(n) = c.nan
+        {
+            args.nan = Some(n.parse().map_err(|e: String| {
+                slipway_registry::RegistryError::Invalid(format!("{}: nan: {e}", path.display()))
+            })?);
+        }
         args.models.extend(c.models);
         args.dirs.extend(c.packages);
         // The registry flag has a default: the file's applies when neither flag nor variable set one.
@@ -128,7 +154,9 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let engine = Arc::new(Engine::new(workers));
+    let engine = Arc::new(Engine::new(workers).with_nan_policy(args.nan.unwrap_or_default()));
+    let drain = std::time::Duration::from_millis(args.drain_ms.unwrap_or(10_000));
+    let grpc = args.grpc.clone();
     for dir in &args.dirs {
         let loaded = slipway_runtime::load(dir)?;
         let name = loaded.manifest.name.clone();
@@ -187,16 +215,43 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {http}"))?;
         let addr = listener.local_addr()?;
+        let grpc_listener = match &grpc {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} (--grpc)"))?,
+            ),
+            None => None,
+        };
+        let grpc_text = match &grpc_listener {
+            Some(l) => format!(" and grpc://{} (OIP v2 gRPC)", l.local_addr()?),
+            None => String::new(),
+        };
         println!(
-            "serving {} model(s) on http://{addr} (OIP v2 REST; ready in {} ms) — ctrl-c to stop",
+            "serving {} model(s) on http://{addr} (OIP v2 REST){grpc_text}; ready in {} ms — ctrl-c to stop",
             engine.models().len(),
             start.elapsed().as_millis()
         );
         for m in engine.models() {
             println!("  curl -s http://{addr}/v2/models/{}", m.name);
         }
-        slipway_server::serve_with_loader(listener, Arc::clone(&engine), loader, shutdown_signal())
-            .await?;
+        let drained = slipway_server::serve_all(
+            listener,
+            grpc_listener,
+            Arc::clone(&engine),
+            loader,
+            shutdown_signal(),
+            drain,
+        )
+        .await?;
+        if !drained {
+            eprintln!(
+                "stopped after {} ms with requests still running (--drain-ms)",
+                drain.as_millis()
+            );
+            // Exit now: the runtime and the inference threads are not waited for.
+            std::process::exit(0);
+        }
         if let Some(w) = watcher {
             w.stop();
         }

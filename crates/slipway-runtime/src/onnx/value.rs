@@ -183,7 +183,8 @@ impl Value {
             | DataType::Int8
             | DataType::Int16
             | DataType::Int32
-            | DataType::Fp16 => return None,
+            | DataType::Fp16
+            | DataType::Bf16 => return None,
         })
     }
 }
