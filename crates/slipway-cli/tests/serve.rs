@@ -21,6 +21,18 @@ fn http(addr: &str, request: &str) -> String {
 /// Starts `slipway serve ARGS` (stderr piped or dropped) and returns it with the address it
 /// printed on its first line.
 fn start_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
+    let (child, first) = start_serve_line(args, stderr);
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// Starts `slipway serve ARGS` and returns it with the first line it printed.
+fn start_serve_line(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
         .arg("serve")
         .args(args)
@@ -30,15 +42,9 @@ fn start_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string();
     // Keep reading stdout: a closed pipe would make the server's next line fail.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (child, first)
 }
 
 /// Sends SIGTERM and requires a clean exit.
@@ -328,4 +334,116 @@ fn a_toml_config_file_serves_too() {
     let (code, err) = fails(&["serve", "--config", s(&config)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("htp"), "{err}");
+}
+
+#[test]
+fn serves_grpc_beside_rest_and_can_refuse_nan() {
+    use slipway_server::grpc::pb;
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/native/native_logistic_credit");
+    let (mut child, first) = start_serve_line(
+        &[
+            s(&pkg),
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+            "--nan",
+            "reject",
+        ],
+        Stdio::null(),
+    );
+    let addr_after = |scheme: &str| {
+        first
+            .split(scheme)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {scheme} address in {first:?}"))
+            .to_string()
+    };
+    let (rest, grpc) = (addr_after("http://"), addr_after("grpc://"));
+
+    // V1 with a column left out: a missing value, refused under --nan reject.
+    let body = r#"{"instances": [{"age_in_years": 41}]}"#;
+    let reply = http(
+        &rest,
+        &format!(
+            "POST /v1/models/german_credit:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("refuses missing values"), "{reply}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client =
+            pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
+        assert!(
+            client
+                .server_live(pb::ServerLiveRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .live
+        );
+        let meta = client
+            .model_metadata(pb::ModelMetadataRequest {
+                name: "german_credit".into(),
+                version: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // Every input, one row; the first FP64 input NaN.
+        let mut request = pb::ModelInferRequest {
+            model_name: "german_credit".into(),
+            ..Default::default()
+        };
+        let mut nan_given = false;
+        for input in &meta.inputs {
+            let raw = if input.datatype == "FP64" {
+                let v = if nan_given { 1.0f64 } else { f64::NAN };
+                nan_given = true;
+                v.to_le_bytes().to_vec()
+            } else {
+                let mut b = 1u32.to_le_bytes().to_vec();
+                b.push(b'x');
+                b
+            };
+            request
+                .inputs
+                .push(pb::model_infer_request::InferInputTensor {
+                    name: input.name.clone(),
+                    datatype: input.datatype.clone(),
+                    shape: vec![1],
+                    ..Default::default()
+                });
+            request.raw_input_contents.push(raw);
+        }
+        let err = client.model_infer(request.clone()).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("is NaN"), "{}", err.message());
+        // The same row without the NaN is answered.
+        for (input, raw) in request
+            .inputs
+            .iter()
+            .zip(request.raw_input_contents.iter_mut())
+        {
+            if input.datatype == "FP64" {
+                *raw = 2.0f64.to_le_bytes().to_vec();
+            }
+        }
+        let answer = client.model_infer(request).await.unwrap().into_inner();
+        assert_eq!(answer.outputs[0].name, "probability");
+    });
+    stop(&mut child);
 }

@@ -56,6 +56,12 @@ fn nanos(d: std::time::Duration) -> u64 {
 }
 
 impl Stats {
+    /// Counts a request refused before it reached the engine (it could not be decoded or
+    /// converted), so the model's `fail` count covers every failed request.
+    pub fn record_refused(&self, total: std::time::Duration) {
+        self.record(false, total, None, 0);
+    }
+
     fn record(&self, ok: bool, total: std::time::Duration, timing: Option<Timing>, rows: u64) {
         let (count, ns) = if ok {
             (&self.success, &self.success_ns)

@@ -239,10 +239,15 @@ impl Grpc {
             .get(&req.model_name, version_of(&req.model_version))
             .map_err(status_of)?;
         let result = async {
-            let (mut inputs, wire) =
-                decode_inputs(&req).map_err(|e| Status::invalid_argument(e.0))?;
-            oip::conform(&mut inputs, &wire, served.signature())
-                .map_err(|e| Status::invalid_argument(e.0))?;
+            let (inputs, _) = decode_inputs(&req)
+                .and_then(|(mut inputs, wire)| {
+                    oip::conform(&mut inputs, &wire, served.signature())?;
+                    Ok((inputs, wire))
+                })
+                .map_err(|e| {
+                    served.stats.record_refused(start.elapsed());
+                    Status::invalid_argument(e.0)
+                })?;
             let rows = inputs
                 .first()
                 .and_then(|t| t.shape.first().copied())

@@ -152,7 +152,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v2/models/{m}/infer", post(infer))
         .route("/v2/models/{m}/versions/{v}/infer", post(infer_version))
-        .route("/v1/models/{m}", post(v1_predict))
+        .route(
+            "/",
+            get(|| async { json_response(StatusCode::OK, &json!({"status": "alive"})) }),
+        )
+        .route("/v1/models/{m}", post(v1_predict).get(v1_model_status))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
@@ -457,8 +461,13 @@ async fn answer_infer(
         ),
         None => None,
     };
-    let mut request = oip::parse_request(body, header_len)?;
-    oip::conform(&mut request.inputs, &request.wire, served.signature())?;
+    let start = std::time::Instant::now();
+    let mut request = oip::parse_request(body, header_len)
+        .and_then(|mut r| {
+            oip::conform(&mut r.inputs, &r.wire, served.signature())?;
+            Ok(r)
+        })
+        .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
     let rows = request
         .inputs
         .first()
@@ -500,6 +509,18 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// `GET /v1/models/{m}`: KServe's V1 model status, `{"name": m, "ready": true}`.
+async fn v1_model_status(
+    State(st): State<AppState>,
+    Path(m): Path<String>,
+) -> Result<Response, ApiError> {
+    let served = st.engine.get(&m, None)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"name": served.name, "ready": true}),
+    ))
 }
 
 /// `POST /v1/models/{m}:predict` with `{"instances": [{"col": value, …}, …]}`: one record per

@@ -1,6 +1,8 @@
-//! Real third-party clients against the server over the wire: Triton's `tritonclient` (HTTP),
-//! installed on first use into a virtual environment under the target folder
-//! (`tests/clients/requirements.txt`; needs `python3` and the package index).
+//! Real third-party clients against the server over the wire: Triton's `tritonclient` (HTTP
+//! and gRPC) and KServe's `InferenceRESTClient` / `InferenceGRPCClient`, installed on first use
+//! into a virtual environment under the target folder (`tests/clients/requirements.txt`; needs
+//! `python3` and the package index). Each script calls every endpoint and exits non-zero on a
+//! mismatch.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,12 +10,16 @@ use std::sync::Arc;
 
 use slipway_engine::Engine;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{onnx_package, repo};
 
-/// The clients' Python, creating its virtual environment when needed.
+/// The clients' Python, creating its virtual environment when needed (once: the tests that
+/// call this run in parallel).
 fn python() -> PathBuf {
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = VENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients-venv");
     let py = venv.join("bin/python");
     let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/requirements.txt");
@@ -50,41 +56,79 @@ fn python() -> PathBuf {
     py
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tritonclient_http_speaks_to_slipway() {
+/// Serves `credit` (native, version 1) and `cancer` (ONNX) over REST and gRPC, with a loader
+/// for the repository extension, runs `script HTTP_ADDR GRPC_ADDR` and requires it to pass.
+async fn run_client(script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let credit_dir = repo().join("conformance/native/native_logistic_credit");
+    let cancer_dir = onnx_package(dir.path());
     let engine = Arc::new(Engine::new(2));
-    engine.add(
-        "credit",
-        "1",
-        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    engine.add("credit", "1", slipway_runtime::load(&credit_dir).unwrap());
+    engine.add("cancer", "1", slipway_runtime::load(&cancer_dir).unwrap());
+    let loader: slipway_server::Loader = Arc::new(move |name: &str| {
+        let dir = match name {
+            "credit" => &credit_dir,
+            "cancer" => &cancer_dir,
+            other => return Err(format!("no package for `{other}`")),
+        };
+        slipway_runtime::load(dir)
+            .map(|l| ("1".to_string(), l))
+            .map_err(|e| e.to_string())
+    });
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs = [
+        http.local_addr().unwrap().to_string(),
+        grpc.local_addr().unwrap().to_string(),
+    ];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(slipway_server::serve(
-        listener,
+    let server = tokio::spawn(slipway_server::serve_all(
+        http,
+        Some(grpc),
         Arc::clone(&engine),
+        Some(loader),
         async move {
             let _ = stopped.await;
         },
+        std::time::Duration::from_secs(5),
     ));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/triton_http.py");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
-            .arg(script)
-            .args([addr.as_str(), "credit"])
+            .arg(&path)
+            .args(addrs)
             .output()
             .unwrap()
     })
     .await
     .unwrap();
     let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    assert!(
+        server.await.unwrap().unwrap(),
+        "requests were left in flight"
+    );
     assert!(
         out.status.success(),
-        "tritonclient failed:\n{}\n{}",
+        "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_http_speaks_to_slipway() {
+    run_client("triton_http.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_grpc_speaks_to_slipway() {
+    run_client("triton_grpc.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kserve_clients_speak_to_slipway() {
+    run_client("kserve_clients.py").await;
 }

@@ -1,47 +1,14 @@
 //! The REST server started on an ephemeral port and spoken to over the wire with a real HTTP
 //! client: the OIP v2 core (JSON and binary tensors), the V1 records API, and bad requests.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
-use slipway_core::{Model, Tensor, TensorData};
+use slipway_core::{Tensor, TensorData};
 use slipway_engine::Engine;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// An ONNX package made from a conformance model (as `slipway import` writes one).
-fn onnx_package(dir: &Path) -> PathBuf {
-    use sha2::Digest;
-    let bytes = std::fs::read(repo().join("conformance/cases/sk_gradient_boosting.onnx")).unwrap();
-    let pkg = dir.join("cancer");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(pkg.join("model.onnx"), &bytes).unwrap();
-    let digest: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let model = slipway_runtime::OnnxModel::from_bytes(&bytes, slipway_runtime::EngineChoice::Auto)
-        .unwrap();
-    let manifest = json!({
-        "format_version": 1, "name": "cancer", "task": "binary_classification", "framework": "onnx",
-        "target": {"name": "diagnosis", "classes": ["benign", "malignant"], "positive_class": "malignant", "threshold": 0.5},
-        "signature": model.signature(),
-        "features": [],
-        "model": {"kind": "onnx", "layers": [], "onnx": {"features": (0..30).map(|i| format!("f{i}")).collect::<Vec<_>>(), "input": "X", "label": "label", "scores": "probabilities"}},
-        "payload": {"file": "model.onnx", "sha256": digest},
-        "metrics": {}, "params": null,
-        "lineage": {"dataset_sha256": "", "dataset": "", "rows": 0, "rows_dropped": 0, "split": [0, 0, 0], "seed": 0, "slipway_version": "0", "created_at": ""}
-    });
-    std::fs::write(
-        pkg.join("slipway.json"),
-        serde_json::to_vec_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
-    pkg
-}
+mod common;
+use common::{onnx_package, repo};
 
 struct Server {
     url: String,

@@ -1,68 +1,89 @@
-"""Triton's own HTTP client against a Slipway server: every core call, with and without
-binary tensors. Usage: triton_http.py HOST:PORT MODEL. Exits non-zero on any mismatch."""
+"""Triton's own HTTP client against a Slipway server: every core call, the statistics and
+repository extensions, with and without binary tensors, and FP16 to an FP32 model.
+Usage: triton_http.py HOST:PORT. Exits non-zero on any mismatch."""
 
 import sys
 
 import numpy as np
 import tritonclient.http as httpclient
 
-url, model = sys.argv[1], sys.argv[2]
+from common import cancer_features, credit_arrays, text
+
+url = sys.argv[1]
 c = httpclient.InferenceServerClient(url)
 
 assert c.is_server_live(), "live"
 assert c.is_server_ready(), "ready"
-assert c.is_model_ready(model), "model ready"
+assert c.is_model_ready("credit"), "model ready"
+assert c.is_model_ready("credit", "1"), "model version ready"
 assert not c.is_model_ready("no-such-model"), "unknown model reads as not ready"
 meta = c.get_server_metadata()
 assert "binary_tensor_data" in meta["extensions"], meta
-m = c.get_model_metadata(model)
-assert m["name"] == model, m
+m = c.get_model_metadata("credit")
+assert m["name"] == "credit", m
+assert c.get_model_metadata("credit", "1")["versions"] == ["1"]
 
-# One input per column, as the signature says: FP64 for numbers, BYTES for categories.
-record = {
-    "status_of_existing_checking_account": "... < 0 DM", "duration_in_month": 6.0,
-    "credit_history": "critical account/ other credits existing (not at this bank)",
-    "purpose": "radio/television", "credit_amount": 1169.0,
-    "savings_account_and_bonds": "unknown/ no savings account",
-    "present_employment_since": "... >= 7 years",
-    "installment_rate_in_percentage_of_disposable_income": 4.0,
-    "personal_status_and_sex": "male : divorced/separated", "other_debtors_or_guarantors": "none",
-    "present_residence_since": 4.0, "property": "real estate", "age_in_years": 67.0,
-    "other_installment_plans": "none", "housing": "own", "number_of_existing_credits_at_this_bank": 2.0,
-    "job": "skilled employee / official", "number_of_people_being_liable_to_provide_maintenance_for": 1.0,
-    "telephone": "yes, registered under the customers name", "foreign_worker": "yes",
-}
 rows = 3
 answers = []
 for binary in (True, False):
     inputs = []
-    for spec in m["inputs"]:
-        value = record.get(spec["name"], "")
-        if spec["datatype"] == "FP64":
-            arr = np.full([rows], float(value) if value != "" else 0.0, dtype=np.float64)
-        else:
-            arr = np.array([str(value).encode()] * rows, dtype=np.object_)
-        i = httpclient.InferInput(spec["name"], list(arr.shape), spec["datatype"])
+    for name, datatype, arr in credit_arrays(m["inputs"], rows):
+        i = httpclient.InferInput(name, list(arr.shape), datatype)
         i.set_data_from_numpy(arr, binary_data=binary)
         inputs.append(i)
     outputs = [httpclient.InferRequestedOutput(o["name"], binary_data=binary) for o in m["outputs"]]
-    r = c.infer(model, inputs, outputs=outputs, request_id="t-1")
-    p = r.as_numpy(m["outputs"][0]["name"])
+    r = c.infer("credit", inputs, outputs=outputs, request_id="t-1")
+    p = r.as_numpy("probability")
     labels = r.as_numpy("label")
     assert p.shape == (rows,), p.shape
     assert labels.shape == (rows,), labels.shape
     assert r.get_response()["id"] == "t-1"
-    answers.append((p.tolist(), [l.decode() if isinstance(l, bytes) else l for l in labels.tolist()]))
-
+    answers.append((p.tolist(), text(labels)))
 # Binary and JSON give the same answer.
 assert answers[0] == answers[1], answers
+# Default outputs (the client then asks for all of them as binary), by version.
+inputs = []
+for name, datatype, arr in credit_arrays(m["inputs"], rows):
+    i = httpclient.InferInput(name, list(arr.shape), datatype)
+    i.set_data_from_numpy(arr)
+    inputs.append(i)
+r = c.infer("credit", inputs, model_version="1")
+assert r.as_numpy("probability").tolist() == answers[0][0]
+
+# FP16 to the ONNX model's FP32 input, binary and JSON: exactly the FP32 answer.
+x16 = cancer_features(5)
+cm = c.get_model_metadata("cancer")
+xin = cm["inputs"][0]["name"]
+results = []
+for datatype, arr, binary in (("FP32", x16.astype(np.float32), True), ("FP16", x16, True), ("FP16", x16, False)):
+    i = httpclient.InferInput(xin, list(arr.shape), datatype)
+    i.set_data_from_numpy(arr, binary_data=binary)
+    r = c.infer("cancer", [i])
+    results.append([r.as_numpy(o["name"]).tolist() for o in cm["outputs"]])
+assert results[0] == results[1] == results[2], results
+
 # A bad request is an InferenceServerException with the server's message, and the server goes on.
 try:
-    bad = httpclient.InferInput("age_in_years", [2], "FP32")
-    bad.set_data_from_numpy(np.zeros([2], dtype=np.float32))
-    c.infer(model, [bad])
+    bad = httpclient.InferInput("age_in_years", [2], "INT64")
+    bad.set_data_from_numpy(np.zeros([2], dtype=np.int64))
+    c.infer("credit", [bad])
     raise AssertionError("a bad request was accepted")
 except httpclient.InferenceServerException as e:
-    assert "400" in str(e) or "must be" in str(e), str(e)
+    assert "must be FP64" in str(e), str(e)
 assert c.is_server_live()
+
+# Statistics: the successful credit requests so far, and the failure.
+stats = c.get_inference_statistics("credit")["model_stats"][0]
+assert stats["inference_stats"]["success"]["count"] == 3, stats
+assert stats["inference_stats"]["fail"]["count"] == 1, stats
+assert stats["inference_count"] == 3 * rows, stats
+assert len(c.get_inference_statistics()["model_stats"]) == 2
+
+# Repository: index, unload, load back.
+names = sorted(m["name"] for m in c.get_model_repository_index())
+assert names == ["cancer", "credit"], names
+c.unload_model("cancer")
+assert not c.is_model_ready("cancer")
+c.load_model("cancer")
+assert c.is_model_ready("cancer")
 print("ok", answers[0])
