@@ -162,6 +162,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // `Content-Encoding: gzip | deflate` request bodies (tritonclient's
+        // request_compression_algorithm); the body limit applies to the decompressed bytes.
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(axum::middleware::from_fn(request_id))
         .with_state(shared)
 }

@@ -1,6 +1,6 @@
-//! Every exporter model of the runtime's conformance suite, served and called over the wire
-//! with binary tensors: the answers must be onnxruntime's (1e-5 relative, labels exact), as in
-//! the in-process suite.
+//! Every exporter model of the runtime's conformance suite, served and called over the wire,
+//! REST with binary tensors and gRPC with raw contents: the answers must be onnxruntime's
+//! (1e-5 relative, labels exact), as in the in-process suite.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 use slipway_core::{Tensor, TensorData};
 use slipway_engine::Engine;
+use slipway_server::grpc::pb;
 use slipway_server::oip;
 
 fn cases() -> PathBuf {
@@ -44,6 +45,38 @@ fn tensor(j: &Json) -> Tensor {
 fn close(a: f64, b: f64) -> bool {
     let d = (a - b).abs();
     (a.is_nan() && b.is_nan()) || d <= 1e-5 * b.abs() || (b.abs() < 1e-2 && d <= 1.2e-7)
+}
+
+/// The outputs the fixture records that differ from `got` (name and raw block per output).
+fn differences(name: &str, fixture: &Json, got: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (out, block) in got {
+        let Some(want) = fixture["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == out.as_str())
+        else {
+            continue;
+        };
+        let want = tensor(want);
+        let count = want.shape.iter().product();
+        let got = oip::binary_data("out", want.data.datatype(), block, count).unwrap();
+        let same = match (&got, &want.data) {
+            (TensorData::Fp32(a), TensorData::Fp32(b)) => a
+                .iter()
+                .zip(b)
+                .all(|(x, y)| close(f64::from(*x), f64::from(*y))),
+            (TensorData::Fp64(a), TensorData::Fp64(b)) => {
+                a.iter().zip(b).all(|(x, y)| close(*x, *y))
+            }
+            (a, b) => a == b,
+        };
+        if !same {
+            failures.push(format!("{name}/{out}"));
+        }
+    }
+    failures
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,16 +125,28 @@ async fn every_exporter_model_answers_over_the_wire_as_onnxruntime_does() {
         fixtures.len()
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(slipway_server::serve(
+    tokio::spawn(slipway_server::serve_all(
         listener,
+        Some(grpc),
         Arc::clone(&engine),
+        None,
         async move {
             let _ = stopped.await;
         },
+        std::time::Duration::from_secs(5),
     ));
     let client = reqwest::Client::new();
+    let channel = tonic::transport::Channel::from_shared(grpc_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc_client =
+        pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
     let mut failures = Vec::new();
     for (name, fixture) in &fixtures {
         let inputs: Vec<Tensor> = fixture["inputs"]
@@ -139,35 +184,42 @@ async fn every_exporter_model_answers_over_the_wire_as_onnxruntime_does() {
         let bytes = r.bytes().await.unwrap();
         let head: Json = serde_json::from_slice(&bytes[..json_len]).unwrap();
         let mut offset = json_len;
+        let mut rest_outputs = Vec::new();
         for out in head["outputs"].as_array().unwrap() {
             let size = out["parameters"]["binary_data_size"].as_u64().unwrap() as usize;
-            let block = &bytes[offset..offset + size];
+            rest_outputs.push((
+                out["name"].as_str().unwrap().to_string(),
+                bytes[offset..offset + size].to_vec(),
+            ));
             offset += size;
-            let Some(want) = fixture["outputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|o| o["name"] == out["name"])
-            else {
-                continue;
-            };
-            let want = tensor(want);
-            let count = want.shape.iter().product();
-            let got = oip::binary_data("out", want.data.datatype(), block, count).unwrap();
-            let same = match (&got, &want.data) {
-                (TensorData::Fp32(a), TensorData::Fp32(b)) => a
-                    .iter()
-                    .zip(b)
-                    .all(|(x, y)| close(f64::from(*x), f64::from(*y))),
-                (TensorData::Fp64(a), TensorData::Fp64(b)) => {
-                    a.iter().zip(b).all(|(x, y)| close(*x, *y))
-                }
-                (a, b) => a == b,
-            };
-            if !same {
-                failures.push(format!("{name}/{}", out["name"]));
-            }
         }
+        failures.extend(differences(&format!("rest:{name}"), fixture, &rest_outputs));
+
+        // gRPC, raw contents in and out.
+        let request = pb::ModelInferRequest {
+            model_name: name.clone(),
+            inputs: inputs
+                .iter()
+                .map(|t| pb::model_infer_request::InferInputTensor {
+                    name: t.name.clone(),
+                    datatype: t.data.datatype().as_str().into(),
+                    shape: t.shape.iter().map(|&d| d as i64).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            raw_input_contents: inputs.iter().map(|t| oip::binary_block(&t.data)).collect(),
+            ..Default::default()
+        };
+        let answer = grpc_client.model_infer(request).await.unwrap().into_inner();
+        let grpc_outputs: Vec<(String, Vec<u8>)> = answer
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .zip(answer.raw_output_contents)
+            .collect();
+        assert!(!rest_outputs.is_empty(), "{name}: no outputs");
+        assert_eq!(grpc_outputs.len(), rest_outputs.len(), "{name}");
+        failures.extend(differences(&format!("grpc:{name}"), fixture, &grpc_outputs));
     }
     let _ = stop.send(());
     assert!(

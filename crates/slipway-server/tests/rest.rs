@@ -224,6 +224,44 @@ async fn json_inference_matches_the_model() {
     let r: Json = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(r["outputs"].as_array().unwrap().len(), 1);
     assert_eq!(r["outputs"][0]["name"], "label");
+
+    // A gzip or deflate (zlib) request body, as tritonclient's request compression sends.
+    use std::io::Write;
+    let plain = serde_json::to_vec(&json!({"inputs": inputs})).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zlib.write_all(&plain).unwrap();
+    for (encoding, body) in [
+        ("gzip", gz.finish().unwrap()),
+        ("deflate", zlib.finish().unwrap()),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v2/models/credit/infer", s.url))
+            .header("Content-Encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{encoding}");
+        let r: Json = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let got: Vec<f64> = r["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(&got, p, "{encoding}");
+    }
+    // An encoding the server cannot read is refused, not misread.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v2/models/credit/infer", s.url))
+        .header("Content-Encoding", "br")
+        .body(plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
