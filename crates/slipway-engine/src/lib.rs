@@ -1,12 +1,17 @@
-//! Slipway's serving core: the models being served, by name and version; inference on dedicated
-//! worker threads (never on the async runtime's threads); every request checked against the
-//! model's signature before it reaches a model. Nothing here knows about HTTP or gRPC.
+//! Slipway's serving core: the models being served, by name and version; each model with its
+//! own bounded queue and worker threads (never the async runtime's), which batch requests that
+//! arrive together; every request checked against the model's signature before it reaches a
+//! model. Nothing here knows about HTTP or gRPC.
+
+pub mod batch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+pub use batch::{BatchStats, ModelConfig, Scheduler};
 
 use slipway_core::{DataType, Manifest, Model, Signature, Tensor, TensorData};
 use slipway_runtime::Loaded;
@@ -23,6 +28,9 @@ pub enum EngineError {
     /// The server is shutting down or its workers are gone.
     #[error("{0}")]
     Unavailable(String),
+    /// The model's queue is full: refused at once rather than queued (retry shortly).
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// A model being served.
@@ -34,6 +42,9 @@ pub struct Served {
     pub model: Arc<dyn Model>,
     /// What this version has answered (the statistics extension).
     pub stats: Stats,
+    /// Its queue and worker threads; they stop once this version is dropped and its queue is
+    /// empty.
+    pub scheduler: Scheduler,
 }
 
 /// Counters of one served version, updated without locks.
@@ -99,63 +110,68 @@ impl Served {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
 /// Where a request's time went inside the engine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
     /// Waiting for a worker thread.
     pub queue: std::time::Duration,
-    /// Running the model.
+    /// Running the model (on the whole batch).
     pub compute: std::time::Duration,
+    /// Rows in the batch the request ran in.
+    pub batch_rows: usize,
 }
 
-/// The models, and the worker threads that run them.
+/// The models being served. Looking one up takes no lock.
 pub struct Engine {
-    models: RwLock<HashMap<String, Arc<Served>>>,
+    models: ArcSwap<HashMap<String, Arc<Served>>>,
     /// Versions put into service since start (initial loads and swaps).
     pub loads: AtomicU64,
     /// Versions that failed to load (the watcher's and the repository extension's).
     pub load_failures: AtomicU64,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    defaults: ModelConfig,
+    configs: RwLock<HashMap<String, ModelConfig>>,
+    /// Serialises `add` and `remove` (never taken by requests).
+    writer: Mutex<()>,
     nan: NanPolicy,
 }
 
 impl Engine {
-    /// An engine with `workers` inference threads (at least one).
-    pub fn new(workers: usize) -> Engine {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let handles = (0..workers.max(1))
-            .map(|i| {
-                let rx = Arc::clone(&rx);
-                std::thread::Builder::new()
-                    .name(format!("slipway-infer-{i}"))
-                    .spawn(move || {
-                        loop {
-                            // The lock is held only to take the next job, never while it runs.
-                            let job = match rx.lock() {
-                                Ok(rx) => rx.recv(),
-                                Err(_) => return,
-                            };
-                            match job {
-                                Ok(job) => job(),
-                                Err(_) => return,
-                            }
-                        }
-                    })
-                    .expect("spawning an inference thread")
-            })
-            .collect();
+    /// An engine whose models each get `instances` worker threads (at least one) and the
+    /// default batching.
+    pub fn new(instances: usize) -> Engine {
+        Engine::with_defaults(ModelConfig {
+            instances: instances.max(1),
+            ..ModelConfig::default()
+        })
+    }
+
+    /// An engine whose models are scheduled as `defaults` says unless configured one by one.
+    pub fn with_defaults(defaults: ModelConfig) -> Engine {
         Engine {
-            models: RwLock::new(HashMap::new()),
+            models: ArcSwap::from_pointee(HashMap::new()),
             loads: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
-            jobs: Mutex::new(Some(tx)),
-            workers: Mutex::new(handles),
+            defaults,
+            configs: RwLock::new(HashMap::new()),
+            writer: Mutex::new(()),
             nan: NanPolicy::default(),
         }
+    }
+
+    /// Schedules model `name` as `config` says from its next load on (swaps included).
+    pub fn set_model_config(&self, name: &str, config: ModelConfig) {
+        if let Ok(mut c) = self.configs.write() {
+            c.insert(name.to_string(), config);
+        }
+    }
+
+    /// How model `name` is (or will be) scheduled.
+    pub fn model_config(&self, name: &str) -> ModelConfig {
+        self.configs
+            .read()
+            .ok()
+            .and_then(|c| c.get(name).cloned())
+            .unwrap_or_else(|| self.defaults.clone())
     }
 
     /// The engine with NaN in float inputs read as `nan` says.
@@ -172,35 +188,42 @@ impl Engine {
 
     /// Stops serving `name`; requests already running finish. Returns whether it was served.
     pub fn remove(&self, name: &str) -> bool {
-        self.models
-            .write()
-            .map(|mut m| m.remove(name).is_some())
-            .unwrap_or(false)
+        let _w = self.writer.lock();
+        let current = self.models.load_full();
+        if !current.contains_key(name) {
+            return false;
+        }
+        let mut next = (*current).clone();
+        next.remove(name);
+        self.models.store(Arc::new(next));
+        true
     }
 
     /// Serves a loaded package under `name` and `version`, replacing any model of that name.
+    /// Its workers start here; the replaced version finishes its queue and stops.
     pub fn add(&self, name: &str, version: &str, loaded: Loaded) {
+        let scheduler = Scheduler::start(name, Arc::clone(&loaded.model), self.model_config(name));
         let served = Arc::new(Served {
             name: name.to_string(),
             version: version.to_string(),
             manifest: loaded.manifest,
             model: loaded.model,
             stats: Stats::default(),
+            scheduler,
         });
-        if let Ok(mut models) = self.models.write() {
-            models.insert(name.to_string(), served);
-        }
+        let _w = self.writer.lock();
+        let mut next = (*self.models.load_full()).clone();
+        next.insert(name.to_string(), served);
+        self.models.store(Arc::new(next));
         self.loads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The model `name`, at `version` if one is asked for.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Served>, EngineError> {
-        let served = self
-            .models
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-            .ok_or_else(|| EngineError::NotFound(format!("model `{name}` is not served here")))?;
+        let served =
+            self.models.load().get(name).cloned().ok_or_else(|| {
+                EngineError::NotFound(format!("model `{name}` is not served here"))
+            })?;
         match version {
             Some(v) if v != served.version => Err(EngineError::NotFound(format!(
                 "model `{name}` is served at version {}, not {v}",
@@ -212,11 +235,7 @@ impl Engine {
 
     /// Every model served, sorted by name.
     pub fn models(&self) -> Vec<Arc<Served>> {
-        let mut all: Vec<Arc<Served>> = self
-            .models
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let mut all: Vec<Arc<Served>> = self.models.load().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -260,46 +279,15 @@ impl Engine {
     ) -> Result<(Vec<Tensor>, Timing), EngineError> {
         validate(served.signature(), &inputs, self.nan)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = std::time::Instant::now();
-        let job: Job = Box::new(move || {
-            let started = std::time::Instant::now();
-            let out = served
-                .model
-                .infer(&inputs)
-                .map_err(|e| EngineError::InvalidInput(e.to_string()));
-            let timing = Timing {
-                queue: started - queued,
-                compute: started.elapsed(),
-            };
-            let _ = tx.send(out.map(|o| (o, timing)));
-        });
-        let sent = self
-            .jobs
-            .lock()
-            .ok()
-            .and_then(|jobs| jobs.as_ref().map(|j| j.send(job).is_ok()))
-            .unwrap_or(false);
-        if !sent {
-            return Err(EngineError::Unavailable(
-                "the server is shutting down".into(),
-            ));
-        }
+        served.scheduler.submit(served.signature(), inputs, tx)?;
         rx.await
             .map_err(|_| EngineError::Unavailable("the inference worker stopped".into()))?
     }
 
-    /// Stops taking work and waits for the workers to finish what they hold.
+    /// Stops taking work: every model finishes its queue and its workers stop.
     pub fn shutdown(&self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
-        let handles: Vec<JoinHandle<()>> = self
-            .workers
-            .lock()
-            .map(|mut w| w.drain(..).collect())
-            .unwrap_or_default();
-        for h in handles {
-            let _ = h.join();
+        for m in self.models.load().values() {
+            m.scheduler.stop();
         }
     }
 }

@@ -47,6 +47,14 @@ fn status_of(e: EngineError) -> Status {
         EngineError::NotFound(m) => Status::not_found(m),
         EngineError::InvalidInput(m) => Status::invalid_argument(m),
         EngineError::Unavailable(m) => Status::unavailable(m),
+        EngineError::Overloaded(m) => {
+            let mut s = Status::unavailable(m);
+            s.metadata_mut().insert(
+                "retry-after",
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            s
+        }
     }
 }
 
@@ -262,11 +270,12 @@ impl Grpc {
         }
         .await;
         let (outcome, timing, rows) = match &result {
-            Ok((_, t, rows)) => ("ok", Some((t.queue, t.compute)), Some(*rows)),
+            Ok((_, t, _)) => ("ok", Some((t.queue, t.compute)), Some(t.batch_rows)),
             Err(s) => (
                 match s.code() {
                     Code::InvalidArgument => "invalid",
                     Code::NotFound => "not_found",
+                    Code::Unavailable if s.metadata().contains_key("retry-after") => "overloaded",
                     Code::Unavailable => "unavailable",
                     _ => "error",
                 },
@@ -367,7 +376,18 @@ fn stats_pb(m: &Served) -> pb::ModelStatistics {
             cache_hit: pair(0, 0),
             cache_miss: pair(0, 0),
         }),
-        batch_stats: Vec::new(),
+        batch_stats: m
+            .scheduler
+            .batches
+            .snapshot()
+            .into_iter()
+            .map(|(batch_size, count, ns)| pb::InferBatchStatistics {
+                batch_size: batch_size as u64,
+                compute_input: pair(count, 0),
+                compute_infer: pair(count, ns),
+                compute_output: pair(count, 0),
+            })
+            .collect(),
         memory_usage: Vec::new(),
     }
 }

@@ -42,6 +42,8 @@ pub fn new_request_id() -> String {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Refused because the model's queue is full (503 with `Retry-After`).
+    pub overloaded: bool,
 }
 
 impl ApiError {
@@ -49,6 +51,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            overloaded: false,
         }
     }
 }
@@ -59,6 +62,13 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Overloaded(_) => {
+                return ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: e.to_string(),
+                    overloaded: true,
+                };
+            }
         };
         ApiError::new(status, e.to_string())
     }
@@ -72,7 +82,12 @@ impl From<oip::BadRequest> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, &json!({"error": self.message}))
+        let mut r = json_response(self.status, &json!({"error": self.message}));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -231,7 +246,12 @@ fn stats_json(m: &Served) -> Json {
             "compute_infer": pair(ok, s.compute_ns.load(Relaxed)),
             "compute_output": pair(ok, 0),
         },
-        "batch_stats": [],
+        "batch_stats": m.scheduler.batches.snapshot().into_iter().map(|(size, count, ns)| json!({
+            "batch_size": size,
+            "compute_input": pair(count, 0),
+            "compute_infer": pair(count, ns),
+            "compute_output": pair(count, 0),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -420,7 +440,11 @@ async fn run_infer(
     let served = st.engine.get(m, v)?;
     let result = answer_infer(st, &served, headers, body).await;
     let (outcome, timing, rows) = match &result {
-        Ok((_, timing, rows)) => ("ok", Some((timing.queue, timing.compute)), Some(*rows)),
+        Ok((_, timing, _)) => (
+            "ok",
+            Some((timing.queue, timing.compute)),
+            Some(timing.batch_rows),
+        ),
         Err(e) => (outcome_of(e), None, None),
     };
     st.metrics.record(
@@ -436,6 +460,9 @@ async fn run_infer(
 }
 
 fn outcome_of(e: &ApiError) -> &'static str {
+    if e.overloaded {
+        return "overloaded";
+    }
     match e.status.as_u16() {
         400 => "invalid",
         404 => "not_found",
@@ -564,13 +591,18 @@ async fn v1_predict(
             "ok",
             start.elapsed(),
             Some((t.queue, t.compute)),
-            Some(instances.len()),
+            Some(t.batch_rows),
         ),
         Err(e) => st.metrics.record(
             &served.name,
             &served.version,
             "rest_v1",
-            outcome_of(&ApiError::from(EngineError::InvalidInput(e.to_string()))),
+            match e {
+                EngineError::NotFound(_) => "not_found",
+                EngineError::InvalidInput(_) => "invalid",
+                EngineError::Unavailable(_) => "unavailable",
+                EngineError::Overloaded(_) => "overloaded",
+            },
             start.elapsed(),
             None,
             None,

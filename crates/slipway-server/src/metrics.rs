@@ -74,7 +74,7 @@ impl Metrics {
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(rows);
         registry.register(
             "batch_rows",
-            "Rows per inference request",
+            "Rows of the batch each request ran in (requests merged by dynamic batching count together)",
             rows_family.clone(),
         );
         let in_flight = Gauge::<i64, std::sync::atomic::AtomicI64>::default();

@@ -4,28 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use slipway_core::{CoreError, Model, Signature, Tensor};
 use slipway_engine::Engine;
 
 mod common;
-use common::repo;
-
-/// The credit model, taking `delay` longer per batch (a model slower than its deadline).
-struct Slow {
-    inner: Arc<dyn Model>,
-    delay: Duration,
-}
-
-impl Model for Slow {
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError> {
-        std::thread::sleep(self.delay);
-        self.inner.infer(inputs)
-    }
-}
+use common::{Slow, repo};
 
 /// Serves the slow credit model, sends one V1 request, signals shutdown while it runs, and
 /// returns the request's status (if it was answered) and whether the server drained.
@@ -91,4 +73,121 @@ async fn the_drain_deadline_bounds_the_wait() {
         !drained,
         "the server waited past its deadline for a 3 s request"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
+    use slipway_server::grpc::pb;
+    let mut loaded =
+        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
+    let signature = loaded.model.signature().clone();
+    loaded.model = Arc::new(Slow {
+        inner: loaded.model,
+        delay: Duration::from_millis(300),
+    });
+    let mut config = slipway_engine::ModelConfig::default();
+    config
+        .apply("instances=1,batching=off,queue_capacity=1")
+        .unwrap();
+    let engine = Arc::new(Engine::with_defaults(config));
+    engine.add("credit", "1", loaded);
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/models/credit:predict",
+        http.local_addr().unwrap()
+    );
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(slipway_server::serve_all(
+        http,
+        Some(grpc),
+        engine,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(10),
+    ));
+    // Six at once: one runs, one waits, the rest are refused at once.
+    let rest: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .body(r#"{"instances": [{"age_in_years": 41}]}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = r.headers().get("retry-after").cloned();
+                (r.status().as_u16(), retry, r.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    for t in rest {
+        let (status, retry, body) = t.await.unwrap();
+        match status {
+            200 => {}
+            503 => {
+                shed += 1;
+                assert_eq!(retry.unwrap(), "1");
+                assert!(body.contains("retry shortly"), "{body}");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(shed >= 1, "nothing was shed");
+
+    // gRPC: the same refusal is UNAVAILABLE.
+    let channel = tonic::transport::Channel::from_shared(grpc_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = pb::ModelInferRequest {
+        model_name: "credit".into(),
+        inputs: signature
+            .inputs
+            .iter()
+            .map(|i| pb::model_infer_request::InferInputTensor {
+                name: i.name.clone(),
+                datatype: i.datatype.as_str().into(),
+                shape: vec![1],
+                ..Default::default()
+            })
+            .collect(),
+        raw_input_contents: signature
+            .inputs
+            .iter()
+            .map(|i| {
+                if i.datatype == slipway_core::DataType::Fp64 {
+                    1.0f64.to_le_bytes().to_vec()
+                } else {
+                    vec![1, 0, 0, 0, b'x']
+                }
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let mut client =
+                pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel.clone());
+            let request = request.clone();
+            tokio::spawn(async move { client.model_infer(request).await })
+        })
+        .collect();
+    let mut unavailable = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::Unavailable => unavailable += 1,
+            Err(s) => panic!("{s}"),
+        }
+    }
+    assert!(unavailable >= 1, "nothing was shed over gRPC");
+    stop.send(()).unwrap();
+    assert!(server.await.unwrap().unwrap());
 }

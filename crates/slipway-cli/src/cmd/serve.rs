@@ -1,5 +1,5 @@
-//! `slipway serve`: the Open Inference Protocol v2 over REST, for registry versions and
-//! package folders.
+//! `slipway serve`: the Open Inference Protocol v2 over REST and gRPC, for registry versions
+//! and package folders, each model with its own queue, workers and dynamic batching.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,15 +41,40 @@ pub struct ServeArgs {
     /// milliseconds [default: 10000].
     #[arg(long, env = "SLIPWAY_DRAIN_MS", value_name = "MS")]
     pub drain_ms: Option<u64>,
-    /// Inference threads [default: one per core].
+    /// Inference threads of each model (its instances) [default: one per core].
     #[arg(long, env = "SLIPWAY_WORKERS")]
     pub workers: Option<usize>,
+    /// Dynamic batching: most rows merged into one batch; 0 turns batching off [default: 64].
+    #[arg(long, env = "SLIPWAY_MAX_BATCH_SIZE", value_name = "ROWS")]
+    pub max_batch_size: Option<usize>,
+    /// Dynamic batching: how long a batch's first request may wait for others, in µs. 0 merges
+    /// only requests already waiting, adding no latency [default: 0].
+    #[arg(long, env = "SLIPWAY_MAX_QUEUE_DELAY_US", value_name = "US")]
+    pub max_queue_delay_us: Option<u64>,
+    /// Dynamic batching: batch sizes (rows) that run at once, e.g. 8,16,32.
+    #[arg(
+        long,
+        env = "SLIPWAY_PREFERRED_BATCH_SIZES",
+        value_name = "ROWS,…",
+        value_delimiter = ','
+    )]
+    pub preferred_batch_sizes: Option<Vec<usize>>,
+    /// Requests that may wait per model; beyond that the server answers 503 with Retry-After
+    /// (gRPC UNAVAILABLE) at once [default: 256].
+    #[arg(long, env = "SLIPWAY_QUEUE_CAPACITY", value_name = "N")]
+    pub queue_capacity: Option<usize>,
+    /// One model's settings, over the defaults: NAME:KEY=VALUE,… with instances,
+    /// max_batch_size, max_queue_delay_us, preferred_batch_sizes (8|16), queue_capacity,
+    /// batching=off. Repeatable.
+    #[arg(long = "model-config", value_name = "NAME:SETTINGS")]
+    pub model_configs: Vec<String>,
     /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
     /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
-    /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, registry,
-    /// models = [..], packages = [..].
+    /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, max_batch_size,
+    /// max_queue_delay_us, preferred_batch_sizes, queue_capacity, registry, models = [..],
+    /// packages = [..], and [model_config.NAME] tables with one model's settings.
     /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
     #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -65,6 +90,12 @@ struct Config {
     watch_ms: Option<u64>,
     nan: Option<String>,
     drain_ms: Option<u64>,
+    max_batch_size: Option<usize>,
+    max_queue_delay_us: Option<u64>,
+    preferred_batch_sizes: Option<Vec<usize>>,
+    queue_capacity: Option<usize>,
+    #[serde(default)]
+    model_config: std::collections::BTreeMap<String, toml::Table>,
     registry: Option<PathBuf>,
     #[serde(default)]
     models: Vec<String>,
@@ -79,6 +110,19 @@ impl Config {
         toml::from_str(&text).map_err(|e| {
             slipway_registry::RegistryError::Invalid(format!("{}: {e}", path.display())).into()
         })
+    }
+}
+
+/// A `[model_config.NAME]` value as `ModelConfig::apply` reads it (lists joined with `|`).
+fn toml_setting(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => items.iter().map(toml_setting).collect::<Vec<_>>().join("|"),
+        toml::Value::Datetime(d) => format!("{d:?}"),
+        toml::Value::Table(_) => "<table>".into(),
     }
 }
 
@@ -107,6 +151,21 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         args.workers = args.workers.or(c.workers);
         args.watch_ms = args.watch_ms.or(c.watch_ms);
         args.grpc = args.grpc.or(c.grpc);
+        args.max_batch_size = args.max_batch_size.or(c.max_batch_size);
+        args.max_queue_delay_us = args.max_queue_delay_us.or(c.max_queue_delay_us);
+        args.preferred_batch_sizes = args.preferred_batch_sizes.or(c.preferred_batch_sizes);
+        args.queue_capacity = args.queue_capacity.or(c.queue_capacity);
+        // The file's per-model tables come first, so flags for the same model win.
+        let mut from_file = Vec::new();
+        for (name, table) in &c.model_config {
+            let settings: Vec<String> = table
+                .iter()
+                .map(|(k, v)| format!("{k}={}", toml_setting(v)))
+                .collect();
+            from_file.push(format!("{name}:{}", settings.join(",")));
+        }
+        from_file.append(&mut args.model_configs);
+        args.model_configs = from_file;
         args.drain_ms = args.drain_ms.or(c.drain_ms);
         if args.nan.is_none()
             && let Some(n) = c.nan
@@ -154,7 +213,36 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let engine = Arc::new(Engine::new(workers).with_nan_policy(args.nan.unwrap_or_default()));
+    let mut defaults = slipway_engine::ModelConfig {
+        instances: workers.max(1),
+        ..slipway_engine::ModelConfig::default()
+    };
+    if let Some(n) = args.max_batch_size {
+        defaults.max_batch_size = n;
+    }
+    if let Some(us) = args.max_queue_delay_us {
+        defaults.max_queue_delay = std::time::Duration::from_micros(us);
+    }
+    if let Some(sizes) = args.preferred_batch_sizes.clone() {
+        defaults.preferred_batch_sizes = sizes;
+    }
+    if let Some(n) = args.queue_capacity {
+        defaults.queue_capacity = n.max(1);
+    }
+    let engine =
+        Engine::with_defaults(defaults.clone()).with_nan_policy(args.nan.unwrap_or_default());
+    for spec in &args.model_configs {
+        let bad = |m: String| {
+            slipway_registry::RegistryError::Invalid(format!("--model-config {spec}: {m}"))
+        };
+        let (name, settings) = spec
+            .split_once(':')
+            .ok_or_else(|| bad("expected NAME:KEY=VALUE,…".into()))?;
+        let mut config = engine.model_config(name);
+        config.apply(settings).map_err(bad)?;
+        engine.set_model_config(name, config);
+    }
+    let engine = Arc::new(engine);
     let drain = std::time::Duration::from_millis(args.drain_ms.unwrap_or(10_000));
     let grpc = args.grpc.clone();
     for dir in &args.dirs {

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use slipway_core::Model;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipway_core::{CoreError, Model, Signature, Tensor};
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -40,4 +43,21 @@ pub fn onnx_package(dir: &Path) -> PathBuf {
     )
     .unwrap();
     pkg
+}
+
+/// The credit model, taking `delay` longer per batch (a model slower than its deadline).
+pub struct Slow {
+    pub inner: Arc<dyn Model>,
+    pub delay: Duration,
+}
+
+impl Model for Slow {
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError> {
+        std::thread::sleep(self.delay);
+        self.inner.infer(inputs)
+    }
 }

@@ -1,0 +1,504 @@
+//! One model's scheduler: a bounded queue and the model's own worker threads (its instances),
+//! which merge requests that are waiting together into one batch, run it, and split the
+//! answers back. A request whose inputs cannot be merged runs alone; when a merged batch fails,
+//! each of its requests is run alone, so one request's bad values never fail its batch-mates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use slipway_core::{Model, Signature, Tensor, TensorData};
+
+use crate::{EngineError, Timing};
+
+/// How one model is scheduled (Triton's and MLServer's dynamic batching settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Worker threads running this model, each its own (at least one).
+    pub instances: usize,
+    /// Most rows merged into one batch; 0 or 1 turns batching off. A request with more rows
+    /// than this runs alone, whole.
+    pub max_batch_size: usize,
+    /// How long the first request of a batch may wait for others. Zero: merge only what is
+    /// already queued when a worker comes free, which never adds latency.
+    pub max_queue_delay: Duration,
+    /// Batch sizes (rows) at which a batch runs at once instead of waiting for more.
+    pub preferred_batch_sizes: Vec<usize>,
+    /// Requests that may wait; one more is refused at once (`Overloaded`).
+    pub queue_capacity: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            instances: std::thread::available_parallelism().map_or(1, usize::from),
+            max_batch_size: 64,
+            max_queue_delay: Duration::ZERO,
+            preferred_batch_sizes: Vec::new(),
+            queue_capacity: 256,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Whether requests may be merged.
+    pub fn batching(&self) -> bool {
+        self.max_batch_size > 1
+    }
+
+    /// Applies `key=value` settings (`instances`, `max_batch_size`, `max_queue_delay_us`,
+    /// `preferred_batch_sizes` as `8|16`, `queue_capacity`, `batching=off`).
+    pub fn apply(&mut self, settings: &str) -> Result<(), String> {
+        for pair in settings.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+            let (key, value) = (key.trim(), value.trim());
+            let number = |v: &str| -> Result<usize, String> {
+                v.parse()
+                    .map_err(|_| format!("{key} must be a whole number, not `{v}`"))
+            };
+            match key {
+                "instances" => self.instances = number(value)?.max(1),
+                "max_batch_size" => self.max_batch_size = number(value)?,
+                "max_queue_delay_us" => {
+                    self.max_queue_delay = Duration::from_micros(number(value)? as u64);
+                }
+                "preferred_batch_sizes" => {
+                    self.preferred_batch_sizes = value
+                        .split('|')
+                        .filter(|v| !v.is_empty())
+                        .map(number)
+                        .collect::<Result<_, _>>()?;
+                }
+                "queue_capacity" => self.queue_capacity = number(value)?.max(1),
+                "batching" => match value {
+                    "off" | "false" => self.max_batch_size = 0,
+                    "on" | "true" => {
+                        if !self.batching() {
+                            self.max_batch_size = ModelConfig::default().max_batch_size;
+                        }
+                    }
+                    other => return Err(format!("batching is on or off, not `{other}`")),
+                },
+                other => {
+                    return Err(format!(
+                        "unknown setting `{other}`; use instances, max_batch_size, max_queue_delay_us, preferred_batch_sizes, queue_capacity or batching"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Executions by batch size (rows): Triton's `batch_stats`. Written once per execution by a
+/// worker, never on the request path.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    by_size: Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
+    /// Executions that merged more than one request.
+    pub merged: AtomicU64,
+}
+
+impl BatchStats {
+    fn record(&self, rows: usize, requests: usize, compute: Duration) {
+        if let Ok(mut m) = self.by_size.lock() {
+            let e = m.entry(rows).or_default();
+            e.0 += 1;
+            e.1 += u64::try_from(compute.as_nanos()).unwrap_or(u64::MAX);
+        }
+        if requests > 1 {
+            self.merged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(batch size in rows, executions, compute ns)`, by size.
+    pub fn snapshot(&self) -> Vec<(usize, u64, u64)> {
+        self.by_size
+            .lock()
+            .map(|m| m.iter().map(|(&k, &(c, ns))| (k, c, ns)).collect())
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<(Vec<Tensor>, Timing), EngineError>>;
+
+/// One request waiting for a worker.
+pub(crate) struct Job {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    /// What must agree for two requests to merge: every input's dimensions after the first,
+    /// in signature order. `None`: this request runs alone.
+    key: Option<Vec<Vec<usize>>>,
+    enqueued: Instant,
+    reply: Reply,
+}
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// The queue and the workers of one served version.
+pub struct Scheduler {
+    tx: Sender<Msg>,
+    /// Kept to answer whatever is still queued once the workers have stopped.
+    rx: Receiver<Msg>,
+    closed: std::sync::atomic::AtomicBool,
+    config: ModelConfig,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    pub batches: Arc<BatchStats>,
+}
+
+impl Scheduler {
+    /// Starts `config.instances` workers for `model`, named after it.
+    pub fn start(name: &str, model: Arc<dyn Model>, config: ModelConfig) -> Scheduler {
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
+        let batches = Arc::new(BatchStats::default());
+        let workers = (0..config.instances.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let model = Arc::clone(&model);
+                let config = config.clone();
+                let batches = Arc::clone(&batches);
+                let short: String = name.chars().take(8).collect();
+                std::thread::Builder::new()
+                    .name(format!("infer-{short}-{i}"))
+                    .spawn(move || work(&rx, model.as_ref(), &config, &batches))
+                    .expect("spawning an inference thread")
+            })
+            .collect();
+        Scheduler {
+            tx,
+            rx,
+            closed: std::sync::atomic::AtomicBool::new(false),
+            config,
+            workers: Mutex::new(workers),
+            batches,
+        }
+    }
+
+    /// The settings this model runs with.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Queues a checked request; refused at once when the queue is full.
+    pub(crate) fn submit(
+        &self,
+        signature: &Signature,
+        inputs: Vec<Tensor>,
+        reply: Reply,
+    ) -> Result<(), EngineError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Unavailable(
+                "the server is shutting down".into(),
+            ));
+        }
+        let (rows, key) = batch_key(signature, &inputs);
+        let job = Job {
+            inputs,
+            rows,
+            key: key.filter(|_| self.config.batching()),
+            enqueued: Instant::now(),
+            reply,
+        };
+        match self.tx.try_send(Msg::Job(job)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded(format!(
+                "{} requests are already waiting for this model; retry shortly",
+                self.config.queue_capacity
+            ))),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Unavailable(
+                "the model's workers have stopped".into(),
+            )),
+        }
+    }
+
+    /// Lets the workers finish what is queued, then waits for them to stop.
+    pub fn stop(&self) {
+        self.closed.store(true, Ordering::Release);
+        let handles: Vec<JoinHandle<()>> = self
+            .workers
+            .lock()
+            .map(|mut w| w.drain(..).collect())
+            .unwrap_or_default();
+        for _ in &handles {
+            let _ = self.tx.send(Msg::Stop);
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Job(j) = msg {
+                let _ = j.reply.send(Err(EngineError::Unavailable(
+                    "the server is shutting down".into(),
+                )));
+            }
+        }
+    }
+}
+
+/// Rows and merge key of a request: mergeable when every input's first dimension is the
+/// signature's variable batch dimension and all inputs agree on the row count.
+fn batch_key(signature: &Signature, inputs: &[Tensor]) -> (usize, Option<Vec<Vec<usize>>>) {
+    let rows = inputs.first().and_then(|t| t.shape.first().copied());
+    let Some(rows) = rows else {
+        return (1, None);
+    };
+    let mut key = Vec::with_capacity(signature.inputs.len());
+    for spec in &signature.inputs {
+        let Some(t) = inputs.iter().find(|t| t.name == spec.name) else {
+            return (rows, None);
+        };
+        if spec.shape.first() != Some(&-1) || t.shape.first() != Some(&rows) {
+            return (rows, None);
+        }
+        key.push(t.shape[1..].to_vec());
+    }
+    (rows, Some(key))
+}
+
+/// A worker: take a request, gather what may join it, run, answer; until stopped or the
+/// queue is gone.
+fn work(rx: &Receiver<Msg>, model: &dyn Model, config: &ModelConfig, stats: &BatchStats) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(Msg::Job(j)) => j,
+                Ok(Msg::Stop) | Err(_) => return,
+            },
+        };
+        let mut batch = vec![first];
+        let mut rows = batch[0].rows;
+        let mut stop = false;
+        if batch[0].key.is_some() {
+            let deadline = batch[0].enqueued + config.max_queue_delay;
+            while rows < config.max_batch_size && !config.preferred_batch_sizes.contains(&rows) {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let got = if wait.is_zero() {
+                    rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+                } else {
+                    rx.recv_timeout(wait)
+                };
+                match got {
+                    Ok(Msg::Job(j)) => {
+                        if j.key.is_some()
+                            && j.key == batch[0].key
+                            && rows + j.rows <= config.max_batch_size
+                        {
+                            rows += j.rows;
+                            batch.push(j);
+                        } else {
+                            next = Some(j);
+                            break;
+                        }
+                    }
+                    Ok(Msg::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        run(model, batch, rows, stats);
+        if stop {
+            if let Some(j) = next.take() {
+                let r = j.rows;
+                run(model, vec![j], r, stats);
+            }
+            return;
+        }
+    }
+}
+
+/// Runs one batch and answers each of its requests.
+fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats) {
+    let started = Instant::now();
+    if batch.len() == 1 {
+        let job = batch.pop().expect("one job");
+        let out = model
+            .infer(&job.inputs)
+            .map_err(|e| EngineError::InvalidInput(e.to_string()));
+        let compute = started.elapsed();
+        stats.record(rows, 1, compute);
+        let timing = Timing {
+            queue: started - job.enqueued,
+            compute,
+            batch_rows: rows,
+        };
+        let _ = job.reply.send(out.map(|o| (o, timing)));
+        return;
+    }
+    let merged = merge(&batch);
+    let outputs = model.infer(&merged).ok();
+    let compute = started.elapsed();
+    let sizes: Vec<usize> = batch.iter().map(|j| j.rows).collect();
+    match outputs.and_then(|o| split(o, &sizes)) {
+        Some(parts) => {
+            stats.record(rows, batch.len(), compute);
+            for (job, out) in batch.into_iter().zip(parts) {
+                let timing = Timing {
+                    queue: started - job.enqueued,
+                    compute,
+                    batch_rows: rows,
+                };
+                let _ = job.reply.send(Ok((out, timing)));
+            }
+        }
+        // The batch failed, or its answers cannot be split by row: each request alone.
+        None => {
+            for job in batch {
+                let r = job.rows;
+                run(model, vec![job], r, stats);
+            }
+        }
+    }
+}
+
+/// The batch's inputs, each the requests' rows one after another.
+fn merge(batch: &[Job]) -> Vec<Tensor> {
+    batch[0]
+        .inputs
+        .iter()
+        .map(|first| {
+            let parts: Vec<&Tensor> = batch
+                .iter()
+                .filter_map(|j| j.inputs.iter().find(|t| t.name == first.name))
+                .collect();
+            let rows: usize = parts.iter().map(|t| t.shape[0]).sum();
+            let mut shape = first.shape.clone();
+            shape[0] = rows;
+            Tensor {
+                name: first.name.clone(),
+                shape,
+                data: concat(&parts),
+            }
+        })
+        .collect()
+}
+
+fn concat(parts: &[&Tensor]) -> TensorData {
+    let total: usize = parts.iter().map(|t| t.data.len()).sum();
+    macro_rules! join {
+        ($variant:ident) => {{
+            let mut out = Vec::with_capacity(total);
+            for p in parts {
+                if let TensorData::$variant(v) = &p.data {
+                    out.extend_from_slice(v);
+                }
+            }
+            TensorData::$variant(out)
+        }};
+    }
+    match &parts[0].data {
+        TensorData::Bool(_) => join!(Bool),
+        TensorData::Int64(_) => join!(Int64),
+        TensorData::Fp32(_) => join!(Fp32),
+        TensorData::Fp64(_) => join!(Fp64),
+        TensorData::Bytes(_) => join!(Bytes),
+    }
+}
+
+/// Splits a batch's outputs back into each request's rows, or `None` when an output is not
+/// one row per input row.
+fn split(outputs: Vec<Tensor>, sizes: &[usize]) -> Option<Vec<Vec<Tensor>>> {
+    let total: usize = sizes.iter().sum();
+    let mut per_job: Vec<Vec<Tensor>> = sizes.iter().map(|_| Vec::new()).collect();
+    for t in outputs {
+        if t.shape.first() != Some(&total) || total == 0 {
+            return None;
+        }
+        let per_row = t.data.len() / total;
+        if per_row * total != t.data.len() {
+            return None;
+        }
+        let mut start = 0;
+        for (k, &n) in sizes.iter().enumerate() {
+            let range = start * per_row..(start + n) * per_row;
+            start += n;
+            let data = match &t.data {
+                TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
+                TensorData::Int64(v) => TensorData::Int64(v[range].to_vec()),
+                TensorData::Fp32(v) => TensorData::Fp32(v[range].to_vec()),
+                TensorData::Fp64(v) => TensorData::Fp64(v[range].to_vec()),
+                TensorData::Bytes(v) => TensorData::Bytes(v[range].to_vec()),
+            };
+            let mut shape = t.shape.clone();
+            shape[0] = n;
+            per_job[k].push(Tensor {
+                name: t.name.clone(),
+                shape,
+                data,
+            });
+        }
+    }
+    Some(per_job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_refuse_nonsense() {
+        let mut c = ModelConfig::default();
+        c.apply("instances=3, max_batch_size=32,max_queue_delay_us=500,preferred_batch_sizes=8|16,queue_capacity=10")
+            .unwrap();
+        assert_eq!(c.instances, 3);
+        assert_eq!(c.max_batch_size, 32);
+        assert_eq!(c.max_queue_delay, Duration::from_micros(500));
+        assert_eq!(c.preferred_batch_sizes, vec![8, 16]);
+        assert_eq!(c.queue_capacity, 10);
+        c.apply("batching=off").unwrap();
+        assert!(!c.batching());
+        assert!(
+            c.apply("max_batch=3")
+                .unwrap_err()
+                .contains("unknown setting")
+        );
+        assert!(c.apply("instances=x").unwrap_err().contains("whole number"));
+        assert!(c.apply("instances").unwrap_err().contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn split_undoes_merge() {
+        let t = |name: &str, rows: usize, base: f64| Tensor {
+            name: name.into(),
+            shape: vec![rows, 2],
+            data: TensorData::Fp64((0..rows * 2).map(|i| base + i as f64).collect()),
+        };
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let (tx2, _rx2) = tokio::sync::oneshot::channel();
+        let jobs = vec![
+            Job {
+                inputs: vec![t("x", 2, 0.0)],
+                rows: 2,
+                key: Some(vec![vec![2]]),
+                enqueued: Instant::now(),
+                reply: tx,
+            },
+            Job {
+                inputs: vec![t("x", 3, 100.0)],
+                rows: 3,
+                key: Some(vec![vec![2]]),
+                enqueued: Instant::now(),
+                reply: tx2,
+            },
+        ];
+        let merged = merge(&jobs);
+        assert_eq!(merged[0].shape, vec![5, 2]);
+        let parts = split(merged, &[2, 3]).unwrap();
+        assert_eq!(parts[0][0], t("x", 2, 0.0));
+        assert_eq!(parts[1][0], t("x", 3, 100.0));
+        // An output that is not one row per input row cannot be split.
+        let odd = vec![Tensor::vector("s", TensorData::Fp64(vec![1.0]))];
+        assert!(split(odd, &[2, 3]).is_none());
+    }
+}

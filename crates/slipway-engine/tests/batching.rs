@@ -1,0 +1,242 @@
+//! Dynamic batching, per-model workers and admission control, on the real credit model:
+//! requests that wait together run as one batch and get exactly their own answers; a request
+//! whose values fail the model fails alone; a full queue refuses at once; a slow model does
+//! not hold up a fast one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use slipway_core::{CoreError, Model, Signature, Tensor, TensorData};
+use slipway_engine::{Engine, EngineError, ModelConfig};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn credit() -> slipway_runtime::Loaded {
+    slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap()
+}
+
+/// Row `i` of the credit fixture as a one-row request (missing numbers filled in).
+fn row(i: usize) -> Vec<Tensor> {
+    let fixture: Json = serde_json::from_slice(
+        &std::fs::read(repo().join("conformance/cases/native_logistic_credit.json")).unwrap(),
+    )
+    .unwrap();
+    fixture["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| {
+            let values = input["data"].as_array().unwrap();
+            let v = &values[i % values.len()];
+            let data = if input["datatype"] == "FP64" {
+                TensorData::Fp64(vec![v.as_f64().unwrap_or(1.0) + (i / values.len()) as f64])
+            } else {
+                TensorData::Bytes(vec![v.as_str().unwrap().as_bytes().to_vec()])
+            };
+            Tensor::vector(input["name"].as_str().unwrap(), data)
+        })
+        .collect()
+}
+
+/// A model that refuses rows whose `age_in_years` is 13, or sleeps `delay` per batch.
+struct Wrapped {
+    inner: Arc<dyn Model>,
+    delay: Duration,
+}
+
+impl Model for Wrapped {
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError> {
+        std::thread::sleep(self.delay);
+        let age = inputs.iter().find(|t| t.name == "age_in_years").unwrap();
+        if let TensorData::Fp64(v) = &age.data
+            && v.contains(&13.0)
+        {
+            return Err(CoreError::InvalidInput("age 13 is refused".into()));
+        }
+        self.inner.infer(inputs)
+    }
+}
+
+fn wrapped(delay: Duration) -> slipway_runtime::Loaded {
+    let mut l = credit();
+    l.model = Arc::new(Wrapped {
+        inner: l.model,
+        delay,
+    });
+    l
+}
+
+fn config(settings: &str) -> ModelConfig {
+    let mut c = ModelConfig::default();
+    c.apply(settings).unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_together_run_as_one_batch_and_get_their_own_answers() {
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,max_batch_size=64,max_queue_delay_us=50000",
+    )));
+    engine.add("credit", "1", credit());
+    let served = engine.get("credit", None).unwrap();
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let engine = Arc::clone(&engine);
+            let served = Arc::clone(&served);
+            tokio::spawn(async move { engine.infer_timed(served, row(i)).await })
+        })
+        .collect();
+    let mut biggest = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (out, timing) = t.await.unwrap().unwrap();
+        // Exactly what the model answers for this row alone.
+        assert_eq!(out, served.model.infer(&row(i)).unwrap(), "row {i}");
+        biggest = biggest.max(timing.batch_rows);
+    }
+    assert!(biggest > 1, "no request ran in a merged batch");
+    assert!(
+        served
+            .scheduler
+            .batches
+            .merged
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    let executions: u64 = served
+        .scheduler
+        .batches
+        .snapshot()
+        .iter()
+        .map(|(_, n, _)| n)
+        .sum();
+    assert!(executions < 48, "{executions} executions for 48 requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_model_refuses_fails_alone() {
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,max_batch_size=64,max_queue_delay_us=50000",
+    )));
+    engine.add("credit", "1", wrapped(Duration::ZERO));
+    let served = engine.get("credit", None).unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let engine = Arc::clone(&engine);
+            let served = Arc::clone(&served);
+            let mut inputs = row(i);
+            if i == 7 {
+                let age = inputs
+                    .iter_mut()
+                    .find(|t| t.name == "age_in_years")
+                    .unwrap();
+                age.data = TensorData::Fp64(vec![13.0]);
+            }
+            tokio::spawn(async move { engine.infer(served, inputs).await })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let result = t.await.unwrap();
+        if i == 7 {
+            assert!(matches!(result, Err(EngineError::InvalidInput(m)) if m.contains("age 13")));
+        } else {
+            assert!(result.is_ok(), "row {i}: {result:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once_and_accepted_requests_succeed() {
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,batching=off,queue_capacity=2",
+    )));
+    engine.add("credit", "1", wrapped(Duration::from_millis(100)));
+    let served = engine.get("credit", None).unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let engine = Arc::clone(&engine);
+            let served = Arc::clone(&served);
+            tokio::spawn(async move { engine.infer(served, row(i)).await })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(EngineError::Overloaded(m)) => {
+                assert!(m.contains("retry"), "{m}");
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // One running and two waiting at most: the rest refused.
+    assert!(refused >= 4, "{refused} refused");
+    assert_eq!(ok + refused, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_off_runs_every_request_alone() {
+    let engine = Arc::new(Engine::with_defaults(config("instances=1,batching=off")));
+    engine.add("credit", "1", credit());
+    let served = engine.get("credit", None).unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let engine = Arc::clone(&engine);
+            let served = Arc::clone(&served);
+            tokio::spawn(async move { engine.infer_timed(served, row(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().1.batch_rows, 1);
+    }
+    assert_eq!(
+        served
+            .scheduler
+            .batches
+            .merged
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_model_does_not_hold_up_a_fast_one() {
+    let engine = Arc::new(Engine::with_defaults(config("instances=1")));
+    engine.add("slow", "1", wrapped(Duration::from_secs(2)));
+    engine.add("fast", "1", credit());
+    let slow = {
+        let engine = Arc::clone(&engine);
+        let served = engine.get("slow", None).unwrap();
+        tokio::spawn(async move { engine.infer(served, row(0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fast = engine.get("fast", None).unwrap();
+    engine.infer(fast, row(1)).await.unwrap();
+    // The fast model answered while the slow one was still running.
+    assert!(!slow.is_finished());
+    slow.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_model_settings_survive_a_swap() {
+    let engine = Engine::with_defaults(config("instances=2"));
+    engine.set_model_config(
+        "credit",
+        config("instances=1,max_batch_size=8,queue_capacity=5"),
+    );
+    engine.add("credit", "1", credit());
+    engine.add("credit", "2", credit());
+    let served = engine.get("credit", None).unwrap();
+    assert_eq!(served.version, "2");
+    assert_eq!(served.scheduler.config().max_batch_size, 8);
+    assert_eq!(served.scheduler.config().queue_capacity, 5);
+    assert_eq!(engine.model_config("other").instances, 2);
+}
