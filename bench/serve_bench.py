@@ -1,0 +1,330 @@
+"""Serving benchmark driver for bench/serve.sh: Slipway against MLServer (its scikit-learn
+runtime, both parallel_workers settings), a bare axum handler (the HTTP ceiling) and onnxruntime
+in-process (the compute anchor), on the same models and request bodies, each server pinned to
+one core and the load generator to the other. Prints one table and writes
+bench/results/serve-<date>.json (and .md).
+
+Usage: serve_bench.py [--seconds 8] [--overload-seconds 30] [--server-core 1] [--client-core 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import REPO, SLIPWAY, machine, table, write_results  # noqa: E402
+
+WORK = REPO / "bench" / "work" / "serve"
+BODIES = WORK / "bodies"
+LOADGEN = REPO / "target" / "release" / "examples" / "loadgen"
+BARE = REPO / "target" / "release" / "examples" / "bare_http"
+RUNTIME_BENCH = REPO / "target" / "release" / "examples" / "runtime_bench"
+VENV_PY = REPO / "bench" / ".venv-serve" / "bin" / "python"
+MLSERVER = REPO / "bench" / ".venv-serve" / "bin" / "mlserver"
+DATA = REPO / "data" / "breast_cancer.csv"
+LUA = REPO / "bench" / "wrk_post.lua"
+
+SLIPWAY_HTTP, SLIPWAY_GRPC = "127.0.0.1:18100", "127.0.0.1:18101"
+BARE_HTTP = "127.0.0.1:18090"
+MLSERVER_HTTP, MLSERVER_GRPC = "127.0.0.1:18080", "127.0.0.1:18081"
+
+
+def log(msg: str) -> None:
+    print(f"== {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list, **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=REPO, **kw)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+# ---------------------------------------------------------------- models and bodies
+
+
+def native_bodies() -> None:
+    """V2 bodies for the native packages: one FP64 [n] input per CSV column (JSON and binary)."""
+    with DATA.open() as f:
+        rows = list(csv.reader(f))
+    header, rows = rows[0], rows[1:]
+    features = [c for c in header if c != "diagnosis"]
+    idx = [header.index(c) for c in features]
+    for n in (1, 256):
+        cols = [[float(rows[r % len(rows)][i]) for r in range(n)] for i in idx]
+        body = {"inputs": [{"name": f, "datatype": "FP64", "shape": [n], "data": c} for f, c in zip(features, cols)]}
+        (BODIES / f"native_{n}.json").write_text(json.dumps(body))
+        head = {
+            "inputs": [
+                {"name": f, "datatype": "FP64", "shape": [n], "parameters": {"binary_data_size": 8 * n}}
+                for f in features
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+        h = json.dumps(head).encode()
+        blob = h + b"".join(struct.pack(f"<{n}d", *c) for c in cols)
+        (BODIES / f"native_{n}.bin").write_bytes(blob)
+        (BODIES / f"native_{n}.bin.hlen").write_text(str(len(h)))
+
+
+def make_models() -> None:
+    log("models: scikit-learn (MLServer, ONNX) and slipway train (native)")
+    run([VENV_PY, "bench/serve_models.py", WORK])
+    native_bodies()
+    for name, extra in (("logistic", ["--model", "logistic"]), ("mlp", ["--model", "mlp", "--hidden", "64,32", "--seed", "0"])):
+        out = WORK / "native" / name
+        if not (out / "slipway.json").exists():
+            run([SLIPWAY, "train", "--data", DATA, "--target", "diagnosis", "--name", name, "--out", out, *extra])
+    registry = WORK / "registry"
+    if not (registry / "registry.db").exists():
+        for name in ("logistic", "mlp"):
+            run([SLIPWAY, "import", WORK / "onnx" / f"{name}.onnx", "--name", f"{name}_onnx",
+                 "--features-from", DATA, "--target", "diagnosis", "--registry", registry])
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Server:
+    def __init__(self, cmd: list, ready_url: str, env: dict | None = None, core: int = 1):
+        e = os.environ.copy()
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(core), *map(str, cmd)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=e, start_new_session=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.1)
+        self.stop()
+        sys.exit(f"server did not become ready: {cmd}")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its children (MLServer forks workers)."""
+        total = 0
+        pids = [self.proc.pid]
+        try:
+            out = subprocess.run(["pgrep", "-s", str(self.proc.pid)], capture_output=True, text=True).stdout
+            pids = [int(p) for p in out.split()] or pids
+        except OSError:
+            pass
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return round(total / 1024, 1)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def slipway_server(core: int, extra: list[str] = ()) -> Server:
+    cmd = [SLIPWAY, "serve", WORK / "native" / "logistic", WORK / "native" / "mlp",
+           "--registry", WORK / "registry", "--model", "logistic_onnx", "--model", "mlp_onnx",
+           "--http", SLIPWAY_HTTP, "--grpc", SLIPWAY_GRPC, "--workers", "1", "--watch-ms", "0", *extra]
+    # Request logs at warn (failures only), as MLServer runs with debug off.
+    return Server(cmd, f"http://{SLIPWAY_HTTP}/v2/health/ready", {"SLIPWAY_LOG": "warn"}, core)
+
+
+# ---------------------------------------------------------------- load
+
+
+def to_ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def wrk(url: str, body: Path, conc: int, seconds: float, core: int) -> dict:
+    p = run(["taskset", "-c", core, "wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--latency", "-s", LUA, url, "--", body])
+    out = p.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"req_s": rps, "p50_ms": to_ms(lat.get("50", "")), "p99_ms": to_ms(lat.get("99", "")),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
+
+
+def loadgen(args: list, core: int) -> dict:
+    p = run(["taskset", "-c", core, LOADGEN, *args])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"req_s": r["ok_per_s"], "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "shed": r["shed"], "failed": r["failed"], "offered_s": r["offered_per_s"]}
+
+
+def hlen(body: Path) -> list[str]:
+    h = body.with_name(body.name + ".hlen")
+    return ["--header-len", h.read_text().strip()] if h.exists() else []
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--overload-seconds", type=float, default=30)
+    ap.add_argument("--server-core", type=int, default=1)
+    ap.add_argument("--client-core", type=int, default=0)
+    a = ap.parse_args()
+    sc, cc, secs = a.server_core, a.client_core, a.seconds
+    make_models()
+    results: list[dict] = []
+
+    def add(server, model, protocol, rows, conc, r):
+        r = {"server": server, "model": model, "protocol": protocol, "rows": rows, "concurrency": conc, **r}
+        r["rows_s"] = r["req_s"] * rows
+        results.append(r)
+        log(f"{server} {model} {protocol} rows={rows} c={conc}: {r['req_s']:.0f} req/s p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms")
+        return r
+
+    # The HTTP ceiling.
+    log("bare axum")
+    bare = subprocess.Popen(["taskset", "-c", str(sc), str(BARE), BARE_HTTP], stdout=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(0.5)
+    for c in (32, 64):
+        add("bare-axum", "-", "rest", 1, c, wrk(f"http://{BARE_HTTP}/v2/models/m/infer", BODIES / "onnx_1.json", c, secs, cc))
+    os.killpg(bare.pid, signal.SIGTERM)
+    bare.wait()
+
+    # Slipway, batching on (the default).
+    log("slipway")
+    srv = slipway_server(sc)
+    base = f"http://{SLIPWAY_HTTP}/v2/models"
+    rss = {"slipway_start_mb": srv.rss_mb()}
+    cases = [("mlp", "native_1.json"), ("logistic", "native_1.json"), ("mlp_onnx", "onnx_1.json"), ("logistic_onnx", "onnx_1.json")]
+    for model, body in cases:
+        for c in (1, 8, 32, 64):
+            add("slipway", model, "rest", 1, c, wrk(f"{base}/{model}/infer", BODIES / body, c, secs, cc))
+    for model, body in [("mlp", "native_256.json"), ("mlp_onnx", "onnx_256.json"), ("logistic", "native_256.json"), ("logistic_onnx", "onnx_256.json")]:
+        add("slipway", model, "rest", 256, 8, wrk(f"{base}/{model}/infer", BODIES / body, 8, secs, cc))
+    for model, body in [("mlp", "native_256.bin"), ("mlp_onnx", "onnx_256.bin")]:
+        add("slipway", model, "rest-binary", 256, 8, wrk(f"{base}/{model}/infer", BODIES / body, 8, secs, cc))
+    for model, body in [("mlp", "native_1.json"), ("mlp_onnx", "onnx_1.json")]:
+        for c in (1, 8, 32, 64):
+            add("slipway", model, "grpc", 1, c, loadgen(["--grpc", SLIPWAY_GRPC, "--model", model, "--body", BODIES / body,
+                                                         "--concurrency", c, "--seconds", secs], cc))
+    add("slipway", "mlp_onnx", "grpc", 256, 8, loadgen(["--grpc", SLIPWAY_GRPC, "--model", "mlp_onnx", "--body", BODIES / "onnx_256.bin",
+                                                        *hlen(BODIES / "onnx_256.bin"), "--concurrency", 8, "--seconds", secs], cc))
+    rss["slipway_after_load_mb"] = srv.rss_mb()
+
+    # Overload: twice the best closed-loop single-row rate, open loop, for 30 s.
+    sustainable = max(r["req_s"] for r in results if r["server"] == "slipway" and r["model"] == "mlp" and r["protocol"] == "rest" and r["rows"] == 1)
+    rate = 2 * sustainable
+    log(f"overload: {rate:.0f} req/s offered for {a.overload_seconds:.0f} s")
+    samples = []
+    gen = subprocess.Popen(["taskset", "-c", str(cc), str(LOADGEN), "--url", f"{base}/mlp/infer", "--body", str(BODIES / "native_1.json"),
+                            "--rate", str(rate), "--concurrency", "512", "--seconds", str(a.overload_seconds)],
+                           stdout=subprocess.PIPE, text=True, cwd=REPO)
+    while gen.poll() is None:
+        samples.append(srv.rss_mb())
+        time.sleep(1)
+    over = json.loads(gen.stdout.read().strip().splitlines()[-1])
+    overload = {"offered_target_s": rate, **over, "rss_mb_samples": samples}
+    srv.stop()
+
+    # Batching off, for the ratio.
+    log("slipway, batching off")
+    srv = slipway_server(sc, ["--max-batch-size", "0"])
+    for c in (64,):
+        add("slipway-nobatch", "mlp", "rest", 1, c, wrk(f"{base}/mlp/infer", BODIES / "native_1.json", c, secs, cc))
+        add("slipway-nobatch", "mlp_onnx", "rest", 1, c, wrk(f"{base}/mlp_onnx/infer", BODIES / "onnx_1.json", c, secs, cc))
+    srv.stop()
+
+    # MLServer, both worker settings.
+    for pw in (0, 1):
+        log(f"mlserver parallel_workers={pw}")
+        run([VENV_PY, "bench/serve_models.py", WORK, "--parallel-workers", pw])
+        srv = Server([MLSERVER, "start", WORK / "mlserver"], f"http://{MLSERVER_HTTP}/v2/health/ready", core=sc)
+        name = f"mlserver-pw{pw}"
+        for model in ("mlp", "logistic"):
+            for c in (1, 8, 32, 64):
+                add(name, model, "rest", 1, c, wrk(f"http://{MLSERVER_HTTP}/v2/models/{model}/infer", BODIES / f"mlserver_{model}_1.json", c, secs, cc))
+            add(name, model, "rest", 256, 8, wrk(f"http://{MLSERVER_HTTP}/v2/models/{model}/infer", BODIES / f"mlserver_{model}_256.json", 8, secs, cc))
+        add(name, "mlp", "grpc", 1, 32, loadgen(["--grpc", MLSERVER_GRPC, "--model", "mlp", "--body", BODIES / "mlserver_mlp_1.json",
+                                                 "--concurrency", 32, "--seconds", secs], cc))
+        rss[f"{name}_mb"] = srv.rss_mb()
+        srv.stop()
+
+    # Compute anchors, in-process, one thread.
+    log("onnxruntime and slipway in-process")
+    ort = json.loads(run(["taskset", "-c", sc, VENV_PY, "bench/ort_bench.py", WORK]).stdout.strip().splitlines()[-1])
+    compute = {}
+    for model in ("logistic", "mlp"):
+        fixture = WORK / "onnx" / f"{model}.json"
+        fixture.write_text((BODIES / "onnx_256.json").read_text())
+        lines = run(["taskset", "-c", sc, RUNTIME_BENCH, "--rows", "1,256", WORK / "onnx" / f"{model}.onnx"]).stdout
+        compute[model] = json.loads(lines.strip().splitlines()[-1])
+
+    # Ratios against the issue's targets.
+    def best(server_prefix, model, protocol="rest", rows=1, conc=None):
+        xs = [r for r in results if r["server"].startswith(server_prefix) and r["model"] == model
+              and r["protocol"] == protocol and r["rows"] == rows and (conc is None or r["concurrency"] == conc)]
+        return max(xs, key=lambda r: r["req_s"]) if xs else None
+
+    ceiling = best("bare-axum", "-", conc=32)["req_s"]
+    s32 = best("slipway", "mlp", conc=32)
+    m32 = best("mlserver", "mlp", conc=32)
+    s8 = best("slipway", "mlp", conc=8)
+    s256 = best("slipway", "mlp", rows=256)
+    m256 = best("mlserver", "mlp", rows=256)
+    sbin = max(r["rows_s"] for r in results if r["protocol"] == "rest-binary")
+    on64 = best("slipway", "mlp", conc=64)["req_s"]
+    off64 = best("slipway-nobatch", "mlp", conc=64)["req_s"]
+    ort_row = ort["mlp"]["ort_batch256_us_per_row"]
+    sw_row = next((b["us_per_row"] for b in compute["mlp"].get("batches", []) if b["rows"] == 256), None)
+    targets = [
+        ["single-row REST c=32, Slipway / MLServer best", f"{s32['req_s'] / m32['req_s']:.0f}×", "≥ 50×"],
+        ["single-row REST c=32, Slipway / bare axum", f"{s32['req_s'] / ceiling:.2f}", "≥ 0.5"],
+        ["p99 at c=8 (Slipway MLP)", f"{s8['p99_ms']:.2f} ms", "≤ 2 ms"],
+        ["256-row JSON rows/s, Slipway / MLServer best", f"{s256['rows_s'] / m256['rows_s']:.1f}×", "≥ 5×"],
+        ["256-row binary rows/s", f"{sbin:,.0f}", "≥ 2,000,000"],
+        ["batching on / off, 64 clients", f"{on64 / off64:.2f}×", "≥ 2×"],
+        ["overload: accepted p99", f"{overload['p99_us'] / 1000:.2f} ms", "< 10 ms"],
+        ["overload: shed / failed", f"{overload['shed']} / {overload['failed']}", "shed > 0, failed 0"],
+        ["overload: RSS first → last", f"{samples[0] if samples else 0} → {samples[-1] if samples else 0} MB", "flat"],
+        ["ONNX MLP per-row compute at 256, Slipway / onnxruntime", f"{(sw_row or float('nan')) / ort_row:.2f}×" if sw_row else "see compute", "≤ 1.5×"],
+    ]
+
+    rows_md = [[r["server"], r["model"], r["protocol"], str(r["rows"]), str(r["concurrency"]), f"{r['req_s']:,.0f}",
+                f"{r['rows_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"] for r in results]
+    md = "\n\n".join([
+        table(["server", "model", "protocol", "rows", "clients", "req/s", "rows/s", "p50 ms", "p99 ms"], rows_md),
+        table(["figure", "measured", "target"], targets),
+        f"onnxruntime in-process: {json.dumps(ort)}\n\nslipway in-process: {json.dumps(compute)}\n\nRSS: {json.dumps(rss)}",
+    ])
+    print(md)
+    path = write_results("serve", {"machine": machine(), "results": results, "overload": overload, "rss": rss,
+                                   "onnxruntime": ort, "slipway_compute": compute, "targets": targets,
+                                   "seconds": secs, "server_core": sc, "client_core": cc}, md)
+    log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
