@@ -45,6 +45,9 @@ pub struct Served {
     /// Its queue and worker threads; they stop once this version is dropped and its queue is
     /// empty.
     pub scheduler: Scheduler,
+    /// What a front door keeps per served version (the server's metric handles), made on the
+    /// first request so later ones look nothing up.
+    pub front_door: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Counters of one served version, updated without locks.
@@ -210,6 +213,7 @@ impl Engine {
             model: loaded.model,
             stats: Stats::default(),
             scheduler,
+            front_door: std::sync::OnceLock::new(),
         });
         let _w = self.writer.lock();
         let mut next = (*self.models.load_full()).clone();

@@ -348,9 +348,12 @@ impl Model for NativeModel {
             out.rows()
                 .into_iter()
                 .map(|r| {
-                    self.label(&r.to_vec(), self.threshold())
-                        .as_bytes()
-                        .to_vec()
+                    // Rows of the forward pass's output are contiguous: no copy per row.
+                    let label = match r.as_slice() {
+                        Some(row) => self.label(row, self.threshold()),
+                        None => self.label(&r.to_vec(), self.threshold()),
+                    };
+                    label.as_bytes().to_vec()
                 })
                 .collect::<Vec<_>>()
         };

@@ -28,9 +28,7 @@ fn main() {
                 ([("content-type", "application/json")], REPLY)
             }),
         );
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .expect("binding");
+        let listener = tokio::net::TcpListener::bind(&addr).await.expect("binding");
         println!("bare http on {}", listener.local_addr().expect("address"));
         axum::serve(
             listener.tap_io(|tcp| {

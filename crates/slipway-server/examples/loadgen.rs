@@ -115,7 +115,12 @@ impl Clock {
 }
 
 async fn rest_client(args: Arc<Args>, clock: Arc<Clock>) -> Tally {
-    let url: hyper::Uri = args.url.as_deref().unwrap_or_default().parse().expect("URL");
+    let url: hyper::Uri = args
+        .url
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .expect("URL");
     let authority = url.authority().expect("host:port").clone();
     let stream = tokio::net::TcpStream::connect(authority.as_str())
         .await

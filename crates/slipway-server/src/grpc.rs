@@ -283,15 +283,8 @@ impl Grpc {
                 None,
             ),
         };
-        st.metrics.record(
-            &served.name,
-            &served.version,
-            "grpc",
-            outcome,
-            start.elapsed(),
-            timing,
-            rows,
-        );
+        st.metrics
+            .record(&served, "grpc", outcome, start.elapsed(), timing, rows);
         result.map(|(r, _, _)| r)
     }
 }

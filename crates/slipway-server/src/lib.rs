@@ -447,15 +447,8 @@ async fn run_infer(
         ),
         Err(e) => (outcome_of(e), None, None),
     };
-    st.metrics.record(
-        &served.name,
-        &served.version,
-        "rest_v2",
-        outcome,
-        start.elapsed(),
-        timing,
-        rows,
-    );
+    st.metrics
+        .record(&served, "rest_v2", outcome, start.elapsed(), timing, rows);
     result.map(|(r, _, _)| r)
 }
 
@@ -585,8 +578,7 @@ async fn v1_predict(
     let result = st.engine.infer_timed(Arc::clone(&served), inputs).await;
     match &result {
         Ok((_, t)) => st.metrics.record(
-            &served.name,
-            &served.version,
+            &served,
             "rest_v1",
             "ok",
             start.elapsed(),
@@ -594,8 +586,7 @@ async fn v1_predict(
             Some(t.batch_rows),
         ),
         Err(e) => st.metrics.record(
-            &served.name,
-            &served.version,
+            &served,
             "rest_v1",
             match e {
                 EngineError::NotFound(_) => "not_found",

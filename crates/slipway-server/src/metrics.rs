@@ -2,26 +2,129 @@
 //! (queue, compute, total); rows per request; requests in flight; the models loaded; and the
 //! process's own figures. Rendered at `GET /metrics` in the OpenMetrics text format.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use slipway_engine::Engine;
+use slipway_engine::{Engine, Served};
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A histogram whose observations are atomic adds, so recording one takes no lock
+/// (prometheus-client's own takes a write lock per observation).
+#[derive(Clone, Debug)]
+pub struct AtomicHistogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds, the last `f64::MAX` (+Inf).
+    bounds: Vec<f64>,
+    counts: Vec<AtomicU64>,
+    sum_bits: AtomicU64,
+    count: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
+        let mut bounds: Vec<f64> = bounds.into_iter().collect();
+        bounds.push(f64::MAX);
+        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
+        AtomicHistogram(Arc::new(HistogramCells {
+            bounds,
+            counts,
+            sum_bits: AtomicU64::new(0f64.to_bits()),
+            count: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn observe(&self, v: f64) {
+        let c = &self.0;
+        let i = c
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(c.bounds.len() - 1);
+        c.counts[i].fetch_add(1, Relaxed);
+        c.count.fetch_add(1, Relaxed);
+        let mut current = c.sum_bits.load(Relaxed);
+        loop {
+            let next = (f64::from_bits(current) + v).to_bits();
+            match c
+                .sum_bits
+                .compare_exchange_weak(current, next, Relaxed, Relaxed)
+            {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        let buckets: Vec<(f64, u64)> = c
+            .bounds
+            .iter()
+            .zip(&c.counts)
+            .map(|(&b, n)| (b, n.load(Relaxed)))
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(
+            f64::from_bits(c.sum_bits.load(Relaxed)),
+            c.count.load(Relaxed),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+type Histogram = AtomicHistogram;
+
 fn latency() -> Histogram {
     // 10 µs to ~5 s.
-    Histogram::new(exponential_buckets(1e-5, 2.0, 20))
+    AtomicHistogram::new(exponential_buckets(1e-5, 2.0, 20))
 }
 
 fn rows() -> Histogram {
-    Histogram::new(exponential_buckets(1.0, 2.0, 14))
+    AtomicHistogram::new(exponential_buckets(1.0, 2.0, 14))
+}
+
+const PROTOCOLS: [&str; 3] = ["rest_v2", "rest_v1", "grpc"];
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "invalid",
+    "not_found",
+    "unavailable",
+    "overloaded",
+    "error",
+];
+
+/// One served version's metric handles, made on its first request and kept on the version
+/// (`Served::front_door`), so recording a request looks nothing up and takes no lock.
+struct Handles {
+    owner: u64,
+    /// By protocol, then outcome; each made on first use, so unused series stay absent.
+    requests: [[std::sync::OnceLock<Counter>; 6]; 3],
+    total: [std::sync::OnceLock<Histogram>; 3],
+    queue: Histogram,
+    compute: Histogram,
+    rows: Histogram,
 }
 
 /// The server's metrics.
@@ -35,6 +138,8 @@ pub struct Metrics {
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
     models: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     _start: Gauge<f64, AtomicU64>,
+    /// Tells this registry's handles from another's kept on the same version.
+    id: u64,
 }
 
 impl Default for Metrics {
@@ -109,6 +214,22 @@ impl Metrics {
             in_flight,
             models,
             _start: start,
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                NEXT.fetch_add(1, Relaxed)
+            },
+        }
+    }
+
+    fn handles(&self, served: &Served) -> Handles {
+        let by_model: Labels = vec![("model", served.name.clone())];
+        Handles {
+            owner: self.id,
+            requests: Default::default(),
+            total: Default::default(),
+            queue: self.queue.get_or_create(&by_model).clone(),
+            compute: self.compute.get_or_create(&by_model).clone(),
+            rows: self.rows.get_or_create(&by_model).clone(),
         }
     }
 
@@ -118,43 +239,56 @@ impl Metrics {
         InFlight(self)
     }
 
-    /// Records one answered (or refused) request.
-    #[allow(clippy::too_many_arguments)]
+    /// Records one answered (or refused) request to `served`.
     pub fn record(
         &self,
-        model: &str,
-        version: &str,
+        served: &Served,
         protocol: &'static str,
         outcome: &'static str,
         total: Duration,
         engine: Option<(Duration, Duration)>,
         rows: Option<usize>,
     ) {
-        let labels: Labels = vec![
-            ("model", model.to_string()),
-            ("version", version.to_string()),
-            ("protocol", protocol.to_string()),
-            ("outcome", outcome.to_string()),
-        ];
-        self.requests.get_or_create(&labels).inc();
-        let short: Labels = vec![
-            ("model", model.to_string()),
-            ("protocol", protocol.to_string()),
-        ];
-        self.total
-            .get_or_create(&short)
+        let slot = served
+            .front_door
+            .get_or_init(|| Box::new(self.handles(served)));
+        let own;
+        let h = match slot.downcast_ref::<Handles>() {
+            Some(h) if h.owner == self.id => h,
+            // Another registry's handles (two servers over one engine): make ours for this call.
+            Some(_) | None => {
+                own = self.handles(served);
+                &own
+            }
+        };
+        let p = PROTOCOLS.iter().position(|&x| x == protocol).unwrap_or(0);
+        let o = OUTCOMES.iter().position(|&x| x == outcome).unwrap_or(5);
+        h.requests[p][o]
+            .get_or_init(|| {
+                let labels: Labels = vec![
+                    ("model", served.name.clone()),
+                    ("version", served.version.clone()),
+                    ("protocol", PROTOCOLS[p].to_string()),
+                    ("outcome", OUTCOMES[o].to_string()),
+                ];
+                self.requests.get_or_create(&labels).clone()
+            })
+            .inc();
+        h.total[p]
+            .get_or_init(|| {
+                let labels: Labels = vec![
+                    ("model", served.name.clone()),
+                    ("protocol", PROTOCOLS[p].to_string()),
+                ];
+                self.total.get_or_create(&labels).clone()
+            })
             .observe(total.as_secs_f64());
-        let by_model: Labels = vec![("model", model.to_string())];
         if let Some((queue, compute)) = engine {
-            self.queue
-                .get_or_create(&by_model)
-                .observe(queue.as_secs_f64());
-            self.compute
-                .get_or_create(&by_model)
-                .observe(compute.as_secs_f64());
+            h.queue.observe(queue.as_secs_f64());
+            h.compute.observe(compute.as_secs_f64());
         }
         if let Some(n) = rows {
-            self.rows.get_or_create(&by_model).observe(n as f64);
+            h.rows.observe(n as f64);
         }
     }
 

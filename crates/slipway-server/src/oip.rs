@@ -4,7 +4,9 @@
 // Datatypes and JSON values: the catch-all arm is the refusal of every other kind.
 #![allow(clippy::wildcard_enum_match_arm)]
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
+#[cfg(test)]
+use serde_json::json;
 use slipway_core::{DataType, Tensor, TensorData};
 
 /// A bad request, with the text the client sees in `{"error": …}`.
@@ -98,92 +100,249 @@ fn round_float(dt: DataType, x: f64) -> f32 {
     }
 }
 
-/// Flattens nested JSON arrays (depth ≤ 100), in row-major order.
-fn flatten<'a>(v: &'a Json, out: &mut Vec<&'a Json>, depth: usize) -> Result<(), BadRequest> {
-    if depth > 100 {
-        return bad("`data` is nested more than 100 deep");
-    }
-    match v {
-        Json::Array(items) => {
-            for i in items {
-                flatten(i, out, depth + 1)?;
-            }
-        }
-        other => out.push(other),
-    }
-    Ok(())
+/// Where the elements of a JSON `data` array go: straight into the typed buffer of the
+/// input's held type, with no JSON tree in between.
+trait Sink {
+    fn f64(&mut self, v: f64) -> Result<(), String>;
+    fn i64(&mut self, v: i128) -> Result<(), String>;
+    fn bool(&mut self, v: bool) -> Result<(), String>;
+    fn str(&mut self, v: &str) -> Result<(), String>;
+    fn len(&self) -> usize;
 }
 
+fn not_a(what: &str, sink: &dyn Sink) -> String {
+    format!("element {} is not {what}", sink.len())
+}
+
+struct Floats32(Vec<f32>, DataType);
+impl Sink for Floats32 {
+    fn f64(&mut self, v: f64) -> Result<(), String> {
+        self.0.push(round_float(self.1, v));
+        Ok(())
+    }
+    fn i64(&mut self, v: i128) -> Result<(), String> {
+        self.f64(v as f64)
+    }
+    fn bool(&mut self, _: bool) -> Result<(), String> {
+        Err(not_a("a number", self))
+    }
+    fn str(&mut self, _: &str) -> Result<(), String> {
+        Err(not_a("a number", self))
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+struct Floats64(Vec<f64>);
+impl Sink for Floats64 {
+    fn f64(&mut self, v: f64) -> Result<(), String> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn i64(&mut self, v: i128) -> Result<(), String> {
+        self.f64(v as f64)
+    }
+    fn bool(&mut self, _: bool) -> Result<(), String> {
+        Err(not_a("a number", self))
+    }
+    fn str(&mut self, _: &str) -> Result<(), String> {
+        Err(not_a("a number", self))
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Integers, range-checked against the wire type; whole floats (`3.0`) are accepted, as
+/// numpy-based clients send them.
+struct Ints(Vec<i64>, DataType);
+impl Sink for Ints {
+    fn f64(&mut self, v: f64) -> Result<(), String> {
+        if v.fract() == 0.0 && v.abs() < 1.8e19 {
+            self.i64(v as i128)
+        } else {
+            Err(not_a("an integer", self))
+        }
+    }
+    fn i64(&mut self, v: i128) -> Result<(), String> {
+        let (lo, hi) = int_range(self.1);
+        if v < lo || v > hi {
+            return Err(format!(
+                "element {} is {v}, outside {}'s range {lo}..={hi}",
+                self.0.len(),
+                self.1
+            ));
+        }
+        self.0.push(v as i64);
+        Ok(())
+    }
+    fn bool(&mut self, _: bool) -> Result<(), String> {
+        Err(not_a("an integer", self))
+    }
+    fn str(&mut self, _: &str) -> Result<(), String> {
+        Err(not_a("an integer", self))
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+struct Bools(Vec<bool>);
+impl Sink for Bools {
+    fn f64(&mut self, _: f64) -> Result<(), String> {
+        Err(not_a("true or false", self))
+    }
+    fn i64(&mut self, _: i128) -> Result<(), String> {
+        Err(not_a("true or false", self))
+    }
+    fn bool(&mut self, v: bool) -> Result<(), String> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn str(&mut self, _: &str) -> Result<(), String> {
+        Err(not_a("true or false", self))
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+struct Strings(Vec<Vec<u8>>);
+impl Sink for Strings {
+    fn f64(&mut self, _: f64) -> Result<(), String> {
+        Err(not_a("a string", self))
+    }
+    fn i64(&mut self, _: i128) -> Result<(), String> {
+        Err(not_a("a string", self))
+    }
+    fn bool(&mut self, _: bool) -> Result<(), String> {
+        Err(not_a("a string", self))
+    }
+    fn str(&mut self, v: &str) -> Result<(), String> {
+        self.0.push(v.as_bytes().to_vec());
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Reads a `data` value, flat or nested (depth ≤ 100), into a sink, in row-major order.
+struct Flat<'s> {
+    sink: &'s mut dyn Sink,
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Flat<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Flat<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an element or an array of elements")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.depth >= 100 {
+            return Err(serde::de::Error::custom(
+                "`data` is nested more than 100 deep",
+            ));
+        }
+        while seq
+            .next_element_seed(Flat {
+                sink: &mut *self.sink,
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.sink.f64(v).map_err(E::custom)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.sink.i64(v.into()).map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.sink.i64(v.into()).map_err(E::custom)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.sink.bool(v).map_err(E::custom)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.sink.str(v).map_err(E::custom)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom(format!("element {} is null", self.sink.len())))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(serde::de::Error::custom(format!(
+            "element {} is an object",
+            self.sink.len()
+        )))
+    }
+}
+
+/// Decodes input `name`'s JSON `data` (its raw text) as wire type `dt`, `count` elements.
 fn json_data(
     name: &str,
     dt: DataType,
-    data: &Json,
+    data: &serde_json::value::RawValue,
     count: usize,
 ) -> Result<TensorData, BadRequest> {
-    let mut flat = Vec::with_capacity(count.min(1 << 20));
-    flatten(data, &mut flat, 0)?;
-    if flat.len() != count {
-        return bad(format!(
-            "input `{name}` has {} elements in `data`, its shape needs {count}",
-            flat.len()
-        ));
-    }
-    let wrong =
-        |i: usize, want: &str| BadRequest(format!("input `{name}` element {i} is not {want}"));
+    let cap = count.min(1 << 20);
     Ok(match held(dt) {
-        DataType::Fp32 => TensorData::Fp32(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_f64()
-                        .map(|x| round_float(dt, x))
-                        .ok_or_else(|| wrong(i, "a number"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Fp64 => TensorData::Fp64(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| v.as_f64().ok_or_else(|| wrong(i, "a number")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Int64 => TensorData::Int64(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    // Integers may come as whole floats (`3.0`), as numpy-based clients send.
-                    let n = v
-                        .as_i64()
-                        .map(i128::from)
-                        .or_else(|| v.as_u64().map(i128::from))
-                        .or_else(|| {
-                            v.as_f64()
-                                .filter(|f| f.fract() == 0.0 && f.abs() < 1.8e19)
-                                .map(|f| f as i128)
-                        })
-                        .ok_or_else(|| wrong(i, "an integer"))?;
-                    narrow(name, dt, i, n)
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Bool => TensorData::Bool(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| v.as_bool().ok_or_else(|| wrong(i, "true or false")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Bytes => TensorData::Bytes(
-            flat.iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_str()
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| wrong(i, "a string"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        DataType::Fp32 => {
+            TensorData::Fp32(fill(name, data, count, Floats32(Vec::with_capacity(cap), dt))?.0)
+        }
+        DataType::Fp64 => {
+            TensorData::Fp64(fill(name, data, count, Floats64(Vec::with_capacity(cap)))?.0)
+        }
+        DataType::Int64 => {
+            TensorData::Int64(fill(name, data, count, Ints(Vec::with_capacity(cap), dt))?.0)
+        }
+        DataType::Bool => {
+            TensorData::Bool(fill(name, data, count, Bools(Vec::with_capacity(cap)))?.0)
+        }
+        DataType::Bytes => {
+            TensorData::Bytes(fill(name, data, count, Strings(Vec::with_capacity(cap)))?.0)
+        }
         other => return bad(format!("datatype {other} is not supported")),
     })
+}
+
+/// Runs the `data` text through a sink and checks the element count.
+fn fill<S: Sink>(
+    name: &str,
+    data: &serde_json::value::RawValue,
+    count: usize,
+    mut sink: S,
+) -> Result<S, BadRequest> {
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    serde::de::DeserializeSeed::deserialize(
+        Flat {
+            sink: &mut sink,
+            depth: 0,
+        },
+        &mut de,
+    )
+    .map_err(|e| {
+        // serde_json appends the position within `data`, which would only confuse.
+        let text = e.to_string();
+        let text = text.split(" at line ").next().unwrap_or(&text).to_string();
+        BadRequest(format!("input `{name}` {text}"))
+    })?;
+    if sink.len() != count {
+        return bad(format!(
+            "input `{name}` has {} elements in `data`, its shape needs {count}",
+            sink.len()
+        ));
+    }
+    Ok(sink)
 }
 
 /// Decodes one binary block (REST) or raw content (gRPC) of `count` elements of wire type
@@ -349,6 +508,34 @@ pub fn conform(
     Ok(())
 }
 
+/// An inference request's JSON header. Tensor `data` stays raw text until the datatype is
+/// known, then goes straight into a typed buffer.
+#[derive(serde::Deserialize)]
+struct WireRequest<'a> {
+    #[serde(default)]
+    id: Option<Json>,
+    #[serde(default, borrow)]
+    inputs: Option<Vec<WireInput<'a>>>,
+    #[serde(default)]
+    outputs: Option<Json>,
+    #[serde(default)]
+    parameters: Option<Json>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireInput<'a> {
+    #[serde(default)]
+    name: Option<Json>,
+    #[serde(default)]
+    datatype: Option<Json>,
+    #[serde(default)]
+    shape: Option<Json>,
+    #[serde(default)]
+    parameters: Option<Json>,
+    #[serde(default, borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
 /// Parses `/infer`'s body. `header_len` is `Inference-Header-Content-Length`, if sent.
 pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, BadRequest> {
     let header_len = header_len.unwrap_or(body.len());
@@ -363,17 +550,22 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
             "a raw binary request (Inference-Header-Content-Length: 0) is not supported; send a JSON header",
         );
     }
-    let header: Json = serde_json::from_slice(&body[..header_len])
-        .map_err(|e| BadRequest(format!("the request is not valid JSON: {e}")))?;
-    let Some(obj) = header.as_object() else {
-        return bad("the request must be a JSON object");
-    };
-    let id = obj
-        .get("id")
+    let header: WireRequest<'_> = serde_json::from_slice(&body[..header_len]).map_err(|e| {
+        if e.is_data() {
+            BadRequest(format!(
+                "the request must be a JSON object with an `inputs` array of tensors: {e}"
+            ))
+        } else {
+            BadRequest(format!("the request is not valid JSON: {e}"))
+        }
+    })?;
+    let id = header
+        .id
+        .as_ref()
         .and_then(Json::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let Some(inputs_json) = obj.get("inputs").and_then(Json::as_array) else {
+    let Some(inputs_json) = header.inputs.as_ref() else {
         return bad("the request has no `inputs` array");
     };
     let mut rest = &body[header_len..];
@@ -381,18 +573,21 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
     let mut wire = Vec::with_capacity(inputs_json.len());
     for (k, input) in inputs_json.iter().enumerate() {
         let name = input
-            .get("name")
+            .name
+            .as_ref()
             .and_then(Json::as_str)
             .ok_or_else(|| BadRequest(format!("input {k} has no `name`")))?
             .to_string();
         let dt = datatype(
             input
-                .get("datatype")
+                .datatype
+                .as_ref()
                 .and_then(Json::as_str)
                 .ok_or_else(|| BadRequest(format!("input `{name}` has no `datatype`")))?,
         )?;
         let shape: Vec<usize> = input
-            .get("shape")
+            .shape
+            .as_ref()
             .and_then(Json::as_array)
             .ok_or_else(|| BadRequest(format!("input `{name}` has no `shape`")))?
             .iter()
@@ -409,9 +604,10 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
             .filter(|&c| c <= 1 << 28)
             .ok_or_else(|| BadRequest(format!("input `{name}`: shape {shape:?} is too large")))?;
         let binary_size = input
-            .get("parameters")
+            .parameters
+            .as_ref()
             .and_then(|p| p.get("binary_data_size"));
-        let data = input.get("data");
+        let data = input.data;
         let data = match (data, binary_size) {
             (Some(d), None) => json_data(&name, dt, d, count)?,
             (None, Some(n)) => {
@@ -448,12 +644,13 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
             rest.len()
         ));
     }
-    let binary_output = obj
-        .get("parameters")
+    let binary_output = header
+        .parameters
+        .as_ref()
         .and_then(|p| p.get("binary_data_output"))
         .and_then(Json::as_bool)
         .unwrap_or(false);
-    let outputs = match obj.get("outputs") {
+    let outputs = match header.outputs.as_ref() {
         None | Some(Json::Null) => None,
         Some(Json::Array(list)) => Some(
             list.iter()
@@ -486,6 +683,56 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
     })
 }
 
+/// A response's JSON header, written straight from the tensors (no JSON tree).
+#[derive(serde::Serialize)]
+struct OutHead<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<OutTensor<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OutTensor<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Elements<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
+}
+
+/// A tensor's elements as a flat JSON array; NaN and infinities, which JSON cannot hold,
+/// become `null` (serde_json's rule).
+struct Elements<'a>(&'a TensorData);
+
+impl serde::Serialize for Elements<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            TensorData::Bool(v) => v.serialize(s),
+            TensorData::Int64(v) => v.serialize(s),
+            TensorData::Fp32(v) => v.serialize(s),
+            TensorData::Fp64(v) => v.serialize(s),
+            TensorData::Bytes(v) => {
+                use serde::ser::SerializeSeq;
+                let mut seq = s.serialize_seq(Some(v.len()))?;
+                for b in v {
+                    seq.serialize_element(&String::from_utf8_lossy(b))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 fn json_elements(d: &TensorData) -> Json {
     match d {
         TensorData::Bool(v) => json!(v),
@@ -561,32 +808,36 @@ pub fn encode_response(
     };
     let mut blocks = Vec::new();
     let mut outs = Vec::with_capacity(chosen.len());
-    for (t, binary) in chosen {
-        let mut o = Map::new();
-        o.insert("name".into(), json!(t.name));
-        o.insert("datatype".into(), json!(t.data.datatype().as_str()));
-        o.insert("shape".into(), json!(t.shape));
-        if binary {
+    for (t, binary) in &chosen {
+        if *binary {
             let block = binary_block(&t.data);
-            o.insert(
-                "parameters".into(),
-                json!({"binary_data_size": block.len()}),
-            );
+            outs.push(OutTensor {
+                name: &t.name,
+                datatype: t.data.datatype().as_str(),
+                shape: &t.shape,
+                parameters: Some(BinarySize {
+                    binary_data_size: block.len(),
+                }),
+                data: None,
+            });
             blocks.push(block);
         } else {
-            o.insert("data".into(), json_elements(&t.data));
+            outs.push(OutTensor {
+                name: &t.name,
+                datatype: t.data.datatype().as_str(),
+                shape: &t.shape,
+                parameters: None,
+                data: Some(Elements(&t.data)),
+            });
         }
-        outs.push(Json::Object(o));
     }
-    let mut head = Map::new();
-    head.insert("model_name".into(), json!(model));
-    head.insert("model_version".into(), json!(version));
-    if let Some(id) = &request.id {
-        head.insert("id".into(), json!(id));
-    }
-    head.insert("outputs".into(), Json::Array(outs));
-    let mut body =
-        serde_json::to_vec(&Json::Object(head)).map_err(|e| BadRequest(e.to_string()))?;
+    let head = OutHead {
+        model_name: model,
+        model_version: version,
+        id: request.id.as_deref(),
+        outputs: outs,
+    };
+    let mut body = serde_json::to_vec(&head).map_err(|e| BadRequest(e.to_string()))?;
     let header_len = body.len();
     let binary = blocks.iter().any(|b| !b.is_empty());
     for b in blocks {
