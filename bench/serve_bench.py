@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -88,28 +89,38 @@ def make_models() -> None:
             run([SLIPWAY, "train", "--data", DATA, "--target", "diagnosis", "--name", name, "--out", out, *extra])
     registry = WORK / "registry"
     if not (registry / "registry.db").exists():
+        # scikit-learn orders classes alphabetically: probabilities are [benign, malignant].
         for name in ("logistic", "mlp"):
             run([SLIPWAY, "import", WORK / "onnx" / f"{name}.onnx", "--name", f"{name}_onnx",
-                 "--features-from", DATA, "--target", "diagnosis", "--registry", registry])
+                 "--features-from", DATA, "--target", "diagnosis", "--classes", "benign,malignant",
+                 "--registry", registry])
 
 
 # ---------------------------------------------------------------- servers
 
 
+STARTED: list = []
+
+
 class Server:
-    def __init__(self, cmd: list, ready_url: str, env: dict | None = None, core: int = 1):
+    def __init__(self, cmd: list, ready_url: str, env: dict | None = None, core: int = 1, any_status: bool = False):
         e = os.environ.copy()
         e.update(env or {})
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(core), *map(str, cmd)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=e, start_new_session=True,
         )
+        STARTED.append(self)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
                 with urllib.request.urlopen(ready_url, timeout=1) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError:
+                if any_status:  # answering at all is ready enough (the bare handler has one route)
+                    return
+                time.sleep(0.1)
             except Exception:
                 time.sleep(0.1)
         self.stop()
@@ -134,10 +145,14 @@ class Server:
         return round(total / 1024, 1)
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
@@ -161,7 +176,7 @@ def to_ms(text: str) -> float:
 
 
 def wrk(url: str, body: Path, conc: int, seconds: float, core: int) -> dict:
-    p = run(["taskset", "-c", core, "wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--latency", "-s", LUA, url, "--", body])
+    p = run(["taskset", "-c", core, "wrk", "-t1", f"-c{conc}", f"-d{int(seconds)}s", "--latency", "-s", LUA, url, "--", body])
     out = p.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
@@ -197,6 +212,10 @@ def main() -> None:
     make_models()
     results: list[dict] = []
 
+    def best_rate(server, model, protocol, rows):
+        return max(r["req_s"] for r in results if r["server"] == server and r["model"] == model
+                   and r["protocol"] == protocol and r["rows"] == rows)
+
     def add(server, model, protocol, rows, conc, r):
         r = {"server": server, "model": model, "protocol": protocol, "rows": rows, "concurrency": conc, **r}
         r["rows_s"] = r["req_s"] * rows
@@ -206,12 +225,10 @@ def main() -> None:
 
     # The HTTP ceiling.
     log("bare axum")
-    bare = subprocess.Popen(["taskset", "-c", str(sc), str(BARE), BARE_HTTP], stdout=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(0.5)
+    bare = Server([BARE, BARE_HTTP], f"http://{BARE_HTTP}/", core=sc, any_status=True)
     for c in (32, 64):
         add("bare-axum", "-", "rest", 1, c, wrk(f"http://{BARE_HTTP}/v2/models/m/infer", BODIES / "onnx_1.json", c, secs, cc))
-    os.killpg(bare.pid, signal.SIGTERM)
-    bare.wait()
+    bare.stop()
 
     # Slipway, batching on (the default).
     log("slipway")
@@ -234,19 +251,21 @@ def main() -> None:
                                                         *hlen(BODIES / "onnx_256.bin"), "--concurrency", 8, "--seconds", secs], cc))
     rss["slipway_after_load_mb"] = srv.rss_mb()
 
-    # Overload: twice the best closed-loop single-row rate, open loop, for 30 s.
-    sustainable = max(r["req_s"] for r in results if r["server"] == "slipway" and r["model"] == "mlp" and r["protocol"] == "rest" and r["rows"] == 1)
+    # Overload: twice the sustainable rate of 256-row JSON requests to the native MLP (what one
+    # core can parse and score), open loop for 30 s; latency counted from each request's
+    # scheduled time. (Single-row overload would need a load generator faster than one core.)
+    sustainable = best_rate("slipway", "mlp", "rest", 256)
     rate = 2 * sustainable
-    log(f"overload: {rate:.0f} req/s offered for {a.overload_seconds:.0f} s")
+    log(f"overload: {rate:.0f} req/s of 256 rows offered for {a.overload_seconds:.0f} s")
     samples = []
-    gen = subprocess.Popen(["taskset", "-c", str(cc), str(LOADGEN), "--url", f"{base}/mlp/infer", "--body", str(BODIES / "native_1.json"),
-                            "--rate", str(rate), "--concurrency", "512", "--seconds", str(a.overload_seconds)],
+    gen = subprocess.Popen(["taskset", "-c", str(cc), str(LOADGEN), "--url", f"{base}/mlp/infer", "--body", str(BODIES / "native_256.json"),
+                            "--rate", str(rate), "--concurrency", "64", "--seconds", str(a.overload_seconds)],
                            stdout=subprocess.PIPE, text=True, cwd=REPO)
     while gen.poll() is None:
         samples.append(srv.rss_mb())
         time.sleep(1)
     over = json.loads(gen.stdout.read().strip().splitlines()[-1])
-    overload = {"offered_target_s": rate, **over, "rss_mb_samples": samples}
+    overload = {"sustainable_s": sustainable, "offered_target_s": rate, **over, "rss_mb_samples": samples}
     srv.stop()
 
     # Batching off, for the ratio.
@@ -308,7 +327,8 @@ def main() -> None:
         ["batching on / off, 64 clients", f"{on64 / off64:.2f}×", "≥ 2×"],
         ["overload: accepted p99", f"{overload['p99_us'] / 1000:.2f} ms", "< 10 ms"],
         ["overload: shed / failed", f"{overload['shed']} / {overload['failed']}", "shed > 0, failed 0"],
-        ["overload: RSS first → last", f"{samples[0] if samples else 0} → {samples[-1] if samples else 0} MB", "flat"],
+        ["overload: offered / answered 200 per s", f"{overload['offered_per_s']:,.0f} / {overload['ok_per_s']:,.0f} (2 × {sustainable:,.0f} targeted)", "2× sustainable"],
+        ["overload: RSS after 2 s → last", f"{samples[min(2, len(samples) - 1)] if samples else 0} → {samples[-1] if samples else 0} MB", "flat"],
         ["ONNX MLP per-row compute at 256, Slipway / onnxruntime", f"{(sw_row or float('nan')) / ort_row:.2f}×" if sw_row else "see compute", "≤ 1.5×"],
     ]
 
@@ -327,4 +347,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for server in STARTED:
+            server.stop()

@@ -106,8 +106,20 @@ impl Signature {
     /// elements as the shape says.
     pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), crate::CoreError> {
         let bad = |m: String| Err(crate::CoreError::InvalidInput(m));
+        // Clients usually send the inputs in the signature's order: then each name is found at
+        // its own position, and no name can be repeated or missing.
+        let in_order = inputs.len() == self.inputs.len()
+            && inputs
+                .iter()
+                .zip(&self.inputs)
+                .all(|(t, s)| t.name == s.name);
         for (i, t) in inputs.iter().enumerate() {
-            let Some(spec) = self.inputs.iter().find(|s| s.name == t.name) else {
+            let spec = if in_order {
+                Some(&self.inputs[i])
+            } else {
+                self.inputs.iter().find(|s| s.name == t.name)
+            };
+            let Some(spec) = spec else {
                 let names: Vec<String> = self
                     .inputs
                     .iter()
@@ -119,7 +131,7 @@ impl Signature {
                     names.join(", ")
                 ));
             };
-            if inputs[..i].iter().any(|o| o.name == t.name) {
+            if !in_order && inputs[..i].iter().any(|o| o.name == t.name) {
                 return bad(format!("input `{}` is given twice", t.name));
             }
             if t.data.datatype() != spec.datatype {
@@ -151,7 +163,7 @@ impl Signature {
                 ));
             }
         }
-        for spec in &self.inputs {
+        for spec in self.inputs.iter().filter(|_| !in_order) {
             if !inputs.iter().any(|t| t.name == spec.name) {
                 return bad(format!(
                     "missing input `{}` ({} {:?})",

@@ -3,12 +3,12 @@
 //! answers back. A request whose inputs cannot be merged runs alone; when a merged batch fails,
 //! each of its requests is run alone, so one request's bad values never fail its batch-mates.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use slipway_core::{Model, Signature, Tensor, TensorData};
 
 use crate::{EngineError, Timing};
@@ -26,7 +26,9 @@ pub struct ModelConfig {
     pub max_queue_delay: Duration,
     /// Batch sizes (rows) at which a batch runs at once instead of waiting for more.
     pub preferred_batch_sizes: Vec<usize>,
-    /// Requests that may wait; one more is refused at once (`Overloaded`).
+    /// Rows that may wait (the queue is bounded by work, not by requests: 2,048 single-row
+    /// requests, or 8 of 256 rows); a request that would go past it is refused at once
+    /// (`Overloaded`). A request larger than this is still taken when nothing waits.
     pub queue_capacity: usize,
 }
 
@@ -37,7 +39,7 @@ impl Default for ModelConfig {
             max_batch_size: 64,
             max_queue_delay: Duration::ZERO,
             preferred_batch_sizes: Vec::new(),
-            queue_capacity: 256,
+            queue_capacity: 2048,
         }
     }
 }
@@ -145,6 +147,10 @@ enum Msg {
 /// The queue and the workers of one served version.
 pub struct Scheduler {
     tx: Sender<Msg>,
+    /// Rows queued and not yet taken by a worker.
+    queued: Arc<AtomicUsize>,
+    /// Rows of the last request queued: the guess for the next one, before it is decoded.
+    last_rows: AtomicUsize,
     /// Kept to answer whatever is still queued once the workers have stopped.
     rx: Receiver<Msg>,
     closed: std::sync::atomic::AtomicBool,
@@ -156,23 +162,28 @@ pub struct Scheduler {
 impl Scheduler {
     /// Starts `config.instances` workers for `model`, named after it.
     pub fn start(name: &str, model: Arc<dyn Model>, config: ModelConfig) -> Scheduler {
-        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
+        // Unbounded: `queued` bounds it, by rows.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let batches = Arc::new(BatchStats::default());
+        let queued = Arc::new(AtomicUsize::new(0));
         let workers = (0..config.instances.max(1))
             .map(|i| {
                 let rx = rx.clone();
                 let model = Arc::clone(&model);
                 let config = config.clone();
                 let batches = Arc::clone(&batches);
+                let queued = Arc::clone(&queued);
                 let short: String = name.chars().take(8).collect();
                 std::thread::Builder::new()
                     .name(format!("infer-{short}-{i}"))
-                    .spawn(move || work(&rx, model.as_ref(), &config, &batches))
+                    .spawn(move || work(&rx, &queued, model.as_ref(), &config, &batches))
                     .expect("spawning an inference thread")
             })
             .collect();
         Scheduler {
             tx,
+            queued,
+            last_rows: AtomicUsize::new(1),
             rx,
             closed: std::sync::atomic::AtomicBool::new(false),
             config,
@@ -206,16 +217,26 @@ impl Scheduler {
             enqueued: Instant::now(),
             reply,
         };
-        match self.tx.try_send(Msg::Job(job)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded(format!(
-                "{} requests are already waiting for this model; retry shortly",
+        self.last_rows.store(rows, Ordering::Relaxed);
+        let before = self.queued.fetch_add(rows, Ordering::AcqRel);
+        if before > 0 && before + rows > self.config.queue_capacity {
+            self.queued.fetch_sub(rows, Ordering::AcqRel);
+            return Err(EngineError::Overloaded(format!(
+                "{before} rows are already waiting for this model (its queue takes {}); retry shortly",
                 self.config.queue_capacity
-            ))),
-            Err(TrySendError::Disconnected(_)) => Err(EngineError::Unavailable(
-                "the model's workers have stopped".into(),
-            )),
+            )));
         }
+        self.tx.send(Msg::Job(job)).map_err(|_| {
+            self.queued.fetch_sub(rows, Ordering::AcqRel);
+            EngineError::Unavailable("the model's workers have stopped".into())
+        })
+    }
+
+    /// Whether a request like the last one would be refused, so a front door can refuse it
+    /// before spending time decoding it.
+    pub fn is_full(&self) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        queued > 0 && queued + self.last_rows.load(Ordering::Relaxed) > self.config.queue_capacity
     }
 
     /// Lets the workers finish what is queued, then waits for them to stop.
@@ -250,8 +271,9 @@ fn batch_key(signature: &Signature, inputs: &[Tensor]) -> (usize, Option<Vec<Vec
         return (1, None);
     };
     let mut key = Vec::with_capacity(signature.inputs.len());
-    for spec in &signature.inputs {
-        let Some(t) = inputs.iter().find(|t| t.name == spec.name) else {
+    for (i, spec) in signature.inputs.iter().enumerate() {
+        let found = inputs.get(i).filter(|t| t.name == spec.name);
+        let Some(t) = found.or_else(|| inputs.iter().find(|t| t.name == spec.name)) else {
             return (rows, None);
         };
         if spec.shape.first() != Some(&-1) || t.shape.first() != Some(&rows) {
@@ -264,13 +286,22 @@ fn batch_key(signature: &Signature, inputs: &[Tensor]) -> (usize, Option<Vec<Vec
 
 /// A worker: take a request, gather what may join it, run, answer; until stopped or the
 /// queue is gone.
-fn work(rx: &Receiver<Msg>, model: &dyn Model, config: &ModelConfig, stats: &BatchStats) {
+fn work(
+    rx: &Receiver<Msg>,
+    queued: &AtomicUsize,
+    model: &dyn Model,
+    config: &ModelConfig,
+    stats: &BatchStats,
+) {
     let mut next: Option<Job> = None;
     loop {
         let first = match next.take() {
             Some(j) => j,
             None => match rx.recv() {
-                Ok(Msg::Job(j)) => j,
+                Ok(Msg::Job(j)) => {
+                    queued.fetch_sub(j.rows, Ordering::AcqRel);
+                    j
+                }
                 Ok(Msg::Stop) | Err(_) => return,
             },
         };
@@ -288,6 +319,7 @@ fn work(rx: &Receiver<Msg>, model: &dyn Model, config: &ModelConfig, stats: &Bat
                 };
                 match got {
                     Ok(Msg::Job(j)) => {
+                        queued.fetch_sub(j.rows, Ordering::AcqRel);
                         if j.key.is_some()
                             && j.key == batch[0].key
                             && rows + j.rows <= config.max_batch_size
@@ -367,10 +399,14 @@ fn merge(batch: &[Job]) -> Vec<Tensor> {
     batch[0]
         .inputs
         .iter()
-        .map(|first| {
+        .enumerate()
+        .map(|(i, first)| {
             let parts: Vec<&Tensor> = batch
                 .iter()
-                .filter_map(|j| j.inputs.iter().find(|t| t.name == first.name))
+                .filter_map(|j| {
+                    let same = j.inputs.get(i).filter(|t| t.name == first.name);
+                    same.or_else(|| j.inputs.iter().find(|t| t.name == first.name))
+                })
                 .collect();
             let rows: usize = parts.iter().map(|t| t.shape[0]).sum();
             let mut shape = first.shape.clone();

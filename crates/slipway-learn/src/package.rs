@@ -297,10 +297,12 @@ impl Model for NativeModel {
     fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, CoreError> {
         let features = &self.manifest.features;
         let mut columns: Vec<&Tensor> = Vec::with_capacity(features.len());
-        for f in features {
+        for (i, f) in features.iter().enumerate() {
+            // Usually at its own position (inputs in signature order); else searched for.
             let t = inputs
-                .iter()
-                .find(|t| t.name == f.name)
+                .get(i)
+                .filter(|t| t.name == f.name)
+                .or_else(|| inputs.iter().find(|t| t.name == f.name))
                 .ok_or_else(|| CoreError::InvalidInput(format!("missing input `{}`", f.name)))?;
             columns.push(t);
         }

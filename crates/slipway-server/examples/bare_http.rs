@@ -1,6 +1,6 @@
 //! The HTTP ceiling for `bench/serve.sh`: an axum handler that reads the request body and
 //! returns a fixed V2-shaped JSON reply, on the same runtime settings as `slipway serve`
-//! (multi-threaded, two workers, TCP_NODELAY). Whatever Slipway does beyond this is its own cost.
+//! (multi-threaded, one network thread per core it may run on, TCP_NODELAY). Whatever Slipway does beyond this is its own cost.
 //!
 //! `cargo run --release -p slipway-server --example bare_http -- 127.0.0.1:18090`
 
@@ -16,7 +16,7 @@ fn main() {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18090".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
         .enable_all()
         .build()
         .expect("runtime");

@@ -438,7 +438,14 @@ async fn run_infer(
     let _in_flight = st.metrics.in_flight();
     let start = std::time::Instant::now();
     let served = st.engine.get(m, v)?;
-    let result = answer_infer(st, &served, headers, body).await;
+    // A full queue refuses at once, before the body is decoded.
+    let result = if served.scheduler.is_full() {
+        Err(ApiError::from(EngineError::Overloaded(
+            "this model's queue is full; retry shortly".into(),
+        )))
+    } else {
+        answer_infer(st, &served, headers, body).await
+    };
     let (outcome, timing, rows) = match &result {
         Ok((_, timing, _)) => (
             "ok",

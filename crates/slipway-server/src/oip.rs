@@ -524,16 +524,23 @@ struct WireRequest<'a> {
 
 #[derive(serde::Deserialize)]
 struct WireInput<'a> {
+    #[serde(default, borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    datatype: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
-    name: Option<Json>,
+    shape: Option<Vec<i64>>,
     #[serde(default)]
-    datatype: Option<Json>,
-    #[serde(default)]
-    shape: Option<Json>,
-    #[serde(default)]
-    parameters: Option<Json>,
+    parameters: Option<InputParameters>,
     #[serde(default, borrow)]
     data: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The input parameters Slipway reads; the others are accepted and ignored.
+#[derive(serde::Deserialize)]
+struct InputParameters {
+    #[serde(default)]
+    binary_data_size: Option<u64>,
 }
 
 /// Parses `/infer`'s body. `header_len` is `Inference-Header-Content-Length`, if sent.
@@ -574,24 +581,21 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
     for (k, input) in inputs_json.iter().enumerate() {
         let name = input
             .name
-            .as_ref()
-            .and_then(Json::as_str)
+            .as_deref()
             .ok_or_else(|| BadRequest(format!("input {k} has no `name`")))?
             .to_string();
         let dt = datatype(
             input
                 .datatype
-                .as_ref()
-                .and_then(Json::as_str)
+                .as_deref()
                 .ok_or_else(|| BadRequest(format!("input `{name}` has no `datatype`")))?,
         )?;
         let shape: Vec<usize> = input
             .shape
             .as_ref()
-            .and_then(Json::as_array)
             .ok_or_else(|| BadRequest(format!("input `{name}` has no `shape`")))?
             .iter()
-            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+            .map(|&d| usize::try_from(d).ok())
             .collect::<Option<_>>()
             .ok_or_else(|| {
                 BadRequest(format!(
@@ -603,22 +607,14 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .filter(|&c| c <= 1 << 28)
             .ok_or_else(|| BadRequest(format!("input `{name}`: shape {shape:?} is too large")))?;
-        let binary_size = input
-            .parameters
-            .as_ref()
-            .and_then(|p| p.get("binary_data_size"));
+        let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
         let data = input.data;
         let data = match (data, binary_size) {
             (Some(d), None) => json_data(&name, dt, d, count)?,
             (None, Some(n)) => {
-                let n = n
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .ok_or_else(|| {
-                        BadRequest(format!(
-                            "input `{name}`: binary_data_size must be a non-negative integer"
-                        ))
-                    })?;
+                let n = usize::try_from(n).map_err(|_| {
+                    BadRequest(format!("input `{name}`: binary_data_size is too large"))
+                })?;
                 if rest.len() < n {
                     return bad(format!(
                         "unexpected size for input `{name}`, expecting {n} additional bytes, {} remain",

@@ -293,8 +293,10 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             |line| eprintln!("{line}"),
         )
     });
+    // One network thread per core the process may run on (`taskset` narrows it): more threads
+    // than cores only adds context switches.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
         .enable_all()
         .build()
         .context("starting the async runtime")?;
