@@ -100,9 +100,45 @@ fn round_float(dt: DataType, x: f64) -> f32 {
     }
 }
 
+/// The fast path for numeric `data`, flat or nested: the text is valid JSON already (the
+/// header parsed), so in row-major order the elements are the tokens between brackets and
+/// commas. Each is parsed with the standard library's exact float parser (serde_json's exact
+/// mode is about twice as slow). Returns false, leaving a partly filled sink, at the first
+/// token that is not a plain number (a string, `true`, `null`…) or a count that does not
+/// match: the full parser then runs and words the error.
+fn numbers_fast<S: Sink>(text: &str, count: usize, sink: &mut S) -> bool {
+    for token in text.split([',', '[', ']']) {
+        let token = token.trim_ascii();
+        if token.is_empty() {
+            continue;
+        }
+        if sink.len() == count {
+            return false;
+        }
+        let integer = !token.contains(['.', 'e', 'E']);
+        let ok = if integer {
+            match token.parse::<i128>() {
+                Ok(v) => sink.i64(v).is_ok(),
+                Err(_) => token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok()),
+            }
+        } else {
+            token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok())
+        };
+        if !ok {
+            return false;
+        }
+    }
+    sink.len() == count
+}
+
 /// Where the elements of a JSON `data` array go: straight into the typed buffer of the
 /// input's held type, with no JSON tree in between.
 trait Sink {
+    /// Whether every element is a number (the fast path applies).
+    fn numeric(&self) -> bool {
+        true
+    }
+    fn clear(&mut self);
     fn f64(&mut self, v: f64) -> Result<(), String>;
     fn i64(&mut self, v: i128) -> Result<(), String>;
     fn bool(&mut self, v: bool) -> Result<(), String>;
@@ -116,6 +152,9 @@ fn not_a(what: &str, sink: &dyn Sink) -> String {
 
 struct Floats32(Vec<f32>, DataType);
 impl Sink for Floats32 {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
     fn f64(&mut self, v: f64) -> Result<(), String> {
         self.0.push(round_float(self.1, v));
         Ok(())
@@ -136,6 +175,9 @@ impl Sink for Floats32 {
 
 struct Floats64(Vec<f64>);
 impl Sink for Floats64 {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
     fn f64(&mut self, v: f64) -> Result<(), String> {
         self.0.push(v);
         Ok(())
@@ -158,6 +200,9 @@ impl Sink for Floats64 {
 /// numpy-based clients send them.
 struct Ints(Vec<i64>, DataType);
 impl Sink for Ints {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
     fn f64(&mut self, v: f64) -> Result<(), String> {
         if v.fract() == 0.0 && v.abs() < 1.8e19 {
             self.i64(v as i128)
@@ -190,6 +235,12 @@ impl Sink for Ints {
 
 struct Bools(Vec<bool>);
 impl Sink for Bools {
+    fn numeric(&self) -> bool {
+        false
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
     fn f64(&mut self, _: f64) -> Result<(), String> {
         Err(not_a("true or false", self))
     }
@@ -210,6 +261,12 @@ impl Sink for Bools {
 
 struct Strings(Vec<Vec<u8>>);
 impl Sink for Strings {
+    fn numeric(&self) -> bool {
+        false
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
     fn f64(&mut self, _: f64) -> Result<(), String> {
         Err(not_a("a string", self))
     }
@@ -322,6 +379,10 @@ fn fill<S: Sink>(
     count: usize,
     mut sink: S,
 ) -> Result<S, BadRequest> {
+    if sink.numeric() && numbers_fast(data.get(), count, &mut sink) {
+        return Ok(sink);
+    }
+    sink.clear();
     let mut de = serde_json::Deserializer::from_str(data.get());
     serde::de::DeserializeSeed::deserialize(
         Flat {
