@@ -198,7 +198,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let reg = registry_dir.display();
     let one = serde_json::to_string(&serde_json::json!({"instances": [record]}))?;
     println!("\nServe it yourself (ctrl-c to stop), then call it from another terminal:");
-    println!("  slipway serve --registry {reg} --model credit@production --http 127.0.0.1:8080");
+    println!(
+        "  slipway serve --registry {reg} --model credit@production --http 127.0.0.1:8080 --grpc 127.0.0.1:8081"
+    );
     println!("  curl -s http://127.0.0.1:8080/v2/models/credit");
     println!("  curl -s http://127.0.0.1:8080/v1/models/credit:predict -d '{one}'");
     println!(
@@ -207,6 +209,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  # Python, Triton's client: pip install tritonclient[http]");
     println!("  #   import tritonclient.http as t; c = t.InferenceServerClient('127.0.0.1:8080')");
+    println!(
+        "  #   (gRPC: import tritonclient.grpc as t; c = t.InferenceServerClient('127.0.0.1:8081'))"
+    );
     println!("  #   print(c.get_model_metadata('credit'))");
     println!("\nNext:");
     println!("  export SLIPWAY_REGISTRY={reg}");
