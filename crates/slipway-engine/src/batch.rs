@@ -151,6 +151,8 @@ pub struct Scheduler {
     queued: Arc<AtomicUsize>,
     /// Rows of the last request queued: the guess for the next one, before it is decoded.
     last_rows: AtomicUsize,
+    /// Rows admitted by a front door and not yet answered (decoding, queued or running).
+    in_flight: AtomicUsize,
     /// Kept to answer whatever is still queued once the workers have stopped.
     rx: Receiver<Msg>,
     closed: std::sync::atomic::AtomicBool,
@@ -184,6 +186,7 @@ impl Scheduler {
             tx,
             queued,
             last_rows: AtomicUsize::new(1),
+            in_flight: AtomicUsize::new(0),
             rx,
             closed: std::sync::atomic::AtomicBool::new(false),
             config,
@@ -232,11 +235,25 @@ impl Scheduler {
         })
     }
 
-    /// Whether a request like the last one would be refused, so a front door can refuse it
-    /// before spending time decoding it.
-    pub fn is_full(&self) -> bool {
-        let queued = self.queued.load(Ordering::Acquire);
-        queued > 0 && queued + self.last_rows.load(Ordering::Relaxed) > self.config.queue_capacity
+    /// Admits a request before it is decoded, counting its rows (guessed from the last request
+    /// until [`Admission::set_rows`]) as in flight until the guard drops. Refused at once when
+    /// the rows already admitted and not answered (being decoded, queued or running) and this
+    /// one would pass the queue's capacity: this bounds the work inside the server, so the
+    /// requests it accepts are answered promptly even when it is offered far more.
+    pub fn admit(&self) -> Result<Admission<'_>, EngineError> {
+        let rows = self.last_rows.load(Ordering::Relaxed).max(1);
+        let before = self.in_flight.fetch_add(rows, Ordering::AcqRel);
+        if before > 0 && before + rows > self.config.queue_capacity {
+            self.in_flight.fetch_sub(rows, Ordering::AcqRel);
+            return Err(EngineError::Overloaded(format!(
+                "{before} rows are already in hand for this model (it takes {}); retry shortly",
+                self.config.queue_capacity
+            )));
+        }
+        Ok(Admission {
+            scheduler: self,
+            rows,
+        })
     }
 
     /// Lets the workers finish what is queued, then waits for them to stop.
@@ -260,6 +277,33 @@ impl Scheduler {
                 )));
             }
         }
+    }
+}
+
+/// A request admitted by [`Scheduler::admit`]; its rows count as in flight until dropped.
+pub struct Admission<'a> {
+    scheduler: &'a Scheduler,
+    rows: usize,
+}
+
+impl Admission<'_> {
+    /// The request's real row count, once decoded.
+    pub fn set_rows(&mut self, rows: usize) {
+        let f = &self.scheduler.in_flight;
+        if rows > self.rows {
+            f.fetch_add(rows - self.rows, Ordering::AcqRel);
+        } else {
+            f.fetch_sub(self.rows - rows, Ordering::AcqRel);
+        }
+        self.rows = rows;
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.scheduler
+            .in_flight
+            .fetch_sub(self.rows, Ordering::AcqRel);
     }
 }
 

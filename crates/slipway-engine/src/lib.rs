@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
-pub use batch::{BatchStats, ModelConfig, Scheduler};
+pub use batch::{Admission, BatchStats, ModelConfig, Scheduler};
 
 use slipway_core::{DataType, Manifest, Model, Signature, Tensor, TensorData};
 use slipway_runtime::Loaded;

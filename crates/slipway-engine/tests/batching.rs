@@ -240,3 +240,27 @@ async fn per_model_settings_survive_a_swap() {
     assert_eq!(served.scheduler.config().queue_capacity, 5);
     assert_eq!(engine.model_config("other").instances, 2);
 }
+
+#[test]
+fn admission_bounds_the_rows_in_hand() {
+    let engine = Engine::with_defaults(config("instances=1,queue_capacity=3"));
+    engine.add("credit", "1", credit());
+    let served = engine.get("credit", None).unwrap();
+    let s = &served.scheduler;
+    // Before any request, each is guessed at one row.
+    let a = s.admit().unwrap();
+    let mut b = s.admit().unwrap();
+    let c = s.admit().unwrap();
+    assert!(matches!(s.admit(), Err(EngineError::Overloaded(_))));
+    drop(c);
+    let c = s.admit().unwrap();
+    // Once decoded, a request counts its real rows.
+    b.set_rows(2);
+    drop(c);
+    assert!(matches!(s.admit(), Err(EngineError::Overloaded(_))));
+    drop((a, b));
+    // Nothing in hand: even a request bigger than the capacity is taken.
+    let mut big = s.admit().unwrap();
+    big.set_rows(10);
+    assert!(s.admit().is_err());
+}

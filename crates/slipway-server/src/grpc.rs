@@ -247,6 +247,8 @@ impl Grpc {
             .get(&req.model_name, version_of(&req.model_version))
             .map_err(status_of)?;
         let result = async {
+            // Admitted before decoding; a full model refuses at once.
+            let mut admission = served.scheduler.admit().map_err(status_of)?;
             let (inputs, _) = decode_inputs(&req)
                 .and_then(|(mut inputs, wire)| {
                     oip::conform(&mut inputs, &wire, served.signature())?;
@@ -260,6 +262,7 @@ impl Grpc {
                 .first()
                 .and_then(|t| t.shape.first().copied())
                 .unwrap_or(1);
+            admission.set_rows(rows);
             let (outputs, timing) = st
                 .engine
                 .infer_timed(Arc::clone(&served), inputs)

@@ -438,13 +438,10 @@ async fn run_infer(
     let _in_flight = st.metrics.in_flight();
     let start = std::time::Instant::now();
     let served = st.engine.get(m, v)?;
-    // A full queue refuses at once, before the body is decoded.
-    let result = if served.scheduler.is_full() {
-        Err(ApiError::from(EngineError::Overloaded(
-            "this model's queue is full; retry shortly".into(),
-        )))
-    } else {
-        answer_infer(st, &served, headers, body).await
+    // Admitted before the body is decoded; a full model refuses at once.
+    let result = match served.scheduler.admit() {
+        Ok(mut admission) => answer_infer(st, &served, headers, body, &mut admission).await,
+        Err(e) => Err(ApiError::from(e)),
     };
     let (outcome, timing, rows) = match &result {
         Ok((_, timing, _)) => (
@@ -476,6 +473,7 @@ async fn answer_infer(
     served: &Arc<Served>,
     headers: &HeaderMap,
     body: &[u8],
+    admission: &mut slipway_engine::Admission<'_>,
 ) -> Result<(Response, slipway_engine::Timing, usize), ApiError> {
     let header_len = match headers.get("inference-header-content-length") {
         Some(h) => Some(
@@ -503,6 +501,7 @@ async fn answer_infer(
         .first()
         .and_then(|t| t.shape.first().copied())
         .unwrap_or(1);
+    admission.set_rows(rows);
     let (outputs, timing) = st
         .engine
         .infer_timed(Arc::clone(served), std::mem::take(&mut request.inputs))
