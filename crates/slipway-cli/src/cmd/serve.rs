@@ -59,8 +59,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub preferred_batch_sizes: Option<Vec<usize>>,
-    /// Requests that may wait per model; beyond that the server answers 503 with Retry-After
-    /// (gRPC UNAVAILABLE) at once [default: 256].
+    /// Rows each model may have in hand (being decoded, queued or running); a request that
+    /// would pass it is answered 503 with Retry-After (gRPC UNAVAILABLE) at once [default: 2048].
     #[arg(long, env = "SLIPWAY_QUEUE_CAPACITY", value_name = "N")]
     pub queue_capacity: Option<usize>,
     /// One model's settings, over the defaults: NAME:KEY=VALUE,… with instances,
