@@ -49,8 +49,8 @@ enum Command {
     /// Register a tar written by `slipway export` (every digest checked first), or an ONNX model
     /// (its signature read from the graph, its load tried first).
     Import(cmd::registry::ImportArgs),
-    /// Serve models over the Open Inference Protocol v2 (REST, JSON and binary tensors) and the
-    /// V1 records API.
+    /// Serve models over the Open Inference Protocol v2 (REST and gRPC) and the V1 records API,
+    /// with dynamic batching and hot swap by alias.
     Serve(cmd::serve::ServeArgs),
     /// Check the registry's integrity, or read its audit log.
     #[command(subcommand)]

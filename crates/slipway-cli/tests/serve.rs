@@ -317,7 +317,7 @@ fn a_toml_config_file_serves_too() {
     std::fs::write(
         &config,
         format!(
-            "http = \"127.0.0.1:0\"\nworkers = 1\npackages = [{:?}]\n",
+            "http = \"127.0.0.1:0\"\nworkers = 1\nqueue_capacity = 512\npackages = [{:?}]\n\n[model_config.german_credit]\nmax_batch_size = 8\npreferred_batch_sizes = [2, 4]\n",
             pkg.display().to_string()
         ),
     )
@@ -334,6 +334,27 @@ fn a_toml_config_file_serves_too() {
     let (code, err) = fails(&["serve", "--config", s(&config)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("htp"), "{err}");
+    // A model's settings that make no sense are refused, naming the setting.
+    std::fs::write(
+        &config,
+        format!(
+            "http = \"127.0.0.1:0\"\npackages = [{:?}]\n\n[model_config.german_credit]\nmax_batch = 8\n",
+            pkg.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, err) = fails(&["serve", "--config", s(&config)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown setting `max_batch`"), "{err}");
+    let (_, err) = fails(&[
+        "serve",
+        s(&pkg),
+        "--http",
+        "127.0.0.1:0",
+        "--model-config",
+        "german_credit:instances=two",
+    ]);
+    assert!(err.contains("instances must be a whole number"), "{err}");
 }
 
 #[test]
