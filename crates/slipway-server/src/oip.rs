@@ -1008,6 +1008,43 @@ mod tests {
             prop_assert_eq!(&parse_request(&body, None).unwrap().inputs[0].data, &want_h);
         }
 
+        /// The fast path for numeric `data` reads exactly what the full parser reads, for any
+        /// values and any nesting, integers and floats, for every numeric held type.
+        #[test]
+        fn the_numeric_fast_path_agrees_with_the_full_parser(
+            values in prop::collection::vec(prop_oneof![any::<f64>().prop_filter("finite", |v| v.is_finite()), (-1e6f64..1e6).prop_map(f64::trunc)], 0..24),
+            split in 1usize..5,
+        ) {
+            // Nest the values in rows of `split` (a ragged last row is fine: order is what counts).
+            let nested: Vec<Json> = values.chunks(split).map(|c| Json::from(c.to_vec())).collect();
+            let text = serde_json::to_string(&Json::Array(nested)).unwrap();
+            let raw: Box<serde_json::value::RawValue> = serde_json::value::RawValue::from_string(text.clone()).unwrap();
+            let full = |sink: &mut dyn Sink| {
+                let mut de = serde_json::Deserializer::from_str(&text);
+                serde::de::DeserializeSeed::deserialize(Flat { sink, depth: 0 }, &mut de).is_ok()
+            };
+            let mut fast = Floats64(Vec::new());
+            let fast_ok = numbers_fast(raw.get(), values.len(), &mut fast);
+            let mut slow = Floats64(Vec::new());
+            prop_assert!(full(&mut slow));
+            prop_assert!(fast_ok);
+            prop_assert_eq!(&fast.0, &slow.0);
+            let mut fast = Floats32(Vec::new(), DataType::Fp32);
+            prop_assert!(numbers_fast(raw.get(), values.len(), &mut fast));
+            let mut slow = Floats32(Vec::new(), DataType::Fp32);
+            prop_assert!(full(&mut slow));
+            prop_assert_eq!(fast.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), slow.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            // Integers: the same refusals (fractions) and the same values.
+            let mut fast = Ints(Vec::new(), DataType::Int64);
+            let fast_ok = numbers_fast(raw.get(), values.len(), &mut fast);
+            let mut slow = Ints(Vec::new(), DataType::Int64);
+            let slow_ok = full(&mut slow);
+            prop_assert_eq!(fast_ok, slow_ok);
+            if fast_ok {
+                prop_assert_eq!(&fast.0, &slow.0);
+            }
+        }
+
         /// Arbitrary bodies and header lengths never panic the parser.
         #[test]
         fn any_body_is_answered(body in prop::collection::vec(any::<u8>(), 0..200), cut in prop::option::of(0usize..250)) {
