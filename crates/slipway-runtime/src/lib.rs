@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use slipway_core::{Framework, Manifest, Model};
 use slipway_learn::package::{NativeModel, read_manifest};
 
-pub use onnx::{EngineChoice, OnnxError, OnnxInfo, OnnxModel};
+pub use onnx::{EngineChoice, OnnxError, OnnxInfo, OnnxModel, bounded_elements};
 
 /// Why a package does not load.
 #[derive(Debug, thiserror::Error)]

@@ -43,21 +43,10 @@ pub fn service(shared: Arc<Shared>) -> GrpcInferenceServiceServer<Grpc> {
 }
 
 fn status_of(e: EngineError) -> Status {
-    match e {
-        EngineError::NotFound(m) => Status::not_found(m),
-        EngineError::InvalidInput(m) => Status::invalid_argument(m),
-        EngineError::Unavailable(m) => Status::unavailable(m),
-        EngineError::Overloaded(m) => {
-            let mut s = Status::unavailable(m);
-            s.metadata_mut().insert(
-                "retry-after",
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            s
-        }
-    }
+    ApiError::from(e).into()
 }
 
+/// The one mapping from errors to gRPC codes, through REST's statuses.
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         let code = match e.status.as_u16() {
@@ -67,7 +56,14 @@ impl From<ApiError> for Status {
             503 => Code::Unavailable,
             _ => Code::Internal,
         };
-        Status::new(code, e.message)
+        let mut status = Status::new(code, e.message);
+        if e.overloaded {
+            status.metadata_mut().insert(
+                "retry-after",
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        status
     }
 }
 
@@ -98,22 +94,8 @@ pub fn decode_inputs(
     for (k, input) in req.inputs.iter().enumerate() {
         let name = &input.name;
         let dt = oip::datatype(&input.datatype)?;
-        let shape: Vec<usize> = input
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d).ok())
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                BadRequest(format!(
-                    "input `{name}`: shape {:?} has a negative dimension",
-                    input.shape
-                ))
-            })?;
-        let count = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&c| c <= 1 << 28)
-            .ok_or_else(|| BadRequest(format!("input `{name}`: shape {shape:?} is too large")))?;
+        let shape = oip::shape_of(name, &input.shape)?;
+        let count = oip::element_count(name, &shape)?;
         let data = if raw {
             oip::binary_data(name, dt, &req.raw_input_contents[k], count)?
         } else {
@@ -200,7 +182,7 @@ fn encode(
     id: String,
     requested: &[pb::model_infer_request::InferRequestedOutputTensor],
     outputs: Vec<Tensor>,
-) -> Result<pb::ModelInferResponse, Status> {
+) -> Result<pb::ModelInferResponse, ApiError> {
     let chosen = if requested.is_empty() {
         outputs
     } else {
@@ -208,10 +190,9 @@ fn encode(
         let mut chosen = Vec::with_capacity(requested.len());
         for r in requested {
             let Some(i) = all.iter().position(|t| t.name == r.name) else {
-                return Err(Status::invalid_argument(format!(
-                    "the model has no output `{}`",
-                    r.name
-                )));
+                return Err(
+                    oip::BadRequest(format!("the model has no output `{}`", r.name)).into(),
+                );
             };
             chosen.push(all.swap_remove(i));
         }
@@ -240,55 +221,15 @@ impl Grpc {
     /// One ModelInfer, from request to response, with metrics and statistics.
     async fn infer(&self, req: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
         let st = &self.shared;
-        let _in_flight = st.metrics.in_flight();
-        let start = Instant::now();
         let served = st
             .engine
             .get(&req.model_name, version_of(&req.model_version))
             .map_err(status_of)?;
-        let result = async {
-            // Admitted before decoding; a full model refuses at once.
-            let mut admission = served.scheduler.admit().map_err(status_of)?;
-            let (inputs, _) = decode_inputs(&req)
-                .and_then(|(mut inputs, wire)| {
-                    oip::conform(&mut inputs, &wire, served.signature())?;
-                    Ok((inputs, wire))
-                })
-                .map_err(|e| {
-                    served.stats.record_refused(start.elapsed());
-                    Status::invalid_argument(e.0)
-                })?;
-            let rows = inputs
-                .first()
-                .and_then(|t| t.shape.first().copied())
-                .unwrap_or(1);
-            admission.set_rows(rows);
-            let (outputs, timing) = st
-                .engine
-                .infer_timed(Arc::clone(&served), inputs)
-                .await
-                .map_err(status_of)?;
-            let resp = encode(&served, req.id.clone(), &req.outputs, outputs)?;
-            Ok::<_, Status>((resp, timing, rows))
-        }
-        .await;
-        let (outcome, timing, rows) = match &result {
-            Ok((_, t, _)) => ("ok", Some((t.queue, t.compute)), Some(t.batch_rows)),
-            Err(s) => (
-                match s.code() {
-                    Code::InvalidArgument => "invalid",
-                    Code::NotFound => "not_found",
-                    Code::Unavailable if s.metadata().contains_key("retry-after") => "overloaded",
-                    Code::Unavailable => "unavailable",
-                    _ => "error",
-                },
-                None,
-                None,
-            ),
-        };
-        st.metrics
-            .record(&served, "grpc", outcome, start.elapsed(), timing, rows);
-        result.map(|(r, _, _)| r)
+        let decode = || decode_inputs(&req).map(|(inputs, wire)| (inputs, wire, ()));
+        let encode = |outputs, ()| encode(&served, req.id.clone(), &req.outputs, outputs);
+        crate::infer_v2(st, &served, "grpc", decode, encode)
+            .await
+            .map_err(Status::from)
     }
 }
 

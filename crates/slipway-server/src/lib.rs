@@ -171,7 +171,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/",
             get(|| async { json_response(StatusCode::OK, &json!({"status": "alive"})) }),
         )
-        .route("/v1/models/{m}", post(v1_predict).get(v1_model_status))
+        .route("/v1/models/{m}", post(v1_predict).get(model_ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
@@ -435,25 +435,79 @@ async fn run_infer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    let served = st.engine.get(m, v)?;
+    let decode = || {
+        let header_len = match headers.get("inference-header-content-length") {
+            Some(h) => Some(
+                h.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        oip::BadRequest("Inference-Header-Content-Length is not a number".into())
+                    })?,
+            ),
+            None => None,
+        };
+        let mut request = oip::parse_request(body, header_len)?;
+        let inputs = std::mem::take(&mut request.inputs);
+        let wire = std::mem::take(&mut request.wire);
+        Ok((inputs, wire, request))
+    };
+    let encode = |outputs, request: oip::InferRequest| {
+        let encoded = oip::encode_response(&served.name, &served.version, &request, outputs)?;
+        let content_type = if encoded.header_len.is_some() {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        let mut response = (StatusCode::OK, encoded.body).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(n) = encoded.header_len {
+            h.insert("inference-header-content-length", HeaderValue::from(n));
+        }
+        Ok(response)
+    };
+    infer_v2(st, &served, "rest_v2", decode, encode).await
+}
+
+/// The path every V2 inference takes, over REST or gRPC: admitted before it is decoded (a
+/// full model refuses at once), decoded, fitted to the model's input types, run, encoded, and
+/// counted in the model's statistics and in the metrics under `protocol`.
+pub(crate) async fn infer_v2<T, R>(
+    st: &Shared,
+    served: &Arc<Served>,
+    protocol: &'static str,
+    decode: impl FnOnce() -> Result<(Vec<Tensor>, Vec<slipway_core::DataType>, T), oip::BadRequest>,
+    encode: impl FnOnce(Vec<Tensor>, T) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
     let _in_flight = st.metrics.in_flight();
     let start = std::time::Instant::now();
-    let served = st.engine.get(m, v)?;
-    // Admitted before the body is decoded; a full model refuses at once.
-    let result = match served.scheduler.admit() {
-        Ok(mut admission) => answer_infer(st, &served, headers, body, &mut admission).await,
-        Err(e) => Err(ApiError::from(e)),
-    };
+    let result = async {
+        let mut admission = served.scheduler.admit()?;
+        let (inputs, rest) = decode()
+            .and_then(|(mut inputs, wire, rest)| {
+                oip::conform(&mut inputs, &wire, served.signature())?;
+                Ok((inputs, rest))
+            })
+            .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
+        admission.set_rows(
+            inputs
+                .first()
+                .and_then(|t| t.shape.first().copied())
+                .unwrap_or(1),
+        );
+        let (outputs, timing) = st.engine.infer_timed(Arc::clone(served), inputs).await?;
+        Ok((encode(outputs, rest)?, timing))
+    }
+    .await;
     let (outcome, timing, rows) = match &result {
-        Ok((_, timing, _)) => (
-            "ok",
-            Some((timing.queue, timing.compute)),
-            Some(timing.batch_rows),
-        ),
+        Ok((_, t)) => ("ok", Some((t.queue, t.compute)), Some(t.batch_rows)),
         Err(e) => (outcome_of(e), None, None),
     };
     st.metrics
-        .record(&served, "rest_v2", outcome, start.elapsed(), timing, rows);
-    result.map(|(r, _, _)| r)
+        .record(served, protocol, outcome, start.elapsed(), timing, rows);
+    result.map(|(r, _)| r)
 }
 
 fn outcome_of(e: &ApiError) -> &'static str {
@@ -468,65 +522,6 @@ fn outcome_of(e: &ApiError) -> &'static str {
     }
 }
 
-async fn answer_infer(
-    st: &Shared,
-    served: &Arc<Served>,
-    headers: &HeaderMap,
-    body: &[u8],
-    admission: &mut slipway_engine::Admission<'_>,
-) -> Result<(Response, slipway_engine::Timing, usize), ApiError> {
-    let header_len = match headers.get("inference-header-content-length") {
-        Some(h) => Some(
-            h.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "Inference-Header-Content-Length is not a number",
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let start = std::time::Instant::now();
-    let mut request = oip::parse_request(body, header_len)
-        .and_then(|mut r| {
-            oip::conform(&mut r.inputs, &r.wire, served.signature())?;
-            Ok(r)
-        })
-        .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
-    let rows = request
-        .inputs
-        .first()
-        .and_then(|t| t.shape.first().copied())
-        .unwrap_or(1);
-    admission.set_rows(rows);
-    let (outputs, timing) = st
-        .engine
-        .infer_timed(Arc::clone(served), std::mem::take(&mut request.inputs))
-        .await?;
-    let encoded = oip::encode_response(&served.name, &served.version, &request, outputs)?;
-    let mut response = (StatusCode::OK, encoded.body).into_response();
-    let h = response.headers_mut();
-    match encoded.header_len {
-        Some(n) => {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert("inference-header-content-length", HeaderValue::from(n));
-        }
-        None => {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-    }
-    Ok((response, timing, rows))
-}
-
 async fn metrics_text(State(st): State<AppState>) -> Response {
     let text = st.metrics.render(&st.engine);
     (
@@ -538,18 +533,6 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
-}
-
-/// `GET /v1/models/{m}`: KServe's V1 model status, `{"name": m, "ready": true}`.
-async fn v1_model_status(
-    State(st): State<AppState>,
-    Path(m): Path<String>,
-) -> Result<Response, ApiError> {
-    let served = st.engine.get(&m, None)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"name": served.name, "ready": true}),
-    ))
 }
 
 /// `POST /v1/models/{m}:predict` with `{"instances": [{"col": value, …}, …]}`: one record per
@@ -788,21 +771,11 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with_loader(listener, engine, None, shutdown).await
-}
-
-/// [`serve`], with a loader for the repository extension's `load`.
-pub async fn serve_with_loader(
-    listener: tokio::net::TcpListener,
-    engine: Arc<Engine>,
-    loader: Option<Loader>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
     serve_all(
         listener,
         None,
         engine,
-        loader,
+        None,
         shutdown,
         std::time::Duration::MAX,
     )

@@ -604,6 +604,23 @@ struct InputParameters {
     binary_data_size: Option<u64>,
 }
 
+/// An input's shape from the wire, every dimension non-negative.
+pub fn shape_of(name: &str, dims: &[i64]) -> Result<Vec<usize>, BadRequest> {
+    dims.iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            BadRequest(format!(
+                "input `{name}`: `shape` must hold non-negative integers, got {dims:?}"
+            ))
+        })
+}
+
+/// Elements of an input's shape, within the bound every Slipway allocation keeps.
+pub fn element_count(name: &str, shape: &[usize]) -> Result<usize, BadRequest> {
+    slipway_runtime::bounded_elements(shape).map_err(|e| BadRequest(format!("input `{name}`: {e}")))
+}
+
 /// Parses `/infer`'s body. `header_len` is `Inference-Header-Content-Length`, if sent.
 pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, BadRequest> {
     let header_len = header_len.unwrap_or(body.len());
@@ -651,23 +668,14 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
                 .as_deref()
                 .ok_or_else(|| BadRequest(format!("input `{name}` has no `datatype`")))?,
         )?;
-        let shape: Vec<usize> = input
-            .shape
-            .as_ref()
-            .ok_or_else(|| BadRequest(format!("input `{name}` has no `shape`")))?
-            .iter()
-            .map(|&d| usize::try_from(d).ok())
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                BadRequest(format!(
-                    "input `{name}`: `shape` must hold non-negative integers"
-                ))
-            })?;
-        let count = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&c| c <= 1 << 28)
-            .ok_or_else(|| BadRequest(format!("input `{name}`: shape {shape:?} is too large")))?;
+        let shape = shape_of(
+            &name,
+            input
+                .shape
+                .as_deref()
+                .ok_or_else(|| BadRequest(format!("input `{name}` has no `shape`")))?,
+        )?;
+        let count = element_count(&name, &shape)?;
         let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
         let data = input.data;
         let data = match (data, binary_size) {

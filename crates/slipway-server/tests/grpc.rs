@@ -13,62 +13,29 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 mod common;
-use common::{onnx_package, repo};
+use common::repo;
 
+/// The server, with a gRPC client connected to it.
 struct Server {
     http: String,
     client: GrpcInferenceServiceClient<Channel>,
     engine: Arc<Engine>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+    _server: common::Server,
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Engine::new(2));
-    let credit =
-        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
-    engine.add("credit", "3", credit);
-    engine.add(
-        "cancer",
-        "1",
-        slipway_runtime::load(&onnx_package(dir.path())).unwrap(),
-    );
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_url = format!("http://{}", http.local_addr().unwrap());
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(slipway_server::serve_all(
-        http,
-        Some(grpc),
-        Arc::clone(&engine),
-        None,
-        async move {
-            let _ = rx.await;
-        },
-        std::time::Duration::from_secs(5),
-    ));
-    let channel = Channel::from_shared(grpc_url)
+    let server = common::start().await;
+    let channel = Channel::from_shared(server.grpc.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
     let client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX);
     Server {
-        http: http_url,
+        http: server.http.clone(),
         client,
-        engine,
-        stop: Some(tx),
-        _dir: dir,
+        engine: Arc::clone(&server.engine),
+        _server: server,
     }
 }
 

@@ -8,49 +8,21 @@ use slipway_core::{Tensor, TensorData};
 use slipway_engine::Engine;
 
 mod common;
-use common::{onnx_package, repo};
+use common::repo;
 
+/// The server, with its REST address as `url`.
 struct Server {
     url: String,
     engine: Arc<Engine>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+    _server: common::Server,
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Engine::new(2));
-    let credit =
-        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
-    engine.add("credit", "3", credit);
-    engine.add(
-        "cancer",
-        "1",
-        slipway_runtime::load(&onnx_package(dir.path())).unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(slipway_server::serve(
-        listener,
-        Arc::clone(&engine),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let server = common::start().await;
     Server {
-        url,
-        engine,
-        stop: Some(tx),
-        _dir: dir,
+        url: server.http.clone(),
+        engine: Arc::clone(&server.engine),
+        _server: server,
     }
 }
 

@@ -25,7 +25,7 @@ use tract_onnx::prelude::{
 };
 
 use graph::{Plan, PlanError};
-pub use value::Value;
+pub use value::{MAX_ELEMENTS, Value, bounded_elements};
 
 /// Why an ONNX model does not load.
 #[derive(Debug, thiserror::Error)]

@@ -61,3 +61,57 @@ impl Model for Slow {
         self.inner.infer(inputs)
     }
 }
+
+/// The real server on ephemeral ports, REST and gRPC, serving the credit model (native, version
+/// 3) and the cancer model (ONNX, version 1); it stops when dropped.
+pub struct Server {
+    /// `http://host:port` of REST and of gRPC.
+    pub http: String,
+    pub grpc: String,
+    pub engine: Arc<slipway_engine::Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(slipway_engine::Engine::new(2));
+    let credit =
+        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
+    engine.add("credit", "3", credit);
+    engine.add(
+        "cancer",
+        "1",
+        slipway_runtime::load(&onnx_package(dir.path())).unwrap(),
+    );
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_url = format!("http://{}", http.local_addr().unwrap());
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(slipway_server::serve_all(
+        http,
+        Some(grpc),
+        Arc::clone(&engine),
+        None,
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    Server {
+        http: http_url,
+        grpc: grpc_url,
+        engine,
+        stop: Some(tx),
+        _dir: dir,
+    }
+}
