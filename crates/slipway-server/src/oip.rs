@@ -102,33 +102,150 @@ fn round_float(dt: DataType, x: f64) -> f32 {
 
 /// The fast path for numeric `data`, flat or nested: the text is valid JSON already (the
 /// header parsed), so in row-major order the elements are the tokens between brackets and
-/// commas. Each is parsed with the standard library's exact float parser (serde_json's exact
-/// mode is about twice as slow). Returns false, leaving a partly filled sink, at the first
-/// token that is not a plain number (a string, `true`, `null`…) or a count that does not
-/// match: the full parser then runs and words the error.
+/// commas. One pass over the bytes reads each number's digits; a number of at most 15
+/// significant digits and a small exponent is exact in one multiplication or division
+/// (Clinger's fast path, the first step of every correct float parser), and anything else
+/// goes to the standard library's exact parser. Returns false, leaving a partly filled
+/// sink, at the first token that is not a plain number (a string, `true`, `null`…) or a
+/// count that does not match: the full parser then runs and words the error.
 fn numbers_fast<S: Sink>(text: &str, count: usize, sink: &mut S) -> bool {
-    for token in text.split([',', '[', ']']) {
-        let token = token.trim_ascii();
-        if token.is_empty() {
-            continue;
+    let b = text.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < b.len() && matches!(b[i], b',' | b'[' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        if i == b.len() {
+            return sink.len() == count;
         }
         if sink.len() == count {
             return false;
         }
-        let integer = !token.contains(['.', 'e', 'E']);
-        let ok = if integer {
-            match token.parse::<i128>() {
-                Ok(v) => sink.i64(v).is_ok(),
-                Err(_) => token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok()),
+        let Some((number, end)) = scan_number(b, i) else {
+            return false;
+        };
+        let ok = match number {
+            Scanned::Int(v) => sink.i64(v).is_ok(),
+            Scanned::Float(v) => sink.f64(v).is_ok(),
+            // Too many digits or too large an exponent for the fast path: the exact parser.
+            Scanned::Long { integer } => {
+                let token = &text[i..end];
+                let int = if integer {
+                    token.parse::<i128>().ok()
+                } else {
+                    None
+                };
+                match int {
+                    Some(v) => sink.i64(v).is_ok(),
+                    None => token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok()),
+                }
             }
-        } else {
-            token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok())
         };
         if !ok {
             return false;
         }
+        i = end;
     }
-    sink.len() == count
+}
+
+/// A number token read by [`scan_number`].
+enum Scanned {
+    /// No fraction and no exponent.
+    Int(i128),
+    /// Exact, by the fast path.
+    Float(f64),
+    /// Needs the exact parser.
+    Long { integer: bool },
+}
+
+/// Exact powers of ten as f64 (10^22 is the largest).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Reads the JSON number at `b[start..]`: the value (or that it needs the exact parser) and
+/// where the token ends. `None` when the token is not a number, or is followed by anything
+/// but a separator.
+#[inline]
+fn scan_number(b: &[u8], start: usize) -> Option<(Scanned, usize)> {
+    let mut i = start;
+    let negative = b[i] == b'-';
+    if negative {
+        i += 1;
+    }
+    // Up to 19 significant digits fit a u64; past that the token needs the exact parser.
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut exponent: i64 = 0;
+    let mut long = false;
+    let first = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        let d = u64::from(b[i] - b'0');
+        if digits < 19 {
+            mantissa = mantissa * 10 + d;
+            digits += u32::from(mantissa != 0);
+        } else {
+            long = true;
+        }
+        i += 1;
+    }
+    if i == first {
+        return None;
+    }
+    let mut integer = true;
+    if i < b.len() && b[i] == b'.' {
+        integer = false;
+        i += 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if digits < 19 {
+                mantissa = mantissa * 10 + u64::from(b[i] - b'0');
+                digits += u32::from(mantissa != 0);
+                exponent -= 1;
+            } else {
+                long = true;
+            }
+            i += 1;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        integer = false;
+        i += 1;
+        let mut sign = 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            if b[i] == b'-' {
+                sign = -1;
+            }
+            i += 1;
+        }
+        let mut e: i64 = 0;
+        while i < b.len() && b[i].is_ascii_digit() {
+            e = (e * 10 + i64::from(b[i] - b'0')).min(1 << 20);
+            i += 1;
+        }
+        exponent += sign * e;
+    }
+    if i < b.len() && !matches!(b[i], b',' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+        return None;
+    }
+    let scanned = if long {
+        Scanned::Long { integer }
+    } else if integer {
+        let v = i128::from(mantissa);
+        Scanned::Int(if negative { -v } else { v })
+    } else if mantissa <= 1 << 53 && (-22..=22).contains(&exponent) {
+        // Both operands are exact, and IEEE multiplication and division round once.
+        let m = mantissa as f64;
+        let v = if exponent >= 0 {
+            m * POW10[exponent as usize]
+        } else {
+            m / POW10[(-exponent) as usize]
+        };
+        Scanned::Float(if negative { -v } else { v })
+    } else {
+        Scanned::Long { integer }
+    };
+    Some((scanned, i))
 }
 
 /// Where the elements of a JSON `data` array go: straight into the typed buffer of the
@@ -155,8 +272,14 @@ impl Sink for Floats32 {
     fn clear(&mut self) {
         self.0.clear();
     }
+    #[inline]
     fn f64(&mut self, v: f64) -> Result<(), String> {
-        self.0.push(round_float(self.1, v));
+        // FP32 is the common case: a cast, not the half-float conversions.
+        self.0.push(if self.1 == DataType::Fp32 {
+            v as f32
+        } else {
+            round_float(self.1, v)
+        });
         Ok(())
     }
     fn i64(&mut self, v: i128) -> Result<(), String> {
@@ -178,6 +301,7 @@ impl Sink for Floats64 {
     fn clear(&mut self) {
         self.0.clear();
     }
+    #[inline]
     fn f64(&mut self, v: f64) -> Result<(), String> {
         self.0.push(v);
         Ok(())
@@ -1051,6 +1175,54 @@ mod tests {
             if fast_ok {
                 prop_assert_eq!(&fast.0, &slow.0);
             }
+        }
+
+        /// Short decimals as people and numpy write them (`17.99`, `-0.006399`, `1.5e-7`,
+        /// `12345678901234567890.5`) take the one-pass path, or fall back, and read exactly
+        /// what the standard library's exact parser reads.
+        #[test]
+        fn short_decimals_read_exactly(
+            numbers in prop::collection::vec(
+                (any::<bool>(), "[0-9]{1,22}", prop::option::of("[0-9]{1,22}"), prop::option::of((prop_oneof![Just(""), Just("-"), Just("+")], 0u32..400))),
+                1..16,
+            ),
+        ) {
+            let tokens: Vec<String> = numbers
+                .iter()
+                .map(|(neg, int, frac, exp)| {
+                    // JSON forbids leading zeros: drop them, keeping one digit.
+                    let int = int.trim_start_matches('0');
+                    let int = if int.is_empty() { "0" } else { int };
+                    let mut t = format!("{}{int}", if *neg { "-" } else { "" });
+                    if let Some(f) = frac {
+                        t.push('.');
+                        t.push_str(f);
+                    }
+                    if let Some((sign, e)) = exp {
+                        t.push_str(&format!("e{sign}{e}"));
+                    }
+                    t
+                })
+                .collect();
+            let text = format!("[{}]", tokens.join(", "));
+            let mut fast = Floats64(Vec::new());
+            prop_assert!(numbers_fast(&text, tokens.len(), &mut fast), "{}", text);
+            // An integer token is read as an integer (so `-0` is 0), then widened.
+            let want: Vec<f64> = tokens
+                .iter()
+                .map(|t| t.parse::<i128>().map_or_else(|_| t.parse::<f64>().unwrap(), |v| v as f64))
+                .collect();
+            prop_assert_eq!(
+                fast.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{}", text
+            );
+            let mut fast = Floats32(Vec::new(), DataType::Fp32);
+            prop_assert!(numbers_fast(&text, tokens.len(), &mut fast));
+            prop_assert_eq!(
+                fast.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|&v| (v as f32).to_bits()).collect::<Vec<_>>()
+            );
         }
 
         /// Arbitrary bodies and header lengths never panic the parser.
