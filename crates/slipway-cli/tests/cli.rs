@@ -858,3 +858,42 @@ fn review_regressions() {
         "{err}"
     );
 }
+
+/// `--input matrix` writes a package that takes one `[rows, features]` FP64 tensor; over
+/// categorical columns it is refused with exit code 65, naming them.
+#[test]
+fn train_with_a_matrix_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("cancer");
+    ok_json(&[
+        "train",
+        "--data",
+        s(&data("breast_cancer.csv")),
+        "--target",
+        "diagnosis",
+        "--input",
+        "matrix",
+        "--out",
+        s(&pkg),
+        "--json",
+    ]);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(pkg.join("slipway.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["signature"]["inputs"],
+        serde_json::json!([{"name": "features", "datatype": "FP64", "shape": [-1, 30]}])
+    );
+    let (code, err) = fails(&[
+        "train",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--target",
+        "creditability",
+        "--input",
+        "matrix",
+        "--out",
+        s(&tmp.path().join("credit")),
+    ]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("holds numbers only") && err.contains("housing"), "{err}");
+}

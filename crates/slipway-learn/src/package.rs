@@ -289,12 +289,62 @@ fn read_tensor(
         .collect())
 }
 
-impl Model for NativeModel {
-    fn signature(&self) -> &Signature {
-        &self.manifest.signature
+impl NativeModel {
+    /// The matrix input's width, when the package takes one matrix instead of a tensor per
+    /// column (`slipway train --input matrix`).
+    fn matrix_width(&self) -> Option<usize> {
+        match self.manifest.signature.inputs.as_slice() {
+            [only] if only.shape.len() == 2 => usize::try_from(only.shape[1]).ok(),
+            _ => None,
+        }
     }
 
-    fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, CoreError> {
+    /// Encodes a `[n, width]` FP64 matrix, row by row, with no allocation per row.
+    fn encode_matrix(
+        &self,
+        inputs: &[Tensor],
+        width: usize,
+    ) -> std::result::Result<Array2<f64>, CoreError> {
+        let name = crate::train::MATRIX_INPUT;
+        let t = match inputs {
+            [t] if t.name == name => t,
+            _ => {
+                return Err(CoreError::InvalidInput(format!(
+                    "the model takes one input, `{name}`, an FP64 matrix [rows, {width}]"
+                )));
+            }
+        };
+        let TensorData::Fp64(values) = &t.data else {
+            return Err(CoreError::InvalidInput(format!(
+                "input `{name}` must be FP64, got {}",
+                t.data.datatype()
+            )));
+        };
+        let n = match t.shape.as_slice() {
+            [n, w] if *w == width && n.checked_mul(width) == Some(values.len()) => *n,
+            shape => {
+                return Err(CoreError::InvalidInput(format!(
+                    "input `{name}` must have shape [rows, {width}] and as many elements, got {shape:?} and {}",
+                    values.len()
+                )));
+            }
+        };
+        let mut x = Array2::zeros((n, self.encoder.width()));
+        for (i, row) in values.chunks_exact(width.max(1)).take(n).enumerate() {
+            self.encoder
+                .encode_fields(row.iter().map(|&v| Field::Number(v)), x.row_mut(i))
+                .map_err(|e| match e {
+                    EncodeError::NotNumeric { index } => CoreError::InvalidInput(format!(
+                        "input `{name}` holds a value that is not a finite number at row {i}, column {index} (`{}`)",
+                        self.manifest.features[index].name
+                    )),
+                })?;
+        }
+        Ok(x)
+    }
+
+    /// Encodes one tensor per raw column.
+    fn encode_columns(&self, inputs: &[Tensor]) -> std::result::Result<Array2<f64>, CoreError> {
         let features = &self.manifest.features;
         let mut columns: Vec<&Tensor> = Vec::with_capacity(features.len());
         for (i, f) in features.iter().enumerate() {
@@ -345,6 +395,21 @@ impl Model for NativeModel {
                     )),
                 })?;
         }
+        Ok(x)
+    }
+}
+
+impl Model for NativeModel {
+    fn signature(&self) -> &Signature {
+        &self.manifest.signature
+    }
+
+    fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, CoreError> {
+        let x = match self.matrix_width() {
+            Some(width) => self.encode_matrix(inputs, width)?,
+            None => self.encode_columns(inputs)?,
+        };
+        let n = x.nrows();
         let out = self.network.forward(x.view());
         let labels = || {
             out.rows()

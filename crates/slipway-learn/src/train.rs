@@ -156,7 +156,25 @@ pub struct TrainSpec {
     pub params: TrainParams,
     /// The package's name.
     pub name: String,
+    /// How the served package takes its inputs.
+    pub input: InputLayout,
 }
+
+/// How a native package takes its inputs when served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputLayout {
+    /// One tensor per raw column, `[-1]`, FP64 or BYTES: mixed numeric and categorical data.
+    #[default]
+    Columns,
+    /// One FP64 matrix `[-1, n_features]` named [`MATRIX_INPUT`], the columns in training
+    /// order, as scikit-learn, MLServer and Triton clients send tabular rows. Every feature
+    /// must be numeric.
+    Matrix,
+}
+
+/// The name of a matrix-layout package's input.
+pub const MATRIX_INPUT: &str = "features";
 
 /// How the estimator's fit went.
 #[derive(Debug, Clone, Serialize)]
@@ -380,6 +398,24 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
         ));
     }
     let features = pipeline::fit(&data.frame, &data.feature_columns, &parts.train)?;
+    if spec.input == InputLayout::Matrix {
+        let text: Vec<&str> = features
+            .iter()
+            .filter(|f| matches!(f.kind, FeatureKind::Categorical { .. }))
+            .map(|f| f.name.as_str())
+            .collect();
+        if !text.is_empty() {
+            return Err(LearnError::data(
+                &spec.data,
+                format!(
+                    "a matrix input holds numbers only, and {} {} categorical; train with one input per column (the default), or leave {} out with --ignore",
+                    text.join(", "),
+                    if text.len() == 1 { "is" } else { "are" },
+                    if text.len() == 1 { "it" } else { "them" },
+                ),
+            ));
+        }
+    }
     let (x_train, _) = pipeline::transform(&features, &data.frame, &parts.train)?;
     let (x_val, _) = pipeline::transform(&features, &data.frame, &parts.validation)?;
     let validation =
@@ -462,19 +498,31 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
     })
 }
 
-/// The signature a native package serves: one tensor per raw column.
-pub fn signature_for(features: &[FeatureSpec], task: Task, n_classes: usize) -> Signature {
-    let inputs = features
-        .iter()
-        .map(|f| TensorSpec {
-            name: f.name.clone(),
-            datatype: match f.kind {
-                FeatureKind::Numeric { .. } => DataType::Fp64,
-                FeatureKind::Categorical { .. } => DataType::Bytes,
-            },
-            shape: vec![-1],
-        })
-        .collect();
+/// The signature a native package serves: one tensor per raw column, or one matrix.
+pub fn signature_for(
+    features: &[FeatureSpec],
+    task: Task,
+    n_classes: usize,
+    layout: InputLayout,
+) -> Signature {
+    let inputs = match layout {
+        InputLayout::Columns => features
+            .iter()
+            .map(|f| TensorSpec {
+                name: f.name.clone(),
+                datatype: match f.kind {
+                    FeatureKind::Numeric { .. } => DataType::Fp64,
+                    FeatureKind::Categorical { .. } => DataType::Bytes,
+                },
+                shape: vec![-1],
+            })
+            .collect(),
+        InputLayout::Matrix => vec![TensorSpec {
+            name: MATRIX_INPUT.into(),
+            datatype: DataType::Fp64,
+            shape: vec![-1, features.len() as i64],
+        }],
+    };
     let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec {
         name: name.into(),
         datatype,
@@ -560,7 +608,7 @@ fn manifest_for(
             threshold: positive_class.as_ref().map(|_| spec.params.threshold),
             positive_class,
         },
-        signature: signature_for(&features, task, classes.len()),
+        signature: signature_for(&features, task, classes.len(), spec.input),
         features,
         model: ModelSpec {
             kind: spec.params.model.to_string(),

@@ -7,7 +7,7 @@ use slipway_core::{CoreError, Model, Tensor, TensorData};
 use slipway_learn::dataset::DatasetSpec;
 use slipway_learn::package::{self, NativeModel};
 use slipway_learn::predict::{PredictOptions, predict_csv};
-use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec};
+use slipway_learn::train::{self, InputLayout, ModelKind, TrainParams, TrainSpec};
 
 fn credit() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/german_credit.csv")
@@ -29,6 +29,7 @@ fn trained_package(dir: &Path) -> NativeModel {
             ..TrainParams::default()
         },
         name: "credit".into(),
+        input: InputLayout::Columns,
     };
     let trained = train::train(&spec, &mut |_| {}).unwrap();
     let written = package::write(dir, &trained.manifest, &trained.network).unwrap();
@@ -176,4 +177,133 @@ fn missing_or_truncated_payload_is_a_clear_error() {
     std::os::unix::fs::symlink("/dev/zero", &payload).unwrap();
     let err = NativeModel::load(tmp.path()).unwrap_err().to_string();
     assert!(err.contains("is not a regular file"), "{err}");
+}
+
+fn cancer() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/breast_cancer.csv")
+}
+
+fn cancer_spec(input: InputLayout) -> TrainSpec {
+    TrainSpec {
+        data: cancer(),
+        test_data: None,
+        dataset: DatasetSpec {
+            target: "diagnosis".into(),
+            ..DatasetSpec::default()
+        },
+        params: TrainParams {
+            model: ModelKind::Mlp,
+            hidden: vec![8],
+            epochs: 5,
+            ..TrainParams::default()
+        },
+        name: "cancer".into(),
+        input,
+    }
+}
+
+/// A matrix-layout package takes one FP64 `[rows, features]` tensor and answers exactly what
+/// the same network answers through one tensor per column; bad matrices are refused by name.
+#[test]
+fn matrix_input_agrees_with_column_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut models = Vec::new();
+    for (layout, dir) in [(InputLayout::Columns, "cols"), (InputLayout::Matrix, "matrix")] {
+        let trained = train::train(&cancer_spec(layout), &mut |_| {}).unwrap();
+        package::write(&tmp.path().join(dir), &trained.manifest, &trained.network).unwrap();
+        models.push(NativeModel::load(&tmp.path().join(dir)).unwrap());
+    }
+    let (cols, matrix) = (&models[0], &models[1]);
+    assert_eq!(cols.network, matrix.network, "the layout does not change the fit");
+    let width = cols.manifest.features.len();
+    assert_eq!(width, 30);
+    let sig = &matrix.signature().inputs;
+    assert_eq!(sig.len(), 1);
+    assert_eq!(sig[0].name, train::MATRIX_INPUT);
+    assert_eq!(sig[0].shape, vec![-1, width as i64]);
+
+    // Three rows from the file, one with a missing value (NaN is imputed with the median).
+    let text = std::fs::read_to_string(cancer()).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let mut rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cols.manifest
+                .features
+                .iter()
+                .map(|f| {
+                    let j = header.iter().position(|h| *h == f.name).unwrap();
+                    cells[j].parse().unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    rows[1][4] = f64::NAN;
+    let column_inputs: Vec<Tensor> = cols
+        .manifest
+        .features
+        .iter()
+        .enumerate()
+        .map(|(j, f)| {
+            Tensor::vector(
+                &f.name,
+                TensorData::Fp64(rows.iter().map(|r| r[j]).collect()),
+            )
+        })
+        .collect();
+    let flat: Vec<f64> = rows.concat();
+    let matrix_input = |data: TensorData, shape: Vec<usize>| {
+        vec![Tensor {
+            name: train::MATRIX_INPUT.into(),
+            shape,
+            data,
+        }]
+    };
+    let want = cols.infer(&column_inputs).unwrap();
+    let got = matrix
+        .infer(&matrix_input(TensorData::Fp64(flat.clone()), vec![3, width]))
+        .unwrap();
+    assert_eq!(got, want);
+
+    let refused = |inputs: Vec<Tensor>, needle: &str| match matrix.infer(&inputs) {
+        Err(CoreError::InvalidInput(m)) => assert!(m.contains(needle), "{m}"),
+        other => panic!("expected InvalidInput containing {needle:?}, got {other:?}"),
+    };
+    refused(column_inputs, "the model takes one input, `features`");
+    refused(
+        matrix_input(TensorData::Fp64(flat.clone()), vec![3, width - 1]),
+        "must have shape [rows, 30]",
+    );
+    refused(
+        matrix_input(TensorData::Fp64(flat[..width].to_vec()), vec![3, width]),
+        "must have shape [rows, 30]",
+    );
+    refused(
+        matrix_input(
+            TensorData::Fp32(flat.iter().map(|&v| v as f32).collect()),
+            vec![3, width],
+        ),
+        "must be FP64, got FP32",
+    );
+    let mut infinite = flat;
+    infinite[width + 2] = f64::INFINITY;
+    refused(
+        matrix_input(TensorData::Fp64(infinite), vec![3, width]),
+        "not a finite number at row 1, column 2",
+    );
+}
+
+/// A matrix holds numbers only: training one over categorical columns is refused up front,
+/// naming them.
+#[test]
+fn matrix_input_refuses_categorical_features() {
+    let mut spec = cancer_spec(InputLayout::Matrix);
+    spec.data = credit();
+    spec.dataset.target = "creditability".into();
+    let err = train::train(&spec, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("a matrix input holds numbers only"), "{err}");
+    assert!(err.contains("housing"), "{err}");
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use slipway_learn::dataset::DatasetSpec;
-use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec};
+use slipway_learn::train::{self, InputLayout, ModelKind, TrainParams, TrainSpec};
 use slipway_registry::{
     Gate, Promotion, Reference, RegisterOptions, Registry, RegistryError, Selector, sha256_hex,
 };
@@ -23,6 +23,7 @@ fn package(dir: &Path, seed: u64) -> PathBuf {
             ..TrainParams::default()
         },
         name: "bc".into(),
+        input: InputLayout::Columns,
     };
     let trained = train::train(&spec, &mut |_| {}).unwrap();
     let out = dir.join(format!("pkg-{seed}"));

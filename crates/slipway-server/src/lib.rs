@@ -660,6 +660,22 @@ fn records_to_tensors(served: &Served, instances: &[Json]) -> Result<Vec<Tensor>
     }
     let m = &served.manifest;
     match m.framework {
+        // A matrix-layout package (`slipway train --input matrix`): its one input is the
+        // numeric features in training order.
+        Framework::Native if served.signature().inputs.len() == 1
+            && served.signature().inputs[0].shape.len() == 2 =>
+        {
+            let input = &served.signature().inputs[0];
+            let values: Vec<f64> = instances
+                .iter()
+                .flat_map(|r| m.features.iter().map(move |f| cell_number(r.get(&f.name))))
+                .collect();
+            Ok(vec![Tensor {
+                name: input.name.clone(),
+                shape: vec![rows, m.features.len()],
+                data: TensorData::Fp64(values),
+            }])
+        }
         Framework::Native => Ok(m
             .features
             .iter()

@@ -513,3 +513,113 @@ async fn statistics_and_repository_extensions() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// A native package trained with `--input matrix` takes one `[rows, 30]` tensor over V2 (FP32
+/// is widened exactly to the model's FP64), is described as such in its metadata, answers V1
+/// records by feature name with the same numbers, and refuses a matrix of the wrong width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_matrix_package() {
+    use slipway_learn::train::{self, InputLayout, ModelKind, TrainParams, TrainSpec};
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TrainSpec {
+        data: repo().join("data/breast_cancer.csv"),
+        test_data: None,
+        dataset: slipway_learn::dataset::DatasetSpec {
+            target: "diagnosis".into(),
+            ..Default::default()
+        },
+        params: TrainParams {
+            model: ModelKind::Logistic,
+            ..TrainParams::default()
+        },
+        name: "cancer_matrix".into(),
+        input: InputLayout::Matrix,
+    };
+    let trained = train::train(&spec, &mut |_| {}).unwrap();
+    slipway_learn::package::write(dir.path(), &trained.manifest, &trained.network).unwrap();
+    let loaded = slipway_runtime::load(dir.path()).unwrap();
+    let model = Arc::clone(&loaded.model);
+    s.engine.add("cancer_matrix", "1", loaded);
+    let names: Vec<String> = trained
+        .manifest
+        .features
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+
+    let (status, meta) = get(&format!("{}/v2/models/cancer_matrix", s.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        meta["inputs"],
+        json!([{"name": "features", "datatype": "FP64", "shape": [-1, 30]}])
+    );
+
+    // Two rows of the file, in the model's feature order.
+    let text = std::fs::read_to_string(repo().join("data/breast_cancer.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let rows: Vec<Vec<f32>> = text
+        .lines()
+        .skip(1)
+        .take(2)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            names
+                .iter()
+                .map(|n| cells[header.iter().position(|h| h == n).unwrap()].parse().unwrap())
+                .collect()
+        })
+        .collect();
+    let want = model
+        .infer(&[Tensor {
+            name: "features".into(),
+            shape: vec![2, 30],
+            data: TensorData::Fp64(rows.concat().iter().map(|&v| f64::from(v)).collect()),
+        }])
+        .unwrap();
+    let TensorData::Fp64(want_p) = &want[0].data else {
+        panic!("probability is FP64")
+    };
+
+    let body = json!({"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 30], "data": rows}]});
+    let url = format!("{}/v2/models/cancer_matrix/infer", s.url);
+    let (status, _, bytes) = post(&url, serde_json::to_vec(&body).unwrap(), None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let r: Json = serde_json::from_slice(&bytes).unwrap();
+    let got: Vec<f64> = serde_json::from_value(r["outputs"][0]["data"].clone()).unwrap();
+    assert_eq!(got, *want_p);
+
+
+    let records: Vec<Json> = rows
+        .iter()
+        .map(|row| {
+            Json::Object(
+                names
+                    .iter()
+                    .zip(row)
+                    .map(|(n, &v)| (n.clone(), json!(f64::from(v))))
+                    .collect(),
+            )
+        })
+        .collect();
+    let (status, _, bytes) = post(
+        &format!("{}/v1/models/cancer_matrix:predict", s.url),
+        serde_json::to_vec(&json!({"instances": records})).unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let r: Json = serde_json::from_slice(&bytes).unwrap();
+    for (k, p) in want_p.iter().enumerate() {
+        assert_eq!(r["predictions"][k]["probability"].as_f64().unwrap(), *p);
+    }
+
+    let narrow = json!({"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 29], "data": vec![1.0; 29]}]});
+    let (status, _, bytes) = post(&url, serde_json::to_vec(&narrow).unwrap(), None).await;
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("shape"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+}

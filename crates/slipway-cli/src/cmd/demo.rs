@@ -7,7 +7,7 @@ use clap::Args;
 use slipway_learn::dataset::DatasetSpec;
 use slipway_learn::package::{self, NativeModel};
 use slipway_learn::predict::{PredictOptions, predict_csv};
-use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec, Trained};
+use slipway_learn::train::{self, InputLayout, ModelKind, TrainParams, TrainSpec, Trained};
 
 use slipway_registry::{Gate, Promotion, RegisterOptions, Registry};
 
@@ -66,6 +66,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             dataset: dataset.clone(),
             params,
             name: "credit".into(),
+            input: InputLayout::Columns,
         };
         let bar = EpochBar::new(spec.params.model == ModelKind::Mlp, spec.params.epochs);
         let trained = train::train(&spec, &mut |e| bar.epoch(e))?;

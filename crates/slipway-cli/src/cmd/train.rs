@@ -9,7 +9,7 @@ use slipway_core::Activation;
 use slipway_learn::data::ColumnKind;
 use slipway_learn::dataset::{DatasetSpec, TargetKind};
 use slipway_learn::mlp::{Loss, Optimizer};
-use slipway_learn::train::{self, ModelKind, TrainParams, TrainSpec, Trained};
+use slipway_learn::train::{self, InputLayout, ModelKind, TrainParams, TrainSpec, Trained};
 use slipway_learn::{package, tune};
 
 use crate::output::{self, EpochBar};
@@ -22,6 +22,15 @@ pub enum ModelArg {
     Logistic,
     /// Multi-layer perceptron (mini-batch SGD or Adam).
     Mlp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum InputArg {
+    /// One tensor per raw column (FP64 or BYTES): mixed numeric and categorical data.
+    Columns,
+    /// One FP64 matrix [rows, features] named `features`, as scikit-learn, MLServer and
+    /// Triton clients send rows; every feature must be numeric.
+    Matrix,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,6 +159,9 @@ pub struct ModelOptions {
     /// The package's name (default: the data file's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// How the served package takes its inputs.
+    #[arg(long, value_enum, default_value = "columns")]
+    pub input: InputArg,
 }
 
 impl ModelOptions {
@@ -219,6 +231,10 @@ impl ModelOptions {
             },
             params,
             name,
+            input: match self.input {
+                InputArg::Columns => InputLayout::Columns,
+                InputArg::Matrix => InputLayout::Matrix,
+            },
         })
     }
 }
