@@ -1,6 +1,8 @@
 //! Bytes → `oip::parse_request`, the decoder every `/infer` body goes through. The first two
 //! bytes pick the `Inference-Header-Content-Length` (absent when both are zero). Refusals are
-//! fine; a panic, an abort or a hang is a bug. A request that parses must encode back.
+//! fine; a panic, an abort or a hang is a bug. A request that parses must encode back, and the
+//! one-pass reader must read every body exactly as serde does (the same request or the same
+//! error).
 
 #![no_main]
 
@@ -13,7 +15,9 @@ fuzz_target!(|bytes: &[u8]| {
         _ => return,
     };
     let header_len = (head != 0).then_some(usize::from(head));
-    if let Ok(request) = oip::parse_request(body, header_len) {
+    let parsed = oip::parse_request(body, header_len);
+    assert_eq!(parsed, oip::parse_request_serde(body, header_len));
+    if let Ok(request) = parsed {
         let outputs = request.inputs.clone();
         let _ = oip::encode_response("m", "1", &request, outputs);
     }

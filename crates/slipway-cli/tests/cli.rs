@@ -895,5 +895,8 @@ fn train_with_a_matrix_input() {
         s(&tmp.path().join("credit")),
     ]);
     assert_eq!(code, 65, "{err}");
-    assert!(err.contains("holds numbers only") && err.contains("housing"), "{err}");
+    assert!(
+        err.contains("holds numbers only") && err.contains("housing"),
+        "{err}"
+    );
 }

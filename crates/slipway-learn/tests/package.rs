@@ -208,13 +208,19 @@ fn cancer_spec(input: InputLayout) -> TrainSpec {
 fn matrix_input_agrees_with_column_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let mut models = Vec::new();
-    for (layout, dir) in [(InputLayout::Columns, "cols"), (InputLayout::Matrix, "matrix")] {
+    for (layout, dir) in [
+        (InputLayout::Columns, "cols"),
+        (InputLayout::Matrix, "matrix"),
+    ] {
         let trained = train::train(&cancer_spec(layout), &mut |_| {}).unwrap();
         package::write(&tmp.path().join(dir), &trained.manifest, &trained.network).unwrap();
         models.push(NativeModel::load(&tmp.path().join(dir)).unwrap());
     }
     let (cols, matrix) = (&models[0], &models[1]);
-    assert_eq!(cols.network, matrix.network, "the layout does not change the fit");
+    assert_eq!(
+        cols.network, matrix.network,
+        "the layout does not change the fit"
+    );
     let width = cols.manifest.features.len();
     assert_eq!(width, 30);
     let sig = &matrix.signature().inputs;
@@ -264,7 +270,10 @@ fn matrix_input_agrees_with_column_inputs() {
     };
     let want = cols.infer(&column_inputs).unwrap();
     let got = matrix
-        .infer(&matrix_input(TensorData::Fp64(flat.clone()), vec![3, width]))
+        .infer(&matrix_input(
+            TensorData::Fp64(flat.clone()),
+            vec![3, width],
+        ))
         .unwrap();
     assert_eq!(got, want);
 

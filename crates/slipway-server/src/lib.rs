@@ -662,8 +662,9 @@ fn records_to_tensors(served: &Served, instances: &[Json]) -> Result<Vec<Tensor>
     match m.framework {
         // A matrix-layout package (`slipway train --input matrix`): its one input is the
         // numeric features in training order.
-        Framework::Native if served.signature().inputs.len() == 1
-            && served.signature().inputs[0].shape.len() == 2 =>
+        Framework::Native
+            if served.signature().inputs.len() == 1
+                && served.signature().inputs[0].shape.len() == 2 =>
         {
             let input = &served.signature().inputs[0];
             let values: Vec<f64> = instances

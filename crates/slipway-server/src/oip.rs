@@ -9,6 +9,8 @@ use serde_json::Value as Json;
 use serde_json::json;
 use slipway_core::{DataType, Tensor, TensorData};
 
+mod fast;
+
 /// A bad request, with the text the client sees in `{"error": …}`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -121,31 +123,36 @@ fn numbers_fast<S: Sink>(text: &str, count: usize, sink: &mut S) -> bool {
         if sink.len() == count {
             return false;
         }
-        let Some((number, end)) = scan_number(b, i) else {
-            return false;
-        };
-        let ok = match number {
-            Scanned::Int(v) => sink.i64(v).is_ok(),
-            Scanned::Float(v) => sink.f64(v).is_ok(),
-            // Too many digits or too large an exponent for the fast path: the exact parser.
-            Scanned::Long { integer } => {
-                let token = &text[i..end];
-                let int = if integer {
-                    token.parse::<i128>().ok()
-                } else {
-                    None
-                };
-                match int {
-                    Some(v) => sink.i64(v).is_ok(),
-                    None => token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok()),
-                }
-            }
-        };
-        if !ok {
-            return false;
+        match push_number(b, i, sink) {
+            Some(end) => i = end,
+            None => return false,
         }
-        i = end;
     }
+}
+
+/// Reads the number at `b[start..]` into `sink`; returns where it ends, or `None` when it is
+/// not a number (or not followed by a separator) or the sink refuses it.
+#[inline]
+fn push_number<S: Sink>(b: &[u8], start: usize, sink: &mut S) -> Option<usize> {
+    let (number, end) = scan_number(b, start)?;
+    let ok = match number {
+        Scanned::Int(v) => sink.i64(v).is_ok(),
+        Scanned::Float(v) => sink.f64(v).is_ok(),
+        // Too many digits or too large an exponent for the fast path: the exact parser.
+        Scanned::Long { integer } => {
+            let token = std::str::from_utf8(&b[start..end]).ok()?;
+            let int = if integer {
+                token.parse::<i128>().ok()
+            } else {
+                None
+            };
+            match int {
+                Some(v) => sink.i64(v).is_ok(),
+                None => token.parse::<f64>().is_ok_and(|v| sink.f64(v).is_ok()),
+            }
+        }
+    };
+    ok.then_some(end)
 }
 
 /// A number token read by [`scan_number`].
@@ -190,13 +197,17 @@ fn scan_number(b: &[u8], start: usize) -> Option<(Scanned, usize)> {
         }
         i += 1;
     }
-    if i == first {
+    // JSON's grammar, strictly: digits, no leading zero, digits after `.` and after `e`.
+    if i == first || (b[first] == b'0' && i - first > 1) {
         return None;
     }
     let mut integer = true;
     if i < b.len() && b[i] == b'.' {
         integer = false;
         i += 1;
+        if !b.get(i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
         while i < b.len() && b[i].is_ascii_digit() {
             if digits < 19 {
                 mantissa = mantissa * 10 + u64::from(b[i] - b'0');
@@ -217,6 +228,9 @@ fn scan_number(b: &[u8], start: usize) -> Option<(Scanned, usize)> {
                 sign = -1;
             }
             i += 1;
+        }
+        if !b.get(i).is_some_and(u8::is_ascii_digit) {
+            return None;
         }
         let mut e: i64 = 0;
         while i < b.len() && b[i].is_ascii_digit() {
@@ -745,8 +759,82 @@ pub fn element_count(name: &str, shape: &[usize]) -> Result<usize, BadRequest> {
     slipway_runtime::bounded_elements(shape).map_err(|e| BadRequest(format!("input `{name}`: {e}")))
 }
 
+/// An inference request's header as read by either reader: the one-pass [`fast`] reader or
+/// serde ([`WireRequest`]).
+struct Header<'a> {
+    id: Option<String>,
+    inputs: Option<Vec<HeaderInput<'a>>>,
+    outputs: Option<Json>,
+    parameters: Option<Json>,
+}
+
+struct HeaderInput<'a> {
+    name: Option<std::borrow::Cow<'a, str>>,
+    datatype: Option<std::borrow::Cow<'a, str>>,
+    shape: Option<Vec<i64>>,
+    binary_size: Option<u64>,
+    data: Option<Data<'a>>,
+}
+
+/// An input's JSON `data`: its text, or already decoded by the one-pass reader.
+enum Data<'a> {
+    Raw(&'a serde_json::value::RawValue),
+    Decoded(TensorData),
+}
+
+impl<'a> From<WireRequest<'a>> for Header<'a> {
+    fn from(w: WireRequest<'a>) -> Self {
+        Header {
+            id: w
+                .id
+                .as_ref()
+                .and_then(Json::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            inputs: w.inputs.map(|inputs| {
+                inputs
+                    .into_iter()
+                    .map(|i| HeaderInput {
+                        name: i.name,
+                        datatype: i.datatype,
+                        shape: i.shape,
+                        binary_size: i.parameters.and_then(|p| p.binary_data_size),
+                        data: i.data.map(Data::Raw),
+                    })
+                    .collect()
+            }),
+            outputs: w.outputs,
+            parameters: w.parameters,
+        }
+    }
+}
+
 /// Parses `/infer`'s body. `header_len` is `Inference-Header-Content-Length`, if sent.
 pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, BadRequest> {
+    parse_with(body, header_len, true)
+}
+
+/// [`parse_request`] without the one-pass reader: what it must agree with (for tests and the
+/// fuzz target).
+#[doc(hidden)]
+pub fn parse_request_serde(
+    body: &[u8],
+    header_len: Option<usize>,
+) -> Result<InferRequest, BadRequest> {
+    parse_with(body, header_len, false)
+}
+
+/// Whether the one-pass reader took `body` (`false`: serde read it).
+#[doc(hidden)]
+pub fn takes_fast_path(body: &[u8]) -> bool {
+    fast::header(body).is_some()
+}
+
+fn parse_with(
+    body: &[u8],
+    header_len: Option<usize>,
+    fast: bool,
+) -> Result<InferRequest, BadRequest> {
     let header_len = header_len.unwrap_or(body.len());
     if header_len > body.len() {
         return bad(format!(
@@ -759,28 +847,30 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
             "a raw binary request (Inference-Header-Content-Length: 0) is not supported; send a JSON header",
         );
     }
-    let header: WireRequest<'_> = serde_json::from_slice(&body[..header_len]).map_err(|e| {
-        if e.is_data() {
-            BadRequest(format!(
-                "the request must be a JSON object with an `inputs` array of tensors: {e}"
-            ))
-        } else {
-            BadRequest(format!("the request is not valid JSON: {e}"))
-        }
-    })?;
-    let id = header
-        .id
-        .as_ref()
-        .and_then(Json::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
-    let Some(inputs_json) = header.inputs.as_ref() else {
+    let text = &body[..header_len];
+    // The usual request in one pass; anything unusual (and every error) goes through serde.
+    let header = match fast.then(|| fast::header(text)).flatten() {
+        Some(h) => h,
+        None => Header::from(
+            serde_json::from_slice::<WireRequest<'_>>(text).map_err(|e| {
+                if e.is_data() {
+                    BadRequest(format!(
+                        "the request must be a JSON object with an `inputs` array of tensors: {e}"
+                    ))
+                } else {
+                    BadRequest(format!("the request is not valid JSON: {e}"))
+                }
+            })?,
+        ),
+    };
+    let id = header.id;
+    let Some(inputs_json) = header.inputs else {
         return bad("the request has no `inputs` array");
     };
     let mut rest = &body[header_len..];
     let mut inputs = Vec::with_capacity(inputs_json.len());
     let mut wire = Vec::with_capacity(inputs_json.len());
-    for (k, input) in inputs_json.iter().enumerate() {
+    for (k, input) in inputs_json.into_iter().enumerate() {
         let name = input
             .name
             .as_deref()
@@ -800,10 +890,9 @@ pub fn parse_request(body: &[u8], header_len: Option<usize>) -> Result<InferRequ
                 .ok_or_else(|| BadRequest(format!("input `{name}` has no `shape`")))?,
         )?;
         let count = element_count(&name, &shape)?;
-        let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
-        let data = input.data;
-        let data = match (data, binary_size) {
-            (Some(d), None) => json_data(&name, dt, d, count)?,
+        let data = match (input.data, input.binary_size) {
+            (Some(Data::Raw(d)), None) => json_data(&name, dt, d, count)?,
+            (Some(Data::Decoded(d)), None) => d,
             (None, Some(n)) => {
                 let n = usize::try_from(n).map_err(|_| {
                     BadRequest(format!("input `{name}`: binary_data_size is too large"))
@@ -1225,10 +1314,115 @@ mod tests {
             );
         }
 
+        /// The one-pass reader and serde read every request the same way: the same tensors
+        /// from the same requests, and (since the one-pass reader leaves every doubt to serde)
+        /// the same errors. Bodies are built from the pieces clients send, in any order, with
+        /// near-misses (bad numbers, repeated fields, escapes, `data` before `datatype`), and
+        /// then one byte is changed.
+        #[test]
+        fn the_one_pass_reader_agrees_with_serde(
+            top_order in Just([0usize, 1, 2, 3, 4]).prop_shuffle(),
+            inputs in prop::collection::vec(
+                (
+                    Just([0usize, 1, 2, 3, 4, 5]).prop_shuffle(),
+                    prop::sample::select(vec!["FP32", "FP64", "INT64", "INT8", "UINT16", "FP16", "BOOL", "BYTES", "XX"]),
+                    prop::collection::vec(0usize..4, 1..3),
+                    prop::collection::vec(prop::sample::select(vec![
+                        "1", "-2", "0", "-0", "3.25", "1e3", "-1.5E-3", "17.99", "0.006399", "1e400",
+                        "123456789012345678901234", "01", "1.", "-", "1e", ".5", "\"a\"", "true", "null", "[]", "2.5e+2",
+                    ]), 0..9),
+                    0usize..4,
+                    any::<bool>(),
+                ),
+                0..3,
+            ),
+            spaces in any::<bool>(),
+            edit in prop::option::of((any::<prop::sample::Index>(), prop::sample::select(vec![b'[', b']', b'{', b'}', b',', b':', b'"', b'\\', b' ', b'1', b'-', b'.', b'e', b'x']))),
+        ) {
+            let sp = if spaces { " " } else { "" };
+            let input_text: Vec<String> = inputs
+                .iter()
+                .enumerate()
+                .map(|(k, (order, dt, shape, cells, nest, params))| {
+                    let n: usize = shape.iter().product();
+                    let mut data: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+                    data.truncate(n.max(1));
+                    let data = if *nest > 1 && data.len() > 1 {
+                        let mid = data.len() / 2;
+                        format!("[[{}],{sp}[{}]]", data[..mid].join(","), data[mid..].join(&format!(",{sp}")))
+                    } else {
+                        format!("[{}]", data.join(&format!(",{sp}")))
+                    };
+                    let fields = [
+                        format!("\"name\":{sp}\"in{k}\""),
+                        format!("\"datatype\":\"{dt}\""),
+                        format!("\"shape\":{shape:?}"),
+                        format!("\"data\":{sp}{data}"),
+                        if *params { "\"parameters\":{\"binary_data_size\":null,\"x\":[1]}".to_string() } else { format!("\"x{k}\":{{\"a\":[1,{sp}\"]\"]}}") },
+                        if *nest == 3 { "\"name\":\"again\"".to_string() } else { "\"note\":\"t\\u00e9\"".to_string() },
+                    ];
+                    format!("{{{}}}", order.iter().map(|&i| fields[i].clone()).collect::<Vec<_>>().join(&format!(",{sp}")))
+                })
+                .collect();
+            let top = [
+                format!("\"inputs\":{sp}[{}]", input_text.join(",")),
+                "\"id\":\"r-1\"".to_string(),
+                "\"outputs\":[{\"name\":\"probability\",\"parameters\":{\"binary_data\":false}}]".to_string(),
+                "\"parameters\":{\"binary_data_output\":false}".to_string(),
+                "\"extra\":[null,{\"k\":\"v\\\"\"}]".to_string(),
+            ];
+            let body = format!("{{{sp}{}{sp}}}", top_order.iter().map(|&i| top[i].clone()).collect::<Vec<_>>().join(","));
+            let mut body = body.into_bytes();
+            if let Some((at, byte)) = edit {
+                let at = at.index(body.len());
+                body[at] = byte;
+            }
+            prop_assert_eq!(parse_request(&body, None), parse_request_serde(&body, None), "{}", String::from_utf8_lossy(&body));
+        }
+
         /// Arbitrary bodies and header lengths never panic the parser.
         #[test]
         fn any_body_is_answered(body in prop::collection::vec(any::<u8>(), 0..200), cut in prop::option::of(0usize..250)) {
             let _ = parse_request(&body, cut);
+        }
+    }
+
+    /// The usual requests take the one-pass reader and read as serde reads them; the unusual
+    /// ones are left to serde.
+    #[test]
+    fn usual_requests_take_the_one_pass_reader() {
+        let taken = [
+            // tritonclient (nested data, parameters, outputs), KServe, compact and spaced.
+            r#"{"inputs":[{"name":"X","shape":[2,3],"datatype":"FP32","parameters":{},"data":[[1.5,2,-3e2],[0.1,17.99,0]]}],"outputs":[{"name":"p","parameters":{"binary_data":true}}],"parameters":{"binary_data_output":false},"id":"42"}"#,
+            r#"{ "id" : "a", "inputs" : [ { "name" : "a" , "datatype" : "INT64" , "shape" : [ 3 ] , "data" : [ 1 , -2 , 3.0 ] } ] }"#,
+            "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP64\",\"shape\":[0],\"data\":[]}]}",
+            r#"{"inputs":[{"name":"x","datatype":"FP16","shape":[1],"data":[0.1]},{"name":"y","datatype":"INT8","shape":[1,1],"data":[[-128]]}],"extra":{"z":[1,"]"]}}"#,
+        ];
+        for body in taken {
+            assert!(takes_fast_path(body.as_bytes()), "{body}");
+            assert_eq!(
+                parse_request(body.as_bytes(), None).unwrap(),
+                parse_request_serde(body.as_bytes(), None).unwrap(),
+                "{body}"
+            );
+        }
+        let left = [
+            r#"{"inputs":[{"name":"x","data":[1],"datatype":"FP32","shape":[1]}]}"#,
+            r#"{"inputs":[{"name":"x","datatype":"BYTES","shape":[1],"data":["a"]}]}"#,
+            r#"{"inputs":[{"name":"x\u0031","datatype":"FP32","shape":[1],"data":[1]}]}"#,
+            r#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[01]}]}"#,
+            r#"{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"data":[1,]}]}"#,
+            r#"{"inputs":[{"name":"x","datatype":"INT8","shape":[1],"data":[300]}]}"#,
+            r#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"inputs":[]}"#,
+            r#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}]} x"#,
+        ];
+        for body in left {
+            assert!(!takes_fast_path(body.as_bytes()), "{body}");
+            assert_eq!(
+                parse_request(body.as_bytes(), None),
+                parse_request_serde(body.as_bytes(), None),
+                "{body}"
+            );
         }
     }
 

@@ -566,7 +566,11 @@ async fn native_matrix_package() {
             let cells: Vec<&str> = l.split(',').collect();
             names
                 .iter()
-                .map(|n| cells[header.iter().position(|h| h == n).unwrap()].parse().unwrap())
+                .map(|n| {
+                    cells[header.iter().position(|h| h == n).unwrap()]
+                        .parse()
+                        .unwrap()
+                })
                 .collect()
         })
         .collect();
@@ -588,7 +592,6 @@ async fn native_matrix_package() {
     let r: Json = serde_json::from_slice(&bytes).unwrap();
     let got: Vec<f64> = serde_json::from_value(r["outputs"][0]["data"].clone()).unwrap();
     assert_eq!(got, *want_p);
-
 
     let records: Vec<Json> = rows
         .iter()
