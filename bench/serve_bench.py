@@ -94,7 +94,10 @@ def make_models() -> None:
     # The native packages take a matrix, as MLServer and the ONNX models do; `mlp_cols` is the
     # same MLP taking one tensor per column, to show what 30 tensors per request cost.
     for name, extra in (("logistic", ["--model", "logistic", "--input", "matrix"]), ("mlp", [*mlp, "--input", "matrix"]),
-                        ("mlp_cols", [*mlp, "--input", "columns"])):
+                        ("mlp_cols", [*mlp, "--input", "columns"]),
+                        # A compute-bound model, to show what batching buys when the model, not
+                        # HTTP, is the cost (the MLP runs a row in ~3 µs of a ~20 µs request).
+                        ("mlp_wide", ["--model", "mlp", "--hidden", "512,512", "--epochs", "10", "--seed", "0", "--input", "matrix"])):
         out = WORK / "native" / name
         manifest = out / "slipway.json"
         want_matrix = "matrix" in extra
@@ -175,7 +178,7 @@ class Server:
 
 
 def slipway_server(core: int, extra: list[str] = ()) -> Server:
-    cmd = [SLIPWAY, "serve", WORK / "native" / "logistic", WORK / "native" / "mlp", WORK / "native" / "mlp_cols",
+    cmd = [SLIPWAY, "serve", WORK / "native" / "logistic", WORK / "native" / "mlp", WORK / "native" / "mlp_cols", WORK / "native" / "mlp_wide",
            "--registry", WORK / "registry", "--model", "logistic_onnx", "--model", "mlp_onnx",
            "--http", SLIPWAY_HTTP, "--grpc", SLIPWAY_GRPC, "--workers", "1", "--watch-ms", "0", *extra]
     # Request logs at warn (failures only), as MLServer runs with debug off.
@@ -262,6 +265,7 @@ def main() -> None:
         for c in (1, 8, 32, 64):
             add("slipway", model, "rest", 1, c, wrk(f"{base}/{model}/infer", BODIES / body, c, secs, cc))
     add("slipway", "mlp_cols", "rest", 1, 32, wrk(f"{base}/mlp_cols/infer", BODIES / "native_cols_1.json", 32, secs, cc))
+    add("slipway", "mlp_wide", "rest", 1, 64, wrk(f"{base}/mlp_wide/infer", BODIES / "native_1.json", 64, secs, cc))
     for model, body in [("mlp", "native_256.json"), ("mlp_onnx", "onnx_256.json"), ("logistic", "native_256.json"),
                         ("logistic_onnx", "onnx_256.json"), ("mlp_cols", "native_cols_256.json")]:
         add("slipway", model, "rest", 256, 8, wrk(f"{base}/{model}/infer", BODIES / body, 8, secs, cc))
@@ -298,6 +302,7 @@ def main() -> None:
     for c in (64,):
         add("slipway-nobatch", "mlp", "rest", 1, c, wrk(f"{base}/mlp/infer", BODIES / "native_1.json", c, secs, cc))
         add("slipway-nobatch", "mlp_onnx", "rest", 1, c, wrk(f"{base}/mlp_onnx/infer", BODIES / "onnx_1.json", c, secs, cc))
+        add("slipway-nobatch", "mlp_wide", "rest", 1, c, wrk(f"{base}/mlp_wide/infer", BODIES / "native_1.json", c, secs, cc))
     srv.stop()
 
     # MLServer, both worker settings.
@@ -368,6 +373,10 @@ def report(p: dict) -> tuple[str, list]:
     if cols32 and cols256:  # runs before 2026-11-28 served the native MLP with per-column inputs only
         targets.append(["native MLP, one tensor per column (30 inputs): single-row c=32 / 256-row JSON",
                         f"{cols32['req_s']:,.0f} req/s ({cols32['req_s'] / m32['req_s']:.0f}×) / {cols256['rows_s']:,.0f} rows/s ({cols256['rows_s'] / m256['rows_s']:.1f}×)", ""])
+    wide_on, wide_off = best("slipway", "mlp_wide", conc=64), best("slipway-nobatch", "mlp_wide", conc=64)
+    if wide_on and wide_off:
+        targets.append(["compute-bound MLP (512×512 hidden): batching on / off, 64 single-row clients",
+                        f"{wide_on['req_s'] / wide_off['req_s']:.2f}× ({wide_on['req_s']:,.0f} / {wide_off['req_s']:,.0f} req/s)", ""])
     sbin = max(r["rows_s"] for r in results if r["protocol"] == "rest-binary")
     targets += [
         ["256-row binary tensors, rows/s (best MLP)", f"{sbin:,.0f}", "≥ 2,000,000"],
@@ -376,7 +385,7 @@ def report(p: dict) -> tuple[str, list]:
         ["overload: answered / shed (503) / failed", f"{overload['ok']:,} / {overload['shed']:,} / {overload['failed']}", "shed > 0, failed 0"],
         ["overload: offered / answered per s", f"{overload['offered_per_s']:,.0f} / {overload['ok_per_s']:,.0f} (sustainable {overload.get('sustainable_s', 0):,.0f})", "2× sustainable"],
         ["overload: RSS after 2 s → at the end", f"{samples[min(2, len(samples) - 1)] if samples else 0} → {samples[-1] if samples else 0} MB", "flat"],
-        ["RSS: Slipway (5 models, after the runs) / MLServer pw=0 / pw=1", f"{rss.get('slipway_after_load_mb')} / {rss.get('mlserver-pw0_mb')} / {rss.get('mlserver-pw1_mb')} MB", ""],
+        ["RSS: Slipway (6 models, after the runs) / MLServer pw=0 / pw=1", f"{rss.get('slipway_after_load_mb')} / {rss.get('mlserver-pw0_mb')} / {rss.get('mlserver-pw1_mb')} MB", ""],
     ]
     rows_md = [[r["server"], r["model"], r["protocol"], str(r["rows"]), str(r["concurrency"]), f"{r['req_s']:,.0f}",
                 f"{r['rows_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"] for r in results]

@@ -177,7 +177,7 @@ const POW10: [f64; 23] = [
 #[inline]
 fn scan_number(b: &[u8], start: usize) -> Option<(Scanned, usize)> {
     let mut i = start;
-    let negative = b[i] == b'-';
+    let negative = *b.get(i)? == b'-';
     if negative {
         i += 1;
     }
@@ -1415,6 +1415,9 @@ mod tests {
             r#"{"inputs":[{"name":"x","datatype":"INT8","shape":[1],"data":[300]}]}"#,
             r#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"inputs":[]}"#,
             r#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}]} x"#,
+            // Found by the fuzzer: the header ends inside `shape`, after whitespace.
+            "{\"inputs\":[{\"name\":\"x\",\"shape\":[0,\r\r",
+            "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1, ",
         ];
         for body in left {
             assert!(!takes_fast_path(body.as_bytes()), "{body}");
