@@ -370,7 +370,7 @@ def report(p: dict) -> tuple[str, list]:
             [f"{label}: batching on / off, 64 single-row clients", f"{on64 / off64:.2f}× ({on64:,.0f} / {off64:,.0f} req/s)", "≥ 2×"],
         ]
     cols32, cols256 = best("slipway", "mlp_cols", conc=32), best("slipway", "mlp_cols", rows=256)
-    if cols32 and cols256:  # runs before 2026-11-28 served the native MLP with per-column inputs only
+    if cols32 and cols256:  # older result files have no per-column twin
         targets.append(["native MLP, one tensor per column (30 inputs): single-row c=32 / 256-row JSON",
                         f"{cols32['req_s']:,.0f} req/s ({cols32['req_s'] / m32['req_s']:.0f}×) / {cols256['rows_s']:,.0f} rows/s ({cols256['rows_s'] / m256['rows_s']:.1f}×)", ""])
     wide_on, wide_off = best("slipway", "mlp_wide", conc=64), best("slipway-nobatch", "mlp_wide", conc=64)

@@ -468,3 +468,43 @@ fn serves_grpc_beside_rest_and_can_refuse_nan() {
     });
     stop(&mut child);
 }
+
+/// On one core (`taskset`, as containers limited to one CPU see it) the server runs its network
+/// side on a single-threaded runtime: REST, gRPC's port, the V1 API and a clean SIGTERM stop all
+/// work there too.
+#[test]
+fn serves_on_one_core() {
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/native/native_logistic_credit");
+    let mut child = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_slipway"), "serve", s(&pkg)])
+        .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taskset (util-linux) runs the server on one core");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || lines.for_each(drop));
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    assert!(first.contains("grpc://"), "{first}");
+    let body = r#"{"instances":[{"age_in_years":41,"duration_in_month":12,"credit_amount":2500}]}"#;
+    for _ in 0..3 {
+        let answer = http(
+            addr,
+            &format!(
+                "POST /v1/models/german_credit:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains("\"predictions\""),
+            "{answer}"
+        );
+    }
+    stop(&mut child);
+}
