@@ -33,8 +33,10 @@ pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "statistics", "model_re
 /// A fresh request id for a request that came without `x-request-id`.
 pub fn new_request_id() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // `process::id()` is a system call each time (glibc no longer caches it): once is enough.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("slipway-{}-{n}", std::process::id())
+    format!("slipway-{}-{n}", PID.get_or_init(std::process::id))
 }
 
 /// A failed request: status and the protocol's `{"error": "…"}` body.
