@@ -166,6 +166,7 @@ impl NativeModel {
                 "holds an ONNX model, which this command cannot run yet",
             ));
         }
+        check_inputs(dir, &manifest)?;
         let path = dir.join(&manifest.payload.file);
         // Only a regular file: a link to a device or a folder never reaches `read`.
         match std::fs::symlink_metadata(&path) {
@@ -263,6 +264,46 @@ impl NativeModel {
     }
 }
 
+/// The signature's inputs agree with the features: one per column in order, or one FP64
+/// matrix as wide as the features, all numeric.
+fn check_inputs(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let features = &manifest.features;
+    let inputs = &manifest.signature.inputs;
+    let fits = match inputs.as_slice() {
+        [m] if m.shape.len() == 2 => {
+            m.name == crate::train::MATRIX_INPUT
+                && m.datatype == DataType::Fp64
+                && m.shape == [-1, features.len() as i64]
+                && features
+                    .iter()
+                    .all(|f| matches!(f.kind, FeatureKind::Numeric { .. }))
+        }
+        _ => {
+            inputs.len() == features.len()
+                && inputs.iter().zip(features).all(|(i, f)| {
+                    let datatype = match f.kind {
+                        FeatureKind::Numeric { .. } => DataType::Fp64,
+                        FeatureKind::Categorical { .. } => DataType::Bytes,
+                    };
+                    i.name == f.name && i.datatype == datatype && i.shape == [-1]
+                })
+        }
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(LearnError::package(
+            dir,
+            format!(
+                "the signature's inputs do not match its {} features: one FP64 or BYTES `[-1]` tensor per feature, in order, or one FP64 `{}` matrix `[-1, {}]` over numeric features",
+                features.len(),
+                crate::train::MATRIX_INPUT,
+                features.len()
+            ),
+        ))
+    }
+}
+
 fn read_tensor(
     dir: &Path,
     tensors: &SafeTensors<'_>,
@@ -290,15 +331,6 @@ fn read_tensor(
 }
 
 impl NativeModel {
-    /// The matrix input's width, when the package takes one matrix instead of a tensor per
-    /// column (`slipway train --input matrix`).
-    fn matrix_width(&self) -> Option<usize> {
-        match self.manifest.signature.inputs.as_slice() {
-            [only] if only.shape.len() == 2 => usize::try_from(only.shape[1]).ok(),
-            _ => None,
-        }
-    }
-
     /// Encodes a `[n, width]` FP64 matrix, row by row, with no allocation per row.
     fn encode_matrix(
         &self,
@@ -405,7 +437,7 @@ impl Model for NativeModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, CoreError> {
-        let x = match self.matrix_width() {
+        let x = match crate::train::matrix_width(&self.manifest.signature) {
             Some(width) => self.encode_matrix(inputs, width)?,
             None => self.encode_columns(inputs)?,
         };

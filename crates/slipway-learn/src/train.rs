@@ -176,6 +176,15 @@ pub enum InputLayout {
 /// The name of a matrix-layout package's input.
 pub const MATRIX_INPUT: &str = "features";
 
+/// The matrix input's width when `signature` takes one matrix (`--input matrix`) rather than
+/// one tensor per column.
+pub fn matrix_width(signature: &Signature) -> Option<usize> {
+    match signature.inputs.as_slice() {
+        [only] if only.shape.len() == 2 => usize::try_from(only.shape[1]).ok(),
+        _ => None,
+    }
+}
+
 /// How the estimator's fit went.
 #[derive(Debug, Clone, Serialize)]
 pub struct FitInfo {

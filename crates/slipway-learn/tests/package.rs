@@ -316,3 +316,28 @@ fn matrix_input_refuses_categorical_features() {
     assert!(err.contains("a matrix input holds numbers only"), "{err}");
     assert!(err.contains("housing"), "{err}");
 }
+
+/// A manifest whose signature does not fit its features (a hand-edited width, a matrix over a
+/// renamed input) is refused at load, not served with columns silently left at zero.
+#[test]
+fn a_signature_that_does_not_fit_the_features_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trained = train::train(&cancer_spec(InputLayout::Matrix), &mut |_| {}).unwrap();
+    package::write(tmp.path(), &trained.manifest, &trained.network).unwrap();
+    let path = tmp.path().join("slipway.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in [("30", "29"), ("\"features\"", "\"x\"")] {
+        let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let input = &mut manifest["signature"]["inputs"][0];
+        if from == "30" {
+            input["shape"] = serde_json::json!([-1, 29]);
+        } else {
+            input["name"] = serde_json::json!("x");
+        }
+        std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let err = NativeModel::load(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("do not match its 30 features"), "{from}→{to}: {err}");
+    }
+    std::fs::write(&path, text).unwrap();
+    NativeModel::load(tmp.path()).unwrap();
+}

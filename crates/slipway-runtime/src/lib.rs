@@ -17,6 +17,8 @@ use slipway_core::{Framework, Manifest, Model};
 use slipway_learn::package::{NativeModel, read_manifest};
 
 pub use onnx::{EngineChoice, OnnxError, OnnxInfo, OnnxModel, bounded_elements};
+/// A native package's matrix input (`slipway train --input matrix`).
+pub use slipway_learn::train::{MATRIX_INPUT, matrix_width};
 
 /// Why a package does not load.
 #[derive(Debug, thiserror::Error)]

@@ -664,10 +664,7 @@ fn records_to_tensors(served: &Served, instances: &[Json]) -> Result<Vec<Tensor>
     match m.framework {
         // A matrix-layout package (`slipway train --input matrix`): its one input is the
         // numeric features in training order.
-        Framework::Native
-            if served.signature().inputs.len() == 1
-                && served.signature().inputs[0].shape.len() == 2 =>
-        {
+        Framework::Native if slipway_runtime::matrix_width(served.signature()).is_some() => {
             let input = &served.signature().inputs[0];
             let values: Vec<f64> = instances
                 .iter()

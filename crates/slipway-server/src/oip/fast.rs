@@ -1,11 +1,11 @@
 //! The one-pass reader for the usual inference request: `{"inputs": [{"name", "datatype",
-//! "shape", "data": [numbers…]}], …}` with `datatype` and `shape` before `data` (the order
-//! tritonclient, KServe's clients and numpy-based code write). Numeric `data` is read straight
+//! "shape", "data": [numbers…]}], …}` with `name`, `datatype` and `shape` before `data` (the
+//! order tritonclient, KServe's clients and numpy-based code write). Numeric `data` is read straight
 //! into its typed buffer as the reader goes, so the body is read once, not once to find where
 //! `data` ends and again to read it.
 //!
 //! It gives up (`None`) at anything unusual: escapes in a key or string, `data` before its
-//! datatype or shape, text or booleans in `data`, a repeated field, a value out of range, any
+//! name, datatype or shape, a negative dimension, text or booleans in `data`, a repeated field, a value out of range, any
 //! syntax error. serde then reads the request and words the error, so both readers accept the
 //! same requests and read them the same way (`parse_request_serde` is the reference; a
 //! proptest and the `oip_request` fuzz target compare them).
@@ -18,7 +18,7 @@ use slipway_core::{DataType, TensorData};
 
 use super::{
     Data, Floats32, Floats64, Header, HeaderInput, InputParameters, Ints, Scanned, Sink, datatype,
-    element_count, held, push_number, scan_number, shape_of,
+    element_count, held, push_number, request_id, scan_number, shape_of,
 };
 
 /// Nesting deeper than this is left to serde (which refuses past 128).
@@ -38,11 +38,7 @@ pub(super) fn header(text: &[u8]) -> Option<Header<'_>> {
         match key {
             "id" => {
                 once(&mut seen[3])?;
-                // Any JSON; only a non-empty string is kept, as serde's reader does.
-                h.id = c.parse::<Option<Json>>()?.and_then(|v| match v {
-                    Json::String(s) if !s.is_empty() => Some(s),
-                    _ => None,
-                });
+                h.id = request_id(c.parse::<Option<Json>>()?);
             }
             "inputs" => {
                 once(&mut seen[0])?;
@@ -93,7 +89,11 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<HeaderInput<'a>> {
             "shape" => {
                 once(&mut seen[2])?;
                 input.shape = Some(c.array(|c| {
-                    c.ws();
+                    // A negative dimension is refused anyway, and serde reads `-0` as a float:
+                    // serde words both.
+                    if c.peek()? == b'-' {
+                        return None;
+                    }
                     match scan_number(c.b, c.i)? {
                         (Scanned::Int(v), end) => {
                             c.i = end;
