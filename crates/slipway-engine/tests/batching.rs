@@ -264,3 +264,51 @@ fn admission_bounds_the_rows_in_hand() {
     big.set_rows(10);
     assert!(s.admit().is_err());
 }
+
+/// Answers reach the runtime through a relay task started on the runtime of the request path.
+/// An engine outliving that runtime (a second runtime, as a test harness or an embedding
+/// program may make) starts a new relay and keeps answering, from a current-thread runtime
+/// and from a multi-thread one, with batching on and off.
+#[test]
+fn answers_reach_each_runtime_that_asks() {
+    let engine = Arc::new(Engine::with_defaults(config("instances=1")));
+    engine.add("credit", "1", credit());
+    let want = engine
+        .get("credit", None)
+        .unwrap()
+        .model
+        .infer(&row(3))
+        .unwrap();
+    for (round, multi) in [(0, false), (1, true), (2, false)] {
+        let runtime = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_time()
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        };
+        let engine = Arc::clone(&engine);
+        let want = want.clone();
+        runtime.block_on(async move {
+            let served = engine.get("credit", None).unwrap();
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let engine = Arc::clone(&engine);
+                    let served = Arc::clone(&served);
+                    tokio::spawn(async move { engine.infer(served, row(3)).await })
+                })
+                .collect();
+            for t in tasks {
+                let answer = tokio::time::timeout(Duration::from_secs(10), t)
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: no answer within 10 s"));
+                assert_eq!(answer.unwrap().unwrap(), want, "round {round}");
+            }
+        });
+    }
+}
