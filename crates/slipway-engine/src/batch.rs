@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use slipway_core::{Model, Signature, Tensor, TensorData};
 
@@ -127,59 +126,7 @@ impl BatchStats {
     }
 }
 
-/// A request's answer.
-pub(crate) type Answer = Result<(Vec<Tensor>, Timing), EngineError>;
-pub(crate) type Reply = tokio::sync::oneshot::Sender<Answer>;
-
-/// Hands answers from the workers back to the async runtime. A worker that answers a request
-/// from its own thread wakes that request's task, and waking a runtime parked on I/O from
-/// outside costs a system call per request (an `eventfd` write on tokio's single-threaded
-/// runtime): about a tenth of a core at 55k requests/s. Answers go instead to one relay task
-/// on the runtime. Its channel wakes it once for however many answers arrive together (a
-/// batch's), and it hands them on from inside the runtime, where waking a task is a queue push.
-#[derive(Default)]
-struct Relay {
-    to_runtime: ArcSwapOption<tokio::sync::mpsc::UnboundedSender<(Reply, Answer)>>,
-}
-
-impl Relay {
-    /// On the request path, inside a runtime: starts the relay task if there is none, or if
-    /// the runtime it ran on has gone.
-    fn ensure(&self) {
-        let live = self
-            .to_runtime
-            .load()
-            .as_ref()
-            .is_some_and(|tx| !tx.is_closed());
-        if live {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Reply, Answer)>();
-        runtime.spawn(async move {
-            while let Some((reply, answer)) = rx.recv().await {
-                let _ = reply.send(answer);
-            }
-        });
-        // Two requests racing here each start a relay; the one replaced closes once its
-        // sender is dropped, after handing on what it was sent.
-        self.to_runtime.store(Some(Arc::new(tx)));
-    }
-
-    /// From a worker: through the relay, or straight to the request when there is none.
-    fn answer(&self, reply: Reply, answer: Answer) {
-        let (reply, answer) = match self.to_runtime.load().as_ref() {
-            Some(tx) => match tx.send((reply, answer)) {
-                Ok(()) => return,
-                Err(unsent) => unsent.0,
-            },
-            None => (reply, answer),
-        };
-        let _ = reply.send(answer);
-    }
-}
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<(Vec<Tensor>, Timing), EngineError>>;
 
 /// One request waiting for a worker.
 pub(crate) struct Job {
@@ -211,7 +158,6 @@ pub struct Scheduler {
     closed: std::sync::atomic::AtomicBool,
     config: ModelConfig,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    relay: Arc<Relay>,
     pub batches: Arc<BatchStats>,
 }
 
@@ -222,7 +168,6 @@ impl Scheduler {
         let (tx, rx) = crossbeam_channel::unbounded();
         let batches = Arc::new(BatchStats::default());
         let queued = Arc::new(AtomicUsize::new(0));
-        let relay = Arc::new(Relay::default());
         let workers = (0..config.instances.max(1))
             .map(|i| {
                 let rx = rx.clone();
@@ -230,17 +175,10 @@ impl Scheduler {
                 let config = config.clone();
                 let batches = Arc::clone(&batches);
                 let queued = Arc::clone(&queued);
-                let relay = Arc::clone(&relay);
                 let short: String = name.chars().take(8).collect();
                 std::thread::Builder::new()
                     .name(format!("infer-{short}-{i}"))
-                    .spawn(move || {
-                        let out = Out {
-                            stats: &batches,
-                            relay: &relay,
-                        };
-                        work(&rx, &queued, model.as_ref(), &config, &out);
-                    })
+                    .spawn(move || work(&rx, &queued, model.as_ref(), &config, &batches))
                     .expect("spawning an inference thread")
             })
             .collect();
@@ -253,7 +191,6 @@ impl Scheduler {
             closed: std::sync::atomic::AtomicBool::new(false),
             config,
             workers: Mutex::new(workers),
-            relay,
             batches,
         }
     }
@@ -283,7 +220,6 @@ impl Scheduler {
             enqueued: Instant::now(),
             reply,
         };
-        self.relay.ensure();
         self.last_rows.store(rows, Ordering::Relaxed);
         let before = self.queued.fetch_add(rows, Ordering::AcqRel);
         if before > 0 && before + rows > self.config.queue_capacity {
@@ -399,7 +335,7 @@ fn work(
     queued: &AtomicUsize,
     model: &dyn Model,
     config: &ModelConfig,
-    out: &Out<'_>,
+    stats: &BatchStats,
 ) {
     let mut next: Option<Job> = None;
     loop {
@@ -447,30 +383,23 @@ fn work(
                 }
             }
         }
-        run(model, batch, rows, out);
+        run(model, batch, rows, stats);
         if stop {
             if let Some(j) = next.take() {
                 let r = j.rows;
-                run(model, vec![j], r, out);
+                run(model, vec![j], r, stats);
             }
             return;
         }
     }
 }
 
-/// Where a worker's results go: the statistics, and the answers through the relay.
-struct Out<'a> {
-    stats: &'a BatchStats,
-    relay: &'a Relay,
-}
-
 /// Runs one batch and answers each of its requests.
-fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, out: &Out<'_>) {
-    let stats = out.stats;
+fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats) {
     let started = Instant::now();
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
-        let result = model
+        let out = model
             .infer(&job.inputs)
             .map_err(|e| EngineError::InvalidInput(e.to_string()));
         let compute = started.elapsed();
@@ -480,7 +409,7 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, out: &Out<'_>) {
             compute,
             batch_rows: rows,
         };
-        out.relay.answer(job.reply, result.map(|o| (o, timing)));
+        let _ = job.reply.send(out.map(|o| (o, timing)));
         return;
     }
     let merged = merge(&batch);
@@ -490,20 +419,20 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, out: &Out<'_>) {
     match outputs.and_then(|o| split(o, &sizes)) {
         Some(parts) => {
             stats.record(rows, batch.len(), compute);
-            for (job, part) in batch.into_iter().zip(parts) {
+            for (job, out) in batch.into_iter().zip(parts) {
                 let timing = Timing {
                     queue: started - job.enqueued,
                     compute,
                     batch_rows: rows,
                 };
-                out.relay.answer(job.reply, Ok((part, timing)));
+                let _ = job.reply.send(Ok((out, timing)));
             }
         }
         // The batch failed, or its answers cannot be split by row: each request alone.
         None => {
             for job in batch {
                 let r = job.rows;
-                run(model, vec![job], r, out);
+                run(model, vec![job], r, stats);
             }
         }
     }

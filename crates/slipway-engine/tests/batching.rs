@@ -265,10 +265,9 @@ fn admission_bounds_the_rows_in_hand() {
     assert!(s.admit().is_err());
 }
 
-/// Answers reach the runtime through a relay task started on the runtime of the request path.
-/// An engine outliving that runtime (a second runtime, as a test harness or an embedding
-/// program may make) starts a new relay and keeps answering, from a current-thread runtime
-/// and from a multi-thread one, with batching on and off.
+/// An engine outlives the runtime that first used it (a second runtime, as a test harness or
+/// an embedding program may make) and keeps answering, from a current-thread runtime and from
+/// a multi-thread one.
 #[test]
 fn answers_reach_each_runtime_that_asks() {
     let engine = Arc::new(Engine::with_defaults(config("instances=1")));
