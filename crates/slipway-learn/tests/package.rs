@@ -336,7 +336,10 @@ fn a_signature_that_does_not_fit_the_features_is_refused() {
         }
         std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
         let err = NativeModel::load(tmp.path()).unwrap_err().to_string();
-        assert!(err.contains("do not match its 30 features"), "{from}→{to}: {err}");
+        assert!(
+            err.contains("do not match its 30 features"),
+            "{from}→{to}: {err}"
+        );
     }
     std::fs::write(&path, text).unwrap();
     NativeModel::load(tmp.path()).unwrap();
