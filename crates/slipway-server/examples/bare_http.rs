@@ -1,6 +1,7 @@
 //! The HTTP ceiling for `bench/serve.sh`: an axum handler that reads the request body and
-//! returns a fixed V2-shaped JSON reply, on the same runtime settings as `slipway serve`
-//! (multi-threaded, one network thread per core it may run on, TCP_NODELAY). Whatever Slipway does beyond this is its own cost.
+//! returns a fixed V2-shaped JSON reply, on the same runtime settings as `slipway serve` (one
+//! network thread per core it may run on, the single-threaded runtime on one core,
+//! TCP_NODELAY). Whatever Slipway does beyond this is its own cost.
 //!
 //! `cargo run --release -p slipway-server --example bare_http -- 127.0.0.1:18090`
 
@@ -15,11 +16,18 @@ fn main() {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18090".into());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let runtime = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     runtime.block_on(async move {
         let app = Router::new().route(
             "/v2/models/{m}/infer",
