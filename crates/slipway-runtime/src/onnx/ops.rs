@@ -476,6 +476,17 @@ impl Op for Unary {
                 a.shape.clone(),
                 a.data.iter().map(|&x| super::ml::tanh_fast(x)).collect(),
             )),
+            // Relu is most of an MLP's element-wise work: its own loop, which vectorises
+            // (the generic arm matches the operator per element). `max` keeps the generic
+            // arm's NaN rule (a NaN becomes 0).
+            Value::F32(a) if matches!(op, UnOp::Relu) => Value::F32(Arr::new(
+                a.shape.clone(),
+                a.data.iter().map(|&x| x.max(0.0)).collect(),
+            )),
+            Value::F64(a) if matches!(op, UnOp::Relu) => Value::F64(Arr::new(
+                a.shape.clone(),
+                a.data.iter().map(|&x| x.max(0.0)).collect(),
+            )),
             Value::F32(a) if matches!(op, UnOp::Sigmoid) => Value::F32(Arr::new(
                 a.shape.clone(),
                 a.data
