@@ -22,24 +22,33 @@ fn http(addr: &str, request: &str) -> String {
 /// printed on its first line.
 fn start_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
     let (child, first) = start_serve_line(args, stderr);
-    let addr = first
+    (child, http_address(&first))
+}
+
+/// The REST address in the server's first line.
+fn http_address(first: &str) -> String {
+    first
         .split("http://")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string();
-    (child, addr)
+        .to_string()
 }
 
 /// Starts `slipway serve ARGS` and returns it with the first line it printed.
 fn start_serve_line(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .arg("serve")
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command.arg("serve").args(args);
+    spawn_server(command, stderr)
+}
+
+/// Spawns a server command and returns it with the first line it printed.
+fn spawn_server(mut command: Command, stderr: Stdio) -> (std::process::Child, String) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     // Keep reading stdout: a closed pipe would make the server's next line fail.
@@ -476,26 +485,18 @@ fn serves_grpc_beside_rest_and_can_refuse_nan() {
 fn serves_on_one_core() {
     let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../conformance/native/native_logistic_credit");
-    let mut child = Command::new("taskset")
+    // taskset (util-linux) runs the server on one core.
+    let mut command = Command::new("taskset");
+    command
         .args(["-c", "0", env!("CARGO_BIN_EXE_slipway"), "serve", s(&pkg)])
-        .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset (util-linux) runs the server on one core");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    std::thread::spawn(move || lines.for_each(drop));
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+        .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]);
+    let (mut child, first) = spawn_server(command, Stdio::null());
+    let addr = http_address(&first);
     assert!(first.contains("grpc://"), "{first}");
     let body = r#"{"instances":[{"age_in_years":41,"duration_in_month":12,"credit_amount":2500}]}"#;
     for _ in 0..3 {
         let answer = http(
-            addr,
+            &addr,
             &format!(
                 "POST /v1/models/german_credit:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()

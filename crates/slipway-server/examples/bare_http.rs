@@ -16,18 +16,7 @@ fn main() {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18090".into());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = if cores == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cores)
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let runtime = slipway_server::network_runtime().expect("runtime");
     runtime.block_on(async move {
         let app = Router::new().route(
             "/v2/models/{m}/infer",

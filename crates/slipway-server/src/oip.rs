@@ -268,28 +268,44 @@ fn scan_number(b: &[u8], start: usize) -> Option<(Scanned, usize)> {
 }
 
 /// Where the elements of a JSON `data` array go: straight into the typed buffer of the
-/// input's held type, with no JSON tree in between.
+/// input's held type, with no JSON tree in between. A sink takes the kinds of element its
+/// type holds and refuses the others, naming what it wanted.
 trait Sink {
+    /// What an element must be, for the refusal: "a number", "a string"…
+    fn wants(&self) -> &'static str;
     /// Whether every element is a number (the fast path applies).
     fn numeric(&self) -> bool {
         true
     }
     fn clear(&mut self);
-    fn f64(&mut self, v: f64) -> Result<(), String>;
-    fn i64(&mut self, v: i128) -> Result<(), String>;
-    fn bool(&mut self, v: bool) -> Result<(), String>;
-    fn str(&mut self, v: &str) -> Result<(), String>;
     fn len(&self) -> usize;
-}
-
-fn not_a(what: &str, sink: &dyn Sink) -> String {
-    format!("element {} is not {what}", sink.len())
+    fn refuse(&self) -> Result<(), String> {
+        Err(format!("element {} is not {}", self.len(), self.wants()))
+    }
+    fn f64(&mut self, _: f64) -> Result<(), String> {
+        self.refuse()
+    }
+    fn i64(&mut self, _: i128) -> Result<(), String> {
+        self.refuse()
+    }
+    fn bool(&mut self, _: bool) -> Result<(), String> {
+        self.refuse()
+    }
+    fn str(&mut self, _: &str) -> Result<(), String> {
+        self.refuse()
+    }
 }
 
 struct Floats32(Vec<f32>, DataType);
 impl Sink for Floats32 {
+    fn wants(&self) -> &'static str {
+        "a number"
+    }
     fn clear(&mut self) {
         self.0.clear();
+    }
+    fn len(&self) -> usize {
+        self.0.len()
     }
     #[inline]
     fn f64(&mut self, v: f64) -> Result<(), String> {
@@ -304,21 +320,18 @@ impl Sink for Floats32 {
     fn i64(&mut self, v: i128) -> Result<(), String> {
         self.f64(v as f64)
     }
-    fn bool(&mut self, _: bool) -> Result<(), String> {
-        Err(not_a("a number", self))
-    }
-    fn str(&mut self, _: &str) -> Result<(), String> {
-        Err(not_a("a number", self))
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 struct Floats64(Vec<f64>);
 impl Sink for Floats64 {
+    fn wants(&self) -> &'static str {
+        "a number"
+    }
     fn clear(&mut self) {
         self.0.clear();
+    }
+    fn len(&self) -> usize {
+        self.0.len()
     }
     #[inline]
     fn f64(&mut self, v: f64) -> Result<(), String> {
@@ -328,29 +341,26 @@ impl Sink for Floats64 {
     fn i64(&mut self, v: i128) -> Result<(), String> {
         self.f64(v as f64)
     }
-    fn bool(&mut self, _: bool) -> Result<(), String> {
-        Err(not_a("a number", self))
-    }
-    fn str(&mut self, _: &str) -> Result<(), String> {
-        Err(not_a("a number", self))
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// Integers, range-checked against the wire type; whole floats (`3.0`) are accepted, as
 /// numpy-based clients send them.
 struct Ints(Vec<i64>, DataType);
 impl Sink for Ints {
+    fn wants(&self) -> &'static str {
+        "an integer"
+    }
     fn clear(&mut self) {
         self.0.clear();
+    }
+    fn len(&self) -> usize {
+        self.0.len()
     }
     fn f64(&mut self, v: f64) -> Result<(), String> {
         if v.fract() == 0.0 && v.abs() < 1.8e19 {
             self.i64(v as i128)
         } else {
-            Err(not_a("an integer", self))
+            self.refuse()
         }
     }
     fn i64(&mut self, v: i128) -> Result<(), String> {
@@ -365,66 +375,45 @@ impl Sink for Ints {
         self.0.push(v as i64);
         Ok(())
     }
-    fn bool(&mut self, _: bool) -> Result<(), String> {
-        Err(not_a("an integer", self))
-    }
-    fn str(&mut self, _: &str) -> Result<(), String> {
-        Err(not_a("an integer", self))
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 struct Bools(Vec<bool>);
 impl Sink for Bools {
+    fn wants(&self) -> &'static str {
+        "true or false"
+    }
     fn numeric(&self) -> bool {
         false
     }
     fn clear(&mut self) {
         self.0.clear();
     }
-    fn f64(&mut self, _: f64) -> Result<(), String> {
-        Err(not_a("true or false", self))
-    }
-    fn i64(&mut self, _: i128) -> Result<(), String> {
-        Err(not_a("true or false", self))
+    fn len(&self) -> usize {
+        self.0.len()
     }
     fn bool(&mut self, v: bool) -> Result<(), String> {
         self.0.push(v);
         Ok(())
     }
-    fn str(&mut self, _: &str) -> Result<(), String> {
-        Err(not_a("true or false", self))
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 struct Strings(Vec<Vec<u8>>);
 impl Sink for Strings {
+    fn wants(&self) -> &'static str {
+        "a string"
+    }
     fn numeric(&self) -> bool {
         false
     }
     fn clear(&mut self) {
         self.0.clear();
     }
-    fn f64(&mut self, _: f64) -> Result<(), String> {
-        Err(not_a("a string", self))
-    }
-    fn i64(&mut self, _: i128) -> Result<(), String> {
-        Err(not_a("a string", self))
-    }
-    fn bool(&mut self, _: bool) -> Result<(), String> {
-        Err(not_a("a string", self))
+    fn len(&self) -> usize {
+        self.0.len()
     }
     fn str(&mut self, v: &str) -> Result<(), String> {
         self.0.push(v.as_bytes().to_vec());
         Ok(())
-    }
-    fn len(&self) -> usize {
-        self.0.len()
     }
 }
 
@@ -766,6 +755,7 @@ pub fn element_count(name: &str, shape: &[usize]) -> Result<usize, BadRequest> {
 
 /// An inference request's header as read by either reader: the one-pass [`fast`] reader or
 /// serde ([`WireRequest`]).
+#[derive(Default)]
 struct Header<'a> {
     id: Option<String>,
     inputs: Option<Vec<HeaderInput<'a>>>,
@@ -773,6 +763,7 @@ struct Header<'a> {
     parameters: Option<Json>,
 }
 
+#[derive(Default)]
 struct HeaderInput<'a> {
     name: Option<std::borrow::Cow<'a, str>>,
     datatype: Option<std::borrow::Cow<'a, str>>,

@@ -293,22 +293,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             |line| eprintln!("{line}"),
         )
     });
-    // One network thread per core the process may run on (`taskset` and CPU-limited containers
-    // narrow it): more threads than cores only adds context switches. On one core the
-    // single-threaded runtime does the same work without the work-stealing machinery (about
-    // 5 % more single-row requests per second, and a lower p99).
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = if cores == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cores)
-            .enable_all()
-            .build()
-    }
-    .context("starting the async runtime")?;
+    let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&http)
             .await

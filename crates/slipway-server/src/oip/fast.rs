@@ -27,12 +27,7 @@ const MAX_DEPTH: u32 = 64;
 /// Reads a request header in one pass, or `None` to leave it to serde.
 pub(super) fn header(text: &[u8]) -> Option<Header<'_>> {
     let mut c = Cursor { b: text, i: 0 };
-    let mut h = Header {
-        id: None,
-        inputs: None,
-        outputs: None,
-        parameters: None,
-    };
+    let mut h = Header::default();
     let mut seen = [false; 4];
     c.object(|c, key| {
         match key {
@@ -68,13 +63,7 @@ fn once(seen: &mut bool) -> Option<()> {
 }
 
 fn input<'a>(c: &mut Cursor<'a>) -> Option<HeaderInput<'a>> {
-    let mut input = HeaderInput {
-        name: None,
-        datatype: None,
-        shape: None,
-        binary_size: None,
-        data: None,
-    };
+    let mut input = HeaderInput::default();
     let mut seen = [false; 5];
     c.object(|c, key| {
         match key {
