@@ -489,7 +489,9 @@ fn serves_on_one_core() {
     let mut command = Command::new("taskset");
     command
         .args(["-c", "0", env!("CARGO_BIN_EXE_slipway"), "serve", s(&pkg)])
-        .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]);
+        .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+        // Generous, so that a debug build's model counts as quick.
+        .args(["--inline-budget-us", "1000000"]);
     let (mut child, first) = spawn_server(command, Stdio::null());
     let addr = http_address(&first);
     assert!(first.contains("grpc://"), "{first}");
@@ -507,5 +509,22 @@ fn serves_on_one_core() {
             "{answer}"
         );
     }
+    // The first request measured the model on its worker; the quick model's later batches ran
+    // on the network thread.
+    let metrics = http(
+        &addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let count = |thread: &str| {
+        let prefix = format!(
+            "slipway_batch_executions_total{{model=\"german_credit\",version=\"1\",thread=\"{thread}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    assert_eq!((count("worker"), count("network")), (1, 2), "{metrics}");
     stop(&mut child);
 }

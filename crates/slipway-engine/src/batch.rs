@@ -30,6 +30,14 @@ pub struct ModelConfig {
     /// requests, or 8 of 256 rows); a request that would go past it is refused at once
     /// (`Overloaded`). A request larger than this is still taken when nothing waits.
     pub queue_capacity: usize,
+    /// On a server with one core (a single-threaded network runtime), a batch the model is
+    /// expected to compute within this budget runs on the network thread, after every request
+    /// read in the same turn of the event loop has joined it, instead of on the model's worker
+    /// thread: on one core the hop costs two context switches and a wake-up per request, more
+    /// than a small model's compute. Slower models and larger requests (the estimate is the
+    /// last batch's time per row times `max_batch_size` or the request's rows) and any `max_queue_delay` keep to the workers, so a slow
+    /// model still never holds up a fast one. Zero: always the workers.
+    pub inline_budget: Duration,
 }
 
 impl Default for ModelConfig {
@@ -40,6 +48,7 @@ impl Default for ModelConfig {
             max_queue_delay: Duration::ZERO,
             preferred_batch_sizes: Vec::new(),
             queue_capacity: 2048,
+            inline_budget: Duration::from_micros(500),
         }
     }
 }
@@ -51,7 +60,7 @@ impl ModelConfig {
     }
 
     /// Applies `key=value` settings (`instances`, `max_batch_size`, `max_queue_delay_us`,
-    /// `preferred_batch_sizes` as `8|16`, `queue_capacity`, `batching=off`).
+    /// `preferred_batch_sizes` as `8|16`, `queue_capacity`, `inline_budget_us`, `batching=off`).
     pub fn apply(&mut self, settings: &str) -> Result<(), String> {
         for pair in settings.split(',').filter(|p| !p.trim().is_empty()) {
             let (key, value) = pair
@@ -76,6 +85,9 @@ impl ModelConfig {
                         .collect::<Result<_, _>>()?;
                 }
                 "queue_capacity" => self.queue_capacity = number(value)?.max(1),
+                "inline_budget_us" => {
+                    self.inline_budget = Duration::from_micros(number(value)? as u64);
+                }
                 "batching" => match value {
                     "off" | "false" => self.max_batch_size = 0,
                     "on" | "true" => {
@@ -87,7 +99,7 @@ impl ModelConfig {
                 },
                 other => {
                     return Err(format!(
-                        "unknown setting `{other}`; use instances, max_batch_size, max_queue_delay_us, preferred_batch_sizes, queue_capacity or batching"
+                        "unknown setting `{other}`; use instances, max_batch_size, max_queue_delay_us, preferred_batch_sizes, queue_capacity, inline_budget_us or batching"
                     ));
                 }
             }
@@ -98,19 +110,41 @@ impl ModelConfig {
 
 /// Executions by batch size (rows): Triton's `batch_stats`. Written once per execution by a
 /// worker, never on the request path.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BatchStats {
     by_size: Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
     /// Executions that merged more than one request.
     pub merged: AtomicU64,
+    /// The last execution's compute time per row, in ns (`u64::MAX` before the first): what
+    /// decides whether a batch may run on the network thread.
+    ns_per_row: AtomicU64,
+    /// Executions run on the network thread rather than a worker (counted in `snapshot` too).
+    pub inline: AtomicU64,
+}
+
+impl Default for BatchStats {
+    fn default() -> Self {
+        BatchStats {
+            by_size: Mutex::default(),
+            merged: AtomicU64::new(0),
+            ns_per_row: AtomicU64::new(u64::MAX),
+            inline: AtomicU64::new(0),
+        }
+    }
 }
 
 impl BatchStats {
-    fn record(&self, rows: usize, requests: usize, compute: Duration) {
+    fn record(&self, rows: usize, requests: usize, compute: Duration, on_network: bool) {
+        if on_network {
+            self.inline.fetch_add(1, Ordering::Relaxed);
+        }
+        let ns = u64::try_from(compute.as_nanos()).unwrap_or(u64::MAX);
+        self.ns_per_row
+            .store(ns / rows.max(1) as u64, Ordering::Relaxed);
         if let Ok(mut m) = self.by_size.lock() {
             let e = m.entry(rows).or_default();
             e.0 += 1;
-            e.1 += u64::try_from(compute.as_nanos()).unwrap_or(u64::MAX);
+            e.1 += ns;
         }
         if requests > 1 {
             self.merged.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +193,89 @@ pub struct Scheduler {
     config: ModelConfig,
     workers: Mutex<Vec<JoinHandle<()>>>,
     pub batches: Arc<BatchStats>,
+    inline: Arc<Inline>,
+}
+
+/// The batches a single-threaded network runtime runs itself (see
+/// [`ModelConfig::inline_budget`]): requests queue here while the event loop reads the others
+/// that arrived with them; one task, spawned behind them, then runs what has gathered.
+struct Inline {
+    model: Arc<dyn Model>,
+    config: ModelConfig,
+    stats: Arc<BatchStats>,
+    queued: Arc<AtomicUsize>,
+    waiting: Mutex<InlineQueue>,
+}
+
+#[derive(Default)]
+struct InlineQueue {
+    jobs: Vec<Job>,
+    /// A task is on its way to run `jobs`.
+    scheduled: bool,
+}
+
+impl Inline {
+    /// Queues `job`, and spawns the task that runs the queue unless one is already coming.
+    fn push(self: &Arc<Self>, job: Job) {
+        let spawn = match self.waiting.lock() {
+            Ok(mut q) => {
+                q.jobs.push(job);
+                !std::mem::replace(&mut q.scheduled, true)
+            }
+            Err(_) => {
+                let _ = job.reply.send(Err(EngineError::Unavailable(
+                    "the model's queue is broken; restart the server".into(),
+                )));
+                false
+            }
+        };
+        if spawn {
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.run_waiting() });
+        }
+    }
+
+    /// Takes what is queued (every request read in this turn of the event loop) and runs it
+    /// in batches, as a worker would.
+    fn run_waiting(&self) {
+        loop {
+            let jobs = match self.waiting.lock() {
+                Ok(mut q) if !q.jobs.is_empty() => std::mem::take(&mut q.jobs),
+                Ok(mut q) => {
+                    q.scheduled = false;
+                    return;
+                }
+                Err(_) => return,
+            };
+            let rows: usize = jobs.iter().map(|j| j.rows).sum();
+            self.queued.fetch_sub(rows, Ordering::AcqRel);
+            run_in_batches(self.model.as_ref(), &self.config, jobs, &self.stats);
+        }
+    }
+}
+
+/// Runs `jobs` (taken in arrival order) as batches: each request joins the batch before it
+/// when their shapes agree and the batch has room, as a worker gathers them.
+fn run_in_batches(model: &dyn Model, config: &ModelConfig, jobs: Vec<Job>, stats: &BatchStats) {
+    let mut batch: Vec<Job> = Vec::new();
+    let mut rows = 0;
+    for job in jobs {
+        let joins = batch.first().is_some_and(|first| {
+            job.key.is_some()
+                && job.key == first.key
+                && rows + job.rows <= config.max_batch_size
+                && !config.preferred_batch_sizes.contains(&rows)
+        });
+        if !joins && !batch.is_empty() {
+            run(model, std::mem::take(&mut batch), rows, stats, true);
+            rows = 0;
+        }
+        rows += job.rows;
+        batch.push(job);
+    }
+    if !batch.is_empty() {
+        run(model, batch, rows, stats, true);
+    }
 }
 
 impl Scheduler {
@@ -182,6 +299,13 @@ impl Scheduler {
                     .expect("spawning an inference thread")
             })
             .collect();
+        let inline = Arc::new(Inline {
+            model,
+            config: config.clone(),
+            stats: Arc::clone(&batches),
+            queued: Arc::clone(&queued),
+            waiting: Mutex::default(),
+        });
         Scheduler {
             tx,
             queued,
@@ -192,6 +316,7 @@ impl Scheduler {
             config,
             workers: Mutex::new(workers),
             batches,
+            inline,
         }
     }
 
@@ -229,10 +354,29 @@ impl Scheduler {
                 self.config.queue_capacity
             )));
         }
+        if self.runs_inline(rows) {
+            self.inline.push(job);
+            return Ok(());
+        }
         self.tx.send(Msg::Job(job)).map_err(|_| {
             self.queued.fetch_sub(rows, Ordering::AcqRel);
             EngineError::Unavailable("the model's workers have stopped".into())
         })
+    }
+
+    /// Whether a request of `rows` runs on the network thread (see
+    /// [`ModelConfig::inline_budget`]).
+    fn runs_inline(&self, rows: usize) -> bool {
+        let c = &self.config;
+        if c.inline_budget.is_zero() || !c.max_queue_delay.is_zero() {
+            return false;
+        }
+        let budget = u64::try_from(c.inline_budget.as_nanos()).unwrap_or(u64::MAX);
+        let per_row = self.batches.ns_per_row.load(Ordering::Relaxed);
+        let most = rows.max(c.max_batch_size);
+        per_row.saturating_mul(most as u64) <= budget
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
     }
 
     /// Admits a request before it is decoded, counting its rows (guessed from the last request
@@ -269,6 +413,18 @@ impl Scheduler {
         }
         for h in handles {
             let _ = h.join();
+        }
+        // What was queued for the network thread and not yet run (its runtime is going).
+        let left = self
+            .inline
+            .waiting
+            .lock()
+            .map(|mut q| std::mem::take(&mut q.jobs))
+            .unwrap_or_default();
+        for j in left {
+            let _ = j.reply.send(Err(EngineError::Unavailable(
+                "the server is shutting down".into(),
+            )));
         }
         while let Ok(msg) = self.rx.try_recv() {
             if let Msg::Job(j) = msg {
@@ -383,19 +539,19 @@ fn work(
                 }
             }
         }
-        run(model, batch, rows, stats);
+        run(model, batch, rows, stats, false);
         if stop {
             if let Some(j) = next.take() {
                 let r = j.rows;
-                run(model, vec![j], r, stats);
+                run(model, vec![j], r, stats, false);
             }
             return;
         }
     }
 }
 
-/// Runs one batch and answers each of its requests.
-fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats) {
+/// Runs one batch and answers each of its requests, on the network thread or a worker.
+fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats, on_network: bool) {
     let started = Instant::now();
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
@@ -403,7 +559,7 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats) 
             .infer(&job.inputs)
             .map_err(|e| EngineError::InvalidInput(e.to_string()));
         let compute = started.elapsed();
-        stats.record(rows, 1, compute);
+        stats.record(rows, 1, compute, on_network);
         let timing = Timing {
             queue: started - job.enqueued,
             compute,
@@ -418,7 +574,7 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats) 
     let sizes: Vec<usize> = batch.iter().map(|j| j.rows).collect();
     match outputs.and_then(|o| split(o, &sizes)) {
         Some(parts) => {
-            stats.record(rows, batch.len(), compute);
+            stats.record(rows, batch.len(), compute, on_network);
             for (job, out) in batch.into_iter().zip(parts) {
                 let timing = Timing {
                     queue: started - job.enqueued,
@@ -432,7 +588,7 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats) 
         None => {
             for job in batch {
                 let r = job.rows;
-                run(model, vec![job], r, stats);
+                run(model, vec![job], r, stats, on_network);
             }
         }
     }
@@ -529,8 +685,9 @@ mod tests {
     #[test]
     fn settings_parse_and_refuse_nonsense() {
         let mut c = ModelConfig::default();
-        c.apply("instances=3, max_batch_size=32,max_queue_delay_us=500,preferred_batch_sizes=8|16,queue_capacity=10")
+        c.apply("instances=3, max_batch_size=32,max_queue_delay_us=500,preferred_batch_sizes=8|16,queue_capacity=10,inline_budget_us=0")
             .unwrap();
+        assert!(c.inline_budget.is_zero());
         assert_eq!(c.instances, 3);
         assert_eq!(c.max_batch_size, 32);
         assert_eq!(c.max_queue_delay, Duration::from_micros(500));

@@ -1,7 +1,8 @@
 //! Dynamic batching, per-model workers and admission control, on the real credit model:
 //! requests that wait together run as one batch and get exactly their own answers; a request
 //! whose values fail the model fails alone; a full queue refuses at once; a slow model does
-//! not hold up a fast one.
+//! not hold up a fast one. On one thread (a one-core server's network runtime), a quick
+//! model's batches run on that thread, and a slow model keeps to its worker.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -223,6 +224,97 @@ async fn a_slow_model_does_not_hold_up_a_fast_one() {
     // The fast model answered while the slow one was still running.
     assert!(!slow.is_finished());
     slow.await.unwrap().unwrap();
+}
+
+fn inline_runs(served: &slipway_engine::Served) -> u64 {
+    served
+        .scheduler
+        .batches
+        .inline
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_a_quick_model_runs_the_batch_itself_and_a_bad_request_fails_alone() {
+    // A generous budget: what counts as quick must not depend on how fast a debug build is.
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,inline_budget_us=1000000",
+    )));
+    engine.add("credit", "1", wrapped(Duration::ZERO));
+    let served = engine.get("credit", None).unwrap();
+    // The model is not measured yet: the first request goes to its worker.
+    engine.infer(Arc::clone(&served), row(0)).await.unwrap();
+    assert_eq!(inline_runs(&served), 0);
+    // Requests spawned together are all read before the batch runs; the second round holds
+    // one request the model refuses.
+    for round in 0..2 {
+        let bad = (round == 1).then_some(7);
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let engine = Arc::clone(&engine);
+                let served = Arc::clone(&served);
+                let mut inputs = row(i);
+                if Some(i) == bad {
+                    let age = inputs
+                        .iter_mut()
+                        .find(|t| t.name == "age_in_years")
+                        .unwrap();
+                    age.data = TensorData::Fp64(vec![13.0]);
+                }
+                tokio::spawn(async move { engine.infer_timed(served, inputs).await })
+            })
+            .collect();
+        let mut biggest = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            let result = t.await.unwrap();
+            if Some(i) == bad {
+                assert!(
+                    matches!(result, Err(EngineError::InvalidInput(m)) if m.contains("age 13"))
+                );
+            } else {
+                let (out, timing) = result.unwrap();
+                assert_eq!(out, served.model.infer(&row(i)).unwrap(), "row {i}");
+                biggest = biggest.max(timing.batch_rows);
+            }
+        }
+        if bad.is_none() {
+            assert_eq!(
+                biggest, 24,
+                "the requests read together did not run as one batch"
+            );
+        }
+    }
+    assert!(
+        inline_runs(&served) > 0,
+        "nothing ran on the runtime's thread"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_a_slow_model_keeps_to_its_worker() {
+    let engine = Arc::new(Engine::with_defaults(config("instances=1")));
+    engine.add("slow", "1", wrapped(Duration::from_millis(300)));
+    engine.set_model_config("fast", config("instances=1,inline_budget_us=1000000"));
+    engine.add("fast", "1", credit());
+    let slow = engine.get("slow", None).unwrap();
+    let fast = engine.get("fast", None).unwrap();
+    // Each measured once.
+    engine.infer(Arc::clone(&slow), row(0)).await.unwrap();
+    engine.infer(Arc::clone(&fast), row(0)).await.unwrap();
+    let running = {
+        let engine = Arc::clone(&engine);
+        let slow = Arc::clone(&slow);
+        tokio::spawn(async move { engine.infer(slow, row(1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 0..4 {
+        engine.infer(Arc::clone(&fast), row(i)).await.unwrap();
+    }
+    // Had the slow model run on this thread, nothing else could have run until it finished.
+    assert!(!running.is_finished());
+    running.await.unwrap().unwrap();
+    assert_eq!(inline_runs(&slow), 0);
+    assert!(inline_runs(&fast) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

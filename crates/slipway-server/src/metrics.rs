@@ -2,6 +2,7 @@
 //! (queue, compute, total); rows per request; requests in flight; the models loaded; and the
 //! process's own figures. Rendered at `GET /metrics` in the OpenMetrics text format.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -312,8 +313,27 @@ impl Metrics {
         let failures = engine
             .load_failures
             .load(std::sync::atomic::Ordering::Relaxed);
+        let mut executions = String::from(
+            "# HELP slipway_batch_executions Batches run, by the thread they ran on: network (a quick model on a one-core server) or worker (the model's own threads).\n# TYPE slipway_batch_executions counter\n",
+        );
+        for m in engine.models() {
+            let b = &m.scheduler.batches;
+            let total: u64 = b.snapshot().iter().map(|(_, n, _)| n).sum();
+            let network = b.inline.load(Relaxed);
+            for (thread, n) in [
+                ("network", network),
+                ("worker", total.saturating_sub(network)),
+            ] {
+                let _ = writeln!(
+                    executions,
+                    "slipway_batch_executions_total{{model=\"{}\",version=\"{}\",thread=\"{thread}\"}} {n}",
+                    label(&m.name),
+                    label(&m.version)
+                );
+            }
+        }
         let process = format!(
-            "# HELP slipway_model_loads Model versions put into service (initial loads and swaps).\n# TYPE slipway_model_loads counter\nslipway_model_loads_total {loads}\n\
+            "{executions}# HELP slipway_model_loads Model versions put into service (initial loads and swaps).\n# TYPE slipway_model_loads counter\nslipway_model_loads_total {loads}\n\
              # HELP slipway_model_load_failures Model versions that failed to load.\n# TYPE slipway_model_load_failures counter\nslipway_model_load_failures_total {failures}\n{}",
             process_metrics()
         );
@@ -323,6 +343,13 @@ impl Metrics {
             out
         }
     }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Decrements the in-flight gauge when dropped.

@@ -430,6 +430,17 @@ async fn metrics_count_requests_by_outcome() {
         line("slipway_batch_rows_sum{model=\"cancer\"}").ends_with(" 12.0"),
         "{text}"
     );
+    // A multi-threaded runtime: every batch ran on the model's worker.
+    assert!(
+        line("slipway_batch_executions_total{model=\"cancer\",version=\"1\",thread=\"worker\"}")
+            .ends_with(" 3"),
+        "{text}"
+    );
+    assert!(
+        line("slipway_batch_executions_total{model=\"cancer\",version=\"1\",thread=\"network\"}")
+            .ends_with(" 0"),
+        "{text}"
+    );
     assert!(line("slipway_in_flight_requests").ends_with(" 0"), "{text}");
     assert!(
         line("slipway_model_loaded{model=\"credit\",version=\"3\",platform=\"slipway_native\"}")

@@ -63,9 +63,15 @@ pub struct ServeArgs {
     /// would pass it is answered 503 with Retry-After (gRPC UNAVAILABLE) at once [default: 2048].
     #[arg(long, env = "SLIPWAY_QUEUE_CAPACITY", value_name = "N")]
     pub queue_capacity: Option<usize>,
+    /// On one core (taskset, a one-CPU container), a model whose batch is expected to compute
+    /// within this many µs runs it on the network thread instead of its worker thread, which
+    /// saves two context switches per request; slower models keep to their workers. 0: always
+    /// the workers [default: 500].
+    #[arg(long, env = "SLIPWAY_INLINE_BUDGET_US", value_name = "US")]
+    pub inline_budget_us: Option<u64>,
     /// One model's settings, over the defaults: NAME:KEY=VALUE,… with instances,
     /// max_batch_size, max_queue_delay_us, preferred_batch_sizes (8|16), queue_capacity,
-    /// batching=off. Repeatable.
+    /// inline_budget_us, batching=off. Repeatable.
     #[arg(long = "model-config", value_name = "NAME:SETTINGS")]
     pub model_configs: Vec<String>,
     /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
@@ -73,8 +79,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
     /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, max_batch_size,
-    /// max_queue_delay_us, preferred_batch_sizes, queue_capacity, registry, models = [..],
-    /// packages = [..], and [model_config.NAME] tables with one model's settings.
+    /// max_queue_delay_us, preferred_batch_sizes, queue_capacity, inline_budget_us, registry,
+    /// models = [..], packages = [..], and [model_config.NAME] tables with one model's settings.
     /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
     #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -94,6 +100,7 @@ struct Config {
     max_queue_delay_us: Option<u64>,
     preferred_batch_sizes: Option<Vec<usize>>,
     queue_capacity: Option<usize>,
+    inline_budget_us: Option<u64>,
     #[serde(default)]
     model_config: std::collections::BTreeMap<String, toml::Table>,
     registry: Option<PathBuf>,
@@ -155,6 +162,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         args.max_queue_delay_us = args.max_queue_delay_us.or(c.max_queue_delay_us);
         args.preferred_batch_sizes = args.preferred_batch_sizes.or(c.preferred_batch_sizes);
         args.queue_capacity = args.queue_capacity.or(c.queue_capacity);
+        args.inline_budget_us = args.inline_budget_us.or(c.inline_budget_us);
         // The file's per-model tables come first, so flags for the same model win.
         let mut from_file = Vec::new();
         for (name, table) in &c.model_config {
@@ -228,6 +236,9 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     }
     if let Some(n) = args.queue_capacity {
         defaults.queue_capacity = n.max(1);
+    }
+    if let Some(us) = args.inline_budget_us {
+        defaults.inline_budget = std::time::Duration::from_micros(us);
     }
     let engine =
         Engine::with_defaults(defaults.clone()).with_nan_policy(args.nan.unwrap_or_default());
