@@ -35,8 +35,9 @@ pub struct ModelConfig {
     /// read in the same turn of the event loop has joined it, instead of on the model's worker
     /// thread: on one core the hop costs two context switches and a wake-up per request, more
     /// than a small model's compute. Slower models and larger requests (the estimate is the
-    /// last batch's time per row times `max_batch_size` or the request's rows) and any `max_queue_delay` keep to the workers, so a slow
-    /// model still never holds up a fast one. Zero: always the workers.
+    /// recent batches' average time per row times `max_batch_size` or the request's rows),
+    /// and any `max_queue_delay`, keep to the workers, so a slow model still never holds up a
+    /// fast one. Zero: always the workers.
     pub inline_budget: Duration,
 }
 
@@ -115,8 +116,8 @@ pub struct BatchStats {
     by_size: Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
     /// Executions that merged more than one request.
     pub merged: AtomicU64,
-    /// The last execution's compute time per row, in ns (`u64::MAX` before the first): what
-    /// decides whether a batch may run on the network thread.
+    /// Compute time per row, in ns, a moving average over executions (`u64::MAX` before the
+    /// first): what decides whether a batch may run on the network thread.
     ns_per_row: AtomicU64,
     /// Executions run on the network thread rather than a worker (counted in `snapshot` too).
     pub inline: AtomicU64,
@@ -139,8 +140,16 @@ impl BatchStats {
             self.inline.fetch_add(1, Ordering::Relaxed);
         }
         let ns = u64::try_from(compute.as_nanos()).unwrap_or(u64::MAX);
-        self.ns_per_row
-            .store(ns / rows.max(1) as u64, Ordering::Relaxed);
+        // A moving average (weight 1/8), so that one batch slowed by an interrupt does not
+        // send the next requests to the worker.
+        let per_row = ns / rows.max(1) as u64;
+        let before = self.ns_per_row.load(Ordering::Relaxed);
+        let average = if before == u64::MAX {
+            per_row
+        } else {
+            before - before / 8 + per_row / 8
+        };
+        self.ns_per_row.store(average, Ordering::Relaxed);
         if let Ok(mut m) = self.by_size.lock() {
             let e = m.entry(rows).or_default();
             e.0 += 1;
