@@ -564,9 +564,7 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats, 
     let started = Instant::now();
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
-        let out = model
-            .infer(&job.inputs)
-            .map_err(|e| EngineError::InvalidInput(e.to_string()));
+        let out = guarded(model, &job.inputs);
         let compute = started.elapsed();
         stats.record(rows, 1, compute, on_network);
         let timing = Timing {
@@ -578,7 +576,7 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats, 
         return;
     }
     let merged = merge(&batch);
-    let outputs = model.infer(&merged).ok();
+    let outputs = guarded(model, &merged).ok();
     let compute = started.elapsed();
     let sizes: Vec<usize> = batch.iter().map(|j| j.rows).collect();
     match outputs.and_then(|o| split(o, &sizes)) {
@@ -600,6 +598,17 @@ fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats, 
                 run(model, vec![job], r, stats, on_network);
             }
         }
+    }
+}
+
+/// Runs the model, turning a panic in it into an error for these requests alone: neither a
+/// worker thread nor the network thread dies with it, and the next request is served.
+fn guarded(model: &dyn Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(inputs))) {
+        Ok(out) => out.map_err(|e| EngineError::InvalidInput(e.to_string())),
+        Err(_) => Err(EngineError::Internal(
+            "the model failed unexpectedly on this request (a bug in the model; the server keeps serving)".into(),
+        )),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Slipway's serving core: the models being served, by name and version; each model with its
-//! own bounded queue and worker threads (never the async runtime's), which batch requests that
-//! arrive together; every request checked against the model's signature before it reaches a
-//! model. Nothing here knows about HTTP or gRPC.
+//! own bounded queue and worker threads, which batch requests that arrive together (on a
+//! single-threaded runtime a quick model's batches run on the runtime's thread instead; see
+//! [`ModelConfig::inline_budget`]); every request checked against the model's signature before
+//! it reaches a model. Nothing here knows about HTTP or gRPC.
 
 pub mod batch;
 
@@ -31,6 +32,10 @@ pub enum EngineError {
     /// The model's queue is full: refused at once rather than queued (retry shortly).
     #[error("{0}")]
     Overloaded(String),
+    /// The model failed in a way no input should cause (it panicked): a bug, answered 500 /
+    /// INTERNAL; the server keeps serving.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A model being served.
@@ -244,7 +249,8 @@ impl Engine {
         all
     }
 
-    /// Checks `inputs` against the model's signature, then runs the model on a worker thread.
+    /// Checks `inputs` against the model's signature, then runs the model on a worker thread
+    /// (or, for a quick model on a single-threaded runtime, on the runtime's thread).
     pub async fn infer(
         &self,
         served: Arc<Served>,

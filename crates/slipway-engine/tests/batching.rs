@@ -43,10 +43,12 @@ fn row(i: usize) -> Vec<Tensor> {
         .collect()
 }
 
-/// A model that refuses rows whose `age_in_years` is 13, or sleeps `delay` per batch.
+/// A model that refuses rows whose `age_in_years` is 13 (or, `panics`, panics on them), and
+/// sleeps `delay` per batch.
 struct Wrapped {
     inner: Arc<dyn Model>,
     delay: Duration,
+    panics: bool,
 }
 
 impl Model for Wrapped {
@@ -60,6 +62,7 @@ impl Model for Wrapped {
         if let TensorData::Fp64(v) = &age.data
             && v.contains(&13.0)
         {
+            assert!(!self.panics, "a bug in the model");
             return Err(CoreError::InvalidInput("age 13 is refused".into()));
         }
         self.inner.infer(inputs)
@@ -71,8 +74,90 @@ fn wrapped(delay: Duration) -> slipway_runtime::Loaded {
     l.model = Arc::new(Wrapped {
         inner: l.model,
         delay,
+        panics: false,
     });
     l
+}
+
+/// Requests to `served`, the one at `bad` with age 13, all sent together.
+async fn together(
+    engine: &Arc<Engine>,
+    served: &Arc<slipway_engine::Served>,
+    n: usize,
+    bad: Option<usize>,
+) -> Vec<Result<(Vec<Tensor>, slipway_engine::Timing), EngineError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let engine = Arc::clone(engine);
+            let served = Arc::clone(served);
+            let mut inputs = row(i);
+            if Some(i) == bad {
+                let age = inputs
+                    .iter_mut()
+                    .find(|t| t.name == "age_in_years")
+                    .unwrap();
+                age.data = TensorData::Fp64(vec![13.0]);
+            }
+            tokio::spawn(async move { engine.infer_timed(served, inputs).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// A model that panics fails the request that made it panic, with an internal error, and
+/// nothing else: its batch-mates are answered, and so is every request after it, whether the
+/// batch ran on a worker or on the runtime's thread.
+#[test]
+fn a_panicking_model_fails_only_its_request_and_keeps_serving() {
+    for multi in [true, false] {
+        let runtime = if multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        };
+        runtime.block_on(async {
+            let engine = Arc::new(Engine::with_defaults(config(
+                "instances=1,inline_budget_us=1000000",
+            )));
+            let mut l = credit();
+            l.model = Arc::new(Wrapped {
+                inner: l.model,
+                delay: Duration::ZERO,
+                panics: true,
+            });
+            engine.add("credit", "1", l);
+            let served = engine.get("credit", None).unwrap();
+            for round in 0..3 {
+                let bad = (round == 1).then_some(5);
+                for (i, result) in together(&engine, &served, 16, bad)
+                    .await
+                    .into_iter()
+                    .enumerate()
+                {
+                    if Some(i) == bad {
+                        assert!(
+                            matches!(&result, Err(EngineError::Internal(m)) if m.contains("bug")),
+                            "{result:?}"
+                        );
+                    } else {
+                        assert_eq!(result.unwrap().0, served.model.infer(&row(i)).unwrap());
+                    }
+                }
+            }
+            if !multi {
+                assert!(inline_runs(&served) > 0);
+            }
+        });
+    }
 }
 
 fn config(settings: &str) -> ModelConfig {
@@ -249,24 +334,12 @@ async fn on_one_thread_a_quick_model_runs_the_batch_itself_and_a_bad_request_fai
     // one request the model refuses.
     for round in 0..2 {
         let bad = (round == 1).then_some(7);
-        let tasks: Vec<_> = (0..24)
-            .map(|i| {
-                let engine = Arc::clone(&engine);
-                let served = Arc::clone(&served);
-                let mut inputs = row(i);
-                if Some(i) == bad {
-                    let age = inputs
-                        .iter_mut()
-                        .find(|t| t.name == "age_in_years")
-                        .unwrap();
-                    age.data = TensorData::Fp64(vec![13.0]);
-                }
-                tokio::spawn(async move { engine.infer_timed(served, inputs).await })
-            })
-            .collect();
         let mut biggest = 0;
-        for (i, t) in tasks.into_iter().enumerate() {
-            let result = t.await.unwrap();
+        for (i, result) in together(&engine, &served, 24, bad)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             if Some(i) == bad {
                 assert!(
                     matches!(result, Err(EngineError::InvalidInput(m)) if m.contains("age 13"))

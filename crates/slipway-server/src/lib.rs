@@ -82,6 +82,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             EngineError::Overloaded(_) => {
                 return ApiError {
                     status: StatusCode::SERVICE_UNAVAILABLE,
@@ -602,6 +603,7 @@ async fn v1_predict(
                 EngineError::InvalidInput(_) => "invalid",
                 EngineError::Unavailable(_) => "unavailable",
                 EngineError::Overloaded(_) => "overloaded",
+                EngineError::Internal(_) => "error",
             },
             start.elapsed(),
             None,
