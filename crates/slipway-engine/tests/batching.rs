@@ -213,23 +213,11 @@ async fn a_request_the_model_refuses_fails_alone() {
     )));
     engine.add("credit", "1", wrapped(Duration::ZERO));
     let served = engine.get("credit", None).unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let engine = Arc::clone(&engine);
-            let served = Arc::clone(&served);
-            let mut inputs = row(i);
-            if i == 7 {
-                let age = inputs
-                    .iter_mut()
-                    .find(|t| t.name == "age_in_years")
-                    .unwrap();
-                age.data = TensorData::Fp64(vec![13.0]);
-            }
-            tokio::spawn(async move { engine.infer(served, inputs).await })
-        })
-        .collect();
-    for (i, t) in tasks.into_iter().enumerate() {
-        let result = t.await.unwrap();
+    for (i, result) in together(&engine, &served, 20, Some(7))
+        .await
+        .into_iter()
+        .enumerate()
+    {
         if i == 7 {
             assert!(matches!(result, Err(EngineError::InvalidInput(m)) if m.contains("age 13")));
         } else {
