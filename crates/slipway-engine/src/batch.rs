@@ -216,6 +216,23 @@ struct Inline {
     waiting: Mutex<InlineQueue>,
 }
 
+/// The task that runs an [`Inline`] queue. Dropped before it has run (its runtime shut down
+/// first), it answers what was queued and reopens the queue, so that nothing waits forever
+/// and a request from another runtime can still spawn a task.
+struct Pending {
+    inline: Arc<Inline>,
+    done: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.inline
+                .abandon("the runtime that was to run this request has stopped; retry");
+        }
+    }
+}
+
 #[derive(Default)]
 struct InlineQueue {
     jobs: Vec<Job>,
@@ -239,8 +256,32 @@ impl Inline {
             }
         };
         if spawn {
-            let me = Arc::clone(self);
-            tokio::spawn(async move { me.run_waiting() });
+            let task = Pending {
+                inline: Arc::clone(self),
+                done: false,
+            };
+            tokio::spawn(async move {
+                let mut task = task;
+                task.inline.run_waiting();
+                task.done = true;
+            });
+        }
+    }
+
+    /// Answers what is queued with `Unavailable` (`why`) and lets the next request spawn a task
+    /// again.
+    fn abandon(&self, why: &str) {
+        let left = match self.waiting.lock() {
+            Ok(mut q) => {
+                q.scheduled = false;
+                std::mem::take(&mut q.jobs)
+            }
+            Err(_) => return,
+        };
+        let rows: usize = left.iter().map(|j| j.rows).sum();
+        self.queued.fetch_sub(rows, Ordering::AcqRel);
+        for j in left {
+            let _ = j.reply.send(Err(EngineError::Unavailable(why.into())));
         }
     }
 
@@ -424,17 +465,7 @@ impl Scheduler {
             let _ = h.join();
         }
         // What was queued for the network thread and not yet run (its runtime is going).
-        let left = self
-            .inline
-            .waiting
-            .lock()
-            .map(|mut q| std::mem::take(&mut q.jobs))
-            .unwrap_or_default();
-        for j in left {
-            let _ = j.reply.send(Err(EngineError::Unavailable(
-                "the server is shutting down".into(),
-            )));
-        }
+        self.inline.abandon("the server is shutting down");
         while let Ok(msg) = self.rx.try_recv() {
             if let Msg::Job(j) = msg {
                 let _ = j.reply.send(Err(EngineError::Unavailable(

@@ -464,3 +464,48 @@ fn answers_reach_each_runtime_that_asks() {
         });
     }
 }
+
+/// A request queued for a runtime's own thread when that runtime stops before running it is
+/// answered (Unavailable), and the model's queue opens again for the next runtime.
+#[test]
+fn a_request_left_by_a_stopped_runtime_is_answered_and_the_queue_reopens() {
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,inline_budget_us=1000000",
+    )));
+    engine.add("credit", "1", credit());
+    let served = engine.get("credit", None).unwrap();
+    let one_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    };
+    let first = one_thread();
+    // Measured once (on the worker), so the next request is queued for the runtime's thread.
+    first
+        .block_on(engine.infer(Arc::clone(&served), row(0)))
+        .unwrap();
+    let mut left = Box::pin(engine.infer(Arc::clone(&served), row(1)));
+    first.block_on(async {
+        // Polled once: queued, and the task that would run it spawned but not yet run.
+        tokio::select! {
+            biased;
+            _ = &mut left => panic!("answered before its task ran"),
+            () = std::future::ready(()) => {}
+        }
+    });
+    drop(first);
+    let second = one_thread();
+    second.block_on(async {
+        let guard = Duration::from_secs(30);
+        let answer = tokio::time::timeout(guard, &mut left)
+            .await
+            .expect("never answered");
+        assert!(matches!(answer, Err(EngineError::Unavailable(m)) if m.contains("stopped")));
+        let answer = tokio::time::timeout(guard, engine.infer(Arc::clone(&served), row(2)))
+            .await
+            .expect("the queue stayed closed");
+        assert_eq!(answer.unwrap(), served.model.infer(&row(2)).unwrap());
+    });
+    assert!(inline_runs(&served) > 0);
+}
