@@ -30,14 +30,17 @@ pub struct ModelConfig {
     /// requests, or 8 of 256 rows); a request that would go past it is refused at once
     /// (`Overloaded`). A request larger than this is still taken when nothing waits.
     pub queue_capacity: usize,
-    /// On a server with one core (a single-threaded network runtime), a batch the model is
-    /// expected to compute within this budget runs on the network thread, after every request
-    /// read in the same turn of the event loop has joined it, instead of on the model's worker
-    /// thread: on one core the hop costs two context switches and a wake-up per request, more
-    /// than a small model's compute. Slower models and larger requests (the estimate is the
-    /// recent batches' average time per row times `max_batch_size` or the request's rows),
-    /// and any `max_queue_delay`, keep to the workers, so a slow model still never holds up a
-    /// fast one. Zero: always the workers.
+    /// For requests made on a single-threaded tokio runtime (`slipway serve` runs one when it
+    /// has one core), a batch the model is expected to compute within this budget runs on the
+    /// runtime's thread, after every request read in the same turn of the event loop has
+    /// joined it, instead of on the model's worker thread: on one core the hop costs two
+    /// context switches and a wake-up per request, more than a small model's compute. The
+    /// expectation is the larger of the model's average execution and its average row times
+    /// `max_batch_size` (or the request's rows), both moving averages. A model not yet
+    /// measured, one measured slower, and any `max_queue_delay` keep to the workers, and a
+    /// batch that no longer fits when its turn comes is handed to them; so a model that is
+    /// slow never holds up a fast one, beyond the one execution in which it became slow.
+    /// Zero: always the workers.
     pub inline_budget: Duration,
 }
 
@@ -109,16 +112,18 @@ impl ModelConfig {
     }
 }
 
-/// Executions by batch size (rows): Triton's `batch_stats`. Written once per execution by a
-/// worker, never on the request path.
+/// Executions by batch size (rows): Triton's `batch_stats`. Written once per execution, by a
+/// worker or by the network thread that ran the batch.
 #[derive(Debug)]
 pub struct BatchStats {
     by_size: Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
     /// Executions that merged more than one request.
     pub merged: AtomicU64,
-    /// Compute time per row, in ns, a moving average over executions (`u64::MAX` before the
-    /// first): what decides whether a batch may run on the network thread.
+    /// Compute time per row, and per execution, in ns: moving averages over executions
+    /// (`u64::MAX` before the first). What decides whether a batch may run on the network
+    /// thread.
     ns_per_row: AtomicU64,
+    ns_per_execution: AtomicU64,
     /// Executions run on the network thread rather than a worker (counted in `snapshot` too).
     pub inline: AtomicU64,
 }
@@ -129,27 +134,41 @@ impl Default for BatchStats {
             by_size: Mutex::default(),
             merged: AtomicU64::new(0),
             ns_per_row: AtomicU64::new(u64::MAX),
+            ns_per_execution: AtomicU64::new(u64::MAX),
             inline: AtomicU64::new(0),
         }
     }
 }
 
 impl BatchStats {
+    /// Whether a batch of `rows` is expected to compute within `budget`: the larger of the
+    /// average execution and the average row times `rows`, so neither a fixed cost nor a
+    /// cost per row hides behind the other. Never, before the first execution.
+    fn fits(&self, rows: usize, budget: Duration) -> bool {
+        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+        let per_row = self.ns_per_row.load(Ordering::Relaxed);
+        let per_execution = self.ns_per_execution.load(Ordering::Relaxed);
+        per_execution <= budget && per_row.saturating_mul(rows.max(1) as u64) <= budget
+    }
+
     fn record(&self, rows: usize, requests: usize, compute: Duration, on_network: bool) {
         if on_network {
             self.inline.fetch_add(1, Ordering::Relaxed);
         }
         let ns = u64::try_from(compute.as_nanos()).unwrap_or(u64::MAX);
-        // A moving average (weight 1/8), so that one batch slowed by an interrupt does not
-        // send the next requests to the worker.
-        let per_row = ns / rows.max(1) as u64;
-        let before = self.ns_per_row.load(Ordering::Relaxed);
-        let average = if before == u64::MAX {
-            per_row
-        } else {
-            before - before / 8 + per_row / 8
+        // Moving averages (weight 1/8), so that one batch slowed by an interrupt does not send
+        // the next requests to the worker.
+        let average = |into: &AtomicU64, value: u64| {
+            let before = into.load(Ordering::Relaxed);
+            let after = if before == u64::MAX {
+                value
+            } else {
+                before - before / 8 + value / 8
+            };
+            into.store(after, Ordering::Relaxed);
         };
-        self.ns_per_row.store(average, Ordering::Relaxed);
+        average(&self.ns_per_row, ns / rows.max(1) as u64);
+        average(&self.ns_per_execution, ns);
         if let Ok(mut m) = self.by_size.lock() {
             let e = m.entry(rows).or_default();
             e.0 += 1;
@@ -171,7 +190,7 @@ impl BatchStats {
 
 pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<(Vec<Tensor>, Timing), EngineError>>;
 
-/// One request waiting for a worker.
+/// One request waiting for a worker, or for the network thread (see [`Inline`]).
 pub(crate) struct Job {
     inputs: Vec<Tensor>,
     rows: usize,
@@ -190,7 +209,7 @@ enum Msg {
 /// The queue and the workers of one served version.
 pub struct Scheduler {
     tx: Sender<Msg>,
-    /// Rows queued and not yet taken by a worker.
+    /// Rows queued and not yet taken by a worker or the network thread.
     queued: Arc<AtomicUsize>,
     /// Rows of the last request queued: the guess for the next one, before it is decoded.
     last_rows: AtomicUsize,
@@ -209,6 +228,8 @@ pub struct Scheduler {
 /// [`ModelConfig::inline_budget`]): requests queue here while the event loop reads the others
 /// that arrived with them; one task, spawned behind them, then runs what has gathered.
 struct Inline {
+    /// The workers' queue, for what turns out too slow to run here.
+    tx: Sender<Msg>,
     model: Arc<dyn Model>,
     config: ModelConfig,
     stats: Arc<BatchStats>,
@@ -249,6 +270,7 @@ impl Inline {
                 !std::mem::replace(&mut q.scheduled, true)
             }
             Err(_) => {
+                self.queued.fetch_sub(job.rows, Ordering::AcqRel);
                 let _ = job.reply.send(Err(EngineError::Unavailable(
                     "the model's queue is broken; restart the server".into(),
                 )));
@@ -299,32 +321,58 @@ impl Inline {
             };
             let rows: usize = jobs.iter().map(|j| j.rows).sum();
             self.queued.fetch_sub(rows, Ordering::AcqRel);
-            run_in_batches(self.model.as_ref(), &self.config, jobs, &self.stats);
+            self.run_in_batches(jobs);
         }
     }
-}
 
-/// Runs `jobs` (taken in arrival order) as batches: each request joins the batch before it
-/// when their shapes agree and the batch has room, as a worker gathers them.
-fn run_in_batches(model: &dyn Model, config: &ModelConfig, jobs: Vec<Job>, stats: &BatchStats) {
-    let mut batch: Vec<Job> = Vec::new();
-    let mut rows = 0;
-    for job in jobs {
-        let joins = batch.first().is_some_and(|first| {
-            job.key.is_some()
-                && job.key == first.key
-                && rows + job.rows <= config.max_batch_size
-                && !config.preferred_batch_sizes.contains(&rows)
-        });
-        if !joins && !batch.is_empty() {
-            run(model, std::mem::take(&mut batch), rows, stats, true);
-            rows = 0;
+    /// Runs `jobs` (taken in arrival order) as batches: each request joins the batch before
+    /// it when their shapes agree and the batch has room, as a worker gathers them. Should the
+    /// model's estimate pass the budget on the way (it grew slower, or the batches are bigger
+    /// than the ones it was measured on), the rest goes to its workers.
+    fn run_in_batches(&self, jobs: Vec<Job>) {
+        let config = &self.config;
+        let mut batches: Vec<(Vec<Job>, usize)> = Vec::new();
+        for job in jobs {
+            match batches.last_mut() {
+                Some((batch, rows))
+                    if job.key.is_some()
+                        && job.key == batch[0].key
+                        && *rows + job.rows <= config.max_batch_size
+                        && !config.preferred_batch_sizes.contains(rows) =>
+                {
+                    *rows += job.rows;
+                    batch.push(job);
+                }
+                _ => {
+                    let rows = job.rows;
+                    batches.push((vec![job], rows));
+                }
+            }
         }
-        rows += job.rows;
-        batch.push(job);
+        let mut batches = batches.into_iter();
+        for (batch, rows) in batches.by_ref() {
+            if !self.stats.fits(rows, config.inline_budget) {
+                self.to_workers(batch);
+                break;
+            }
+            run(self.model.as_ref(), batch, rows, &self.stats, true);
+        }
+        for (batch, _) in batches {
+            self.to_workers(batch);
+        }
     }
-    if !batch.is_empty() {
-        run(model, batch, rows, stats, true);
+
+    fn to_workers(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            let rows = job.rows;
+            self.queued.fetch_add(rows, Ordering::AcqRel);
+            if let Err(crossbeam_channel::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(job)) {
+                self.queued.fetch_sub(rows, Ordering::AcqRel);
+                let _ = job.reply.send(Err(EngineError::Unavailable(
+                    "the model's workers have stopped".into(),
+                )));
+            }
+        }
     }
 }
 
@@ -350,6 +398,7 @@ impl Scheduler {
             })
             .collect();
         let inline = Arc::new(Inline {
+            tx: tx.clone(),
             model,
             config: config.clone(),
             stats: Arc::clone(&batches),
@@ -418,13 +467,11 @@ impl Scheduler {
     /// [`ModelConfig::inline_budget`]).
     fn runs_inline(&self, rows: usize) -> bool {
         let c = &self.config;
-        if c.inline_budget.is_zero() || !c.max_queue_delay.is_zero() {
-            return false;
-        }
-        let budget = u64::try_from(c.inline_budget.as_nanos()).unwrap_or(u64::MAX);
-        let per_row = self.batches.ns_per_row.load(Ordering::Relaxed);
-        let most = rows.max(c.max_batch_size);
-        per_row.saturating_mul(most as u64) <= budget
+        !c.inline_budget.is_zero()
+            && c.max_queue_delay.is_zero()
+            && self
+                .batches
+                .fits(rows.max(c.max_batch_size), c.inline_budget)
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
     }
@@ -450,7 +497,8 @@ impl Scheduler {
         })
     }
 
-    /// Lets the workers finish what is queued, then waits for them to stop.
+    /// Lets the workers finish what is queued for them, then waits for them to stop; requests
+    /// still queued for the network thread are answered `Unavailable`.
     pub fn stop(&self) {
         self.closed.store(true, Ordering::Release);
         let handles: Vec<JoinHandle<()>> = self
@@ -751,6 +799,26 @@ mod tests {
         );
         assert!(c.apply("instances=x").unwrap_err().contains("whole number"));
         assert!(c.apply("instances").unwrap_err().contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn the_estimate_counts_fixed_costs_and_costs_per_row() {
+        let budget = Duration::from_micros(500);
+        let stats = BatchStats::default();
+        // Not measured: nothing fits, not even an empty request.
+        assert!(!stats.fits(0, budget) && !stats.fits(1, budget));
+        // 100,000 rows in 50 ms: 0.5 µs a row, but 50 ms an execution.
+        stats.record(100_000, 1, Duration::from_millis(50), false);
+        assert!(!stats.fits(1, budget));
+        let quick = BatchStats::default();
+        quick.record(1, 1, Duration::from_micros(4), true);
+        assert!(quick.fits(64, budget));
+        assert!(!quick.fits(200, budget), "200 rows at 4 µs is 800 µs");
+        // One execution five times slower moves the average by an eighth of the difference
+        // (4 → 6 µs a row), not all the way (64 rows at 20 µs would be 1.3 ms).
+        quick.record(1, 1, Duration::from_micros(20), true);
+        assert!(quick.fits(64, budget));
+        assert_eq!(quick.inline.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl Served {
 /// Where a request's time went inside the engine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
-    /// Waiting for a worker thread.
+    /// Waiting for a worker thread (or for the network thread's turn to run the batch).
     pub queue: std::time::Duration,
     /// Running the model (on the whole batch).
     pub compute: std::time::Duration,

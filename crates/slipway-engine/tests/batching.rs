@@ -509,3 +509,63 @@ fn a_request_left_by_a_stopped_runtime_is_answered_and_the_queue_reopens() {
     });
     assert!(inline_runs(&served) > 0);
 }
+
+/// A model that turns slow while its requests wait for the runtime's thread: the batch that
+/// made it slow ran there, and the rest go to its worker instead of holding the thread.
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_a_model_that_turns_slow_hands_the_rest_to_its_worker() {
+    struct Switchable {
+        inner: Arc<dyn Model>,
+        slow: std::sync::atomic::AtomicBool,
+    }
+    impl Model for Switchable {
+        fn signature(&self) -> &Signature {
+            self.inner.signature()
+        }
+        fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError> {
+            if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            self.inner.infer(inputs)
+        }
+    }
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,batching=off,inline_budget_us=1000",
+    )));
+    let mut l = credit();
+    let model = Arc::new(Switchable {
+        inner: l.model,
+        slow: false.into(),
+    });
+    l.model = Arc::clone(&model) as Arc<dyn Model>;
+    engine.add("credit", "1", l);
+    let served = engine.get("credit", None).unwrap();
+    engine.infer(Arc::clone(&served), row(0)).await.unwrap();
+    engine.infer(Arc::clone(&served), row(1)).await.unwrap();
+    let before = inline_runs(&served);
+    assert_eq!(
+        before, 1,
+        "the quick model did not run on the runtime's thread"
+    );
+    model.slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Three requests read together, each its own batch (batching is off).
+    for (i, result) in together(&engine, &served, 3, None)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(result.unwrap().0, served.model.infer(&row(i)).unwrap());
+    }
+    assert_eq!(inline_runs(&served), before + 1);
+    let executions: u64 = served
+        .scheduler
+        .batches
+        .snapshot()
+        .iter()
+        .map(|(_, n, _)| n)
+        .sum();
+    assert_eq!(
+        executions, 5,
+        "two measured, one slow here, two on the worker"
+    );
+}
