@@ -36,11 +36,12 @@ pub struct ModelConfig {
     /// joined it, instead of on the model's worker thread: on one core the hop costs two
     /// context switches and a wake-up per request, more than a small model's compute. The
     /// expectation is the larger of the model's average execution and its average row times
-    /// `max_batch_size` (or the request's rows), both moving averages. A model not yet
-    /// measured, one measured slower, and any `max_queue_delay` keep to the workers, and a
-    /// batch that no longer fits when its turn comes is handed to them; so a model that is
-    /// slow never holds up a fast one, beyond the one execution in which it became slow.
-    /// Zero: always the workers.
+    /// `max_batch_size`, both moving averages. A model not yet measured, one measured slower,
+    /// requests larger than `max_batch_size` (the hop is small beside their compute, and on
+    /// the network thread they would hold back the answers read with them), and any
+    /// `max_queue_delay` keep to the workers, and a batch that no longer fits when its turn
+    /// comes is handed to them; so a model that is slow never holds up a fast one, beyond the
+    /// one execution in which it became slow. Zero: always the workers.
     pub inline_budget: Duration,
 }
 
@@ -467,11 +468,13 @@ impl Scheduler {
     /// [`ModelConfig::inline_budget`]).
     fn runs_inline(&self, rows: usize) -> bool {
         let c = &self.config;
+        let most = c.max_batch_size.max(1);
+        // A request larger than a batch runs alone, and the hop is small beside its compute;
+        // on the network thread it would hold the answers of every request read with it.
         !c.inline_budget.is_zero()
             && c.max_queue_delay.is_zero()
-            && self
-                .batches
-                .fits(rows.max(c.max_batch_size), c.inline_budget)
+            && rows <= most
+            && self.batches.fits(most, c.inline_budget)
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
     }
