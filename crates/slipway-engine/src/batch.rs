@@ -191,7 +191,7 @@ impl BatchStats {
 
 pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<(Vec<Tensor>, Timing), EngineError>>;
 
-/// One request waiting for a worker, or for the network thread (see [`Inline`]).
+/// One request waiting for a worker, or for the network thread (see [`ModelConfig::inline_budget`]).
 pub(crate) struct Job {
     inputs: Vec<Tensor>,
     rows: usize,
@@ -209,9 +209,7 @@ enum Msg {
 
 /// The queue and the workers of one served version.
 pub struct Scheduler {
-    tx: Sender<Msg>,
-    /// Rows queued and not yet taken by a worker or the network thread.
-    queued: Arc<AtomicUsize>,
+    core: Arc<Core>,
     /// Rows of the last request queued: the guess for the next one, before it is decoded.
     last_rows: AtomicUsize,
     /// Rows admitted by a front door and not yet answered (decoding, queued or running).
@@ -219,37 +217,37 @@ pub struct Scheduler {
     /// Kept to answer whatever is still queued once the workers have stopped.
     rx: Receiver<Msg>,
     closed: std::sync::atomic::AtomicBool,
-    config: ModelConfig,
     workers: Mutex<Vec<JoinHandle<()>>>,
     pub batches: Arc<BatchStats>,
-    inline: Arc<Inline>,
 }
 
-/// The batches a single-threaded network runtime runs itself (see
-/// [`ModelConfig::inline_budget`]): requests queue here while the event loop reads the others
-/// that arrived with them; one task, spawned behind them, then runs what has gathered.
-struct Inline {
-    /// The workers' queue, for what turns out too slow to run here.
+/// What a scheduler shares with the task that runs batches on a single-threaded network
+/// runtime (see [`ModelConfig::inline_budget`]): the workers' channel, the model, its settings
+/// and statistics, the rows queued, and the network thread's own queue, where requests wait
+/// while the event loop reads the others that arrived with them; one task, spawned behind
+/// them, then runs what has gathered.
+struct Core {
     tx: Sender<Msg>,
     model: Arc<dyn Model>,
     config: ModelConfig,
     stats: Arc<BatchStats>,
+    /// Rows queued and not yet taken by a worker or the network thread.
     queued: Arc<AtomicUsize>,
     waiting: Mutex<InlineQueue>,
 }
 
-/// The task that runs an [`Inline`] queue. Dropped before it has run (its runtime shut down
+/// The task that runs the network thread's queue. Dropped before it has run (its runtime shut down
 /// first), it answers what was queued and reopens the queue, so that nothing waits forever
 /// and a request from another runtime can still spawn a task.
 struct Pending {
-    inline: Arc<Inline>,
+    core: Arc<Core>,
     done: bool,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.done {
-            self.inline
+            self.core
                 .abandon("the runtime that was to run this request has stopped; retry");
         }
     }
@@ -262,7 +260,7 @@ struct InlineQueue {
     scheduled: bool,
 }
 
-impl Inline {
+impl Core {
     /// Queues `job`, and spawns the task that runs the queue unless one is already coming.
     fn push(self: &Arc<Self>, job: Job) {
         let spawn = match self.waiting.lock() {
@@ -280,12 +278,12 @@ impl Inline {
         };
         if spawn {
             let task = Pending {
-                inline: Arc::clone(self),
+                core: Arc::clone(self),
                 done: false,
             };
             tokio::spawn(async move {
                 let mut task = task;
-                task.inline.run_waiting();
+                task.core.run_waiting();
                 task.done = true;
             });
         }
@@ -365,15 +363,19 @@ impl Inline {
 
     fn to_workers(&self, jobs: Vec<Job>) {
         for job in jobs {
-            let rows = job.rows;
-            self.queued.fetch_add(rows, Ordering::AcqRel);
-            if let Err(crossbeam_channel::SendError(Msg::Job(job))) = self.tx.send(Msg::Job(job)) {
-                self.queued.fetch_sub(rows, Ordering::AcqRel);
-                let _ = job.reply.send(Err(EngineError::Unavailable(
-                    "the model's workers have stopped".into(),
-                )));
-            }
+            self.queued.fetch_add(job.rows, Ordering::AcqRel);
+            // Should the workers be gone, the dropped reply answers the request `Unavailable`.
+            let _ = self.send(job);
         }
+    }
+
+    /// Sends a job, already counted in `queued`, to the workers.
+    fn send(&self, job: Job) -> Result<(), EngineError> {
+        let rows = job.rows;
+        self.tx.send(Msg::Job(job)).map_err(|_| {
+            self.queued.fetch_sub(rows, Ordering::AcqRel);
+            EngineError::Unavailable("the model's workers have stopped".into())
+        })
     }
 }
 
@@ -398,31 +400,27 @@ impl Scheduler {
                     .expect("spawning an inference thread")
             })
             .collect();
-        let inline = Arc::new(Inline {
-            tx: tx.clone(),
-            model,
-            config: config.clone(),
-            stats: Arc::clone(&batches),
-            queued: Arc::clone(&queued),
-            waiting: Mutex::default(),
-        });
         Scheduler {
-            tx,
-            queued,
+            core: Arc::new(Core {
+                tx,
+                model,
+                config,
+                stats: Arc::clone(&batches),
+                queued,
+                waiting: Mutex::default(),
+            }),
             last_rows: AtomicUsize::new(1),
             in_flight: AtomicUsize::new(0),
             rx,
             closed: std::sync::atomic::AtomicBool::new(false),
-            config,
             workers: Mutex::new(workers),
             batches,
-            inline,
         }
     }
 
     /// The settings this model runs with.
     pub fn config(&self) -> &ModelConfig {
-        &self.config
+        &self.core.config
     }
 
     /// Queues a checked request; refused at once when the queue is full.
@@ -441,33 +439,31 @@ impl Scheduler {
         let job = Job {
             inputs,
             rows,
-            key: key.filter(|_| self.config.batching()),
+            key: key.filter(|_| self.core.config.batching()),
             enqueued: Instant::now(),
             reply,
         };
         self.last_rows.store(rows, Ordering::Relaxed);
-        let before = self.queued.fetch_add(rows, Ordering::AcqRel);
-        if before > 0 && before + rows > self.config.queue_capacity {
-            self.queued.fetch_sub(rows, Ordering::AcqRel);
+        let core = &self.core;
+        let before = core.queued.fetch_add(rows, Ordering::AcqRel);
+        if before > 0 && before + rows > core.config.queue_capacity {
+            core.queued.fetch_sub(rows, Ordering::AcqRel);
             return Err(EngineError::Overloaded(format!(
                 "{before} rows are already waiting for this model (its queue takes {}); retry shortly",
-                self.config.queue_capacity
+                core.config.queue_capacity
             )));
         }
         if self.runs_inline(rows) {
-            self.inline.push(job);
+            core.push(job);
             return Ok(());
         }
-        self.tx.send(Msg::Job(job)).map_err(|_| {
-            self.queued.fetch_sub(rows, Ordering::AcqRel);
-            EngineError::Unavailable("the model's workers have stopped".into())
-        })
+        core.send(job)
     }
 
     /// Whether a request of `rows` runs on the network thread (see
     /// [`ModelConfig::inline_budget`]).
     fn runs_inline(&self, rows: usize) -> bool {
-        let c = &self.config;
+        let c = &self.core.config;
         let most = c.max_batch_size.max(1);
         // A request larger than a batch runs alone, and the hop is small beside its compute;
         // on the network thread it would hold the answers of every request read with it.
@@ -487,11 +483,11 @@ impl Scheduler {
     pub fn admit(&self) -> Result<Admission<'_>, EngineError> {
         let rows = self.last_rows.load(Ordering::Relaxed).max(1);
         let before = self.in_flight.fetch_add(rows, Ordering::AcqRel);
-        if before > 0 && before + rows > self.config.queue_capacity {
+        if before > 0 && before + rows > self.core.config.queue_capacity {
             self.in_flight.fetch_sub(rows, Ordering::AcqRel);
             return Err(EngineError::Overloaded(format!(
                 "{before} rows are already in hand for this model (it takes {}); retry shortly",
-                self.config.queue_capacity
+                self.core.config.queue_capacity
             )));
         }
         Ok(Admission {
@@ -510,13 +506,13 @@ impl Scheduler {
             .map(|mut w| w.drain(..).collect())
             .unwrap_or_default();
         for _ in &handles {
-            let _ = self.tx.send(Msg::Stop);
+            let _ = self.core.tx.send(Msg::Stop);
         }
         for h in handles {
             let _ = h.join();
         }
         // What was queued for the network thread and not yet run (its runtime is going).
-        self.inline.abandon("the server is shutting down");
+        self.core.abandon("the server is shutting down");
         while let Ok(msg) = self.rx.try_recv() {
             if let Msg::Job(j) = msg {
                 let _ = j.reply.send(Err(EngineError::Unavailable(

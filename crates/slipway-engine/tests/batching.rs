@@ -79,13 +79,15 @@ fn wrapped(delay: Duration) -> slipway_runtime::Loaded {
     l
 }
 
-/// Requests to `served`, the one at `bad` with age 13, all sent together.
+/// Sends `n` requests to `served` together (request `bad` with age 13) and checks that every
+/// other one got exactly what the model answers for its row alone. Returns the error `bad`
+/// got, and the largest batch any request ran in.
 async fn together(
     engine: &Arc<Engine>,
     served: &Arc<slipway_engine::Served>,
     n: usize,
     bad: Option<usize>,
-) -> Vec<Result<(Vec<Tensor>, slipway_engine::Timing), EngineError>> {
+) -> (Option<EngineError>, usize) {
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let engine = Arc::clone(engine);
@@ -101,11 +103,18 @@ async fn together(
             tokio::spawn(async move { engine.infer_timed(served, inputs).await })
         })
         .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
+    let (mut refused, mut biggest) = (None, 0);
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Err(e) if Some(i) == bad => refused = Some(e),
+            result => {
+                let (out, timing) = result.unwrap_or_else(|e| panic!("row {i}: {e}"));
+                assert_eq!(out, served.model.infer(&row(i)).unwrap(), "row {i}");
+                biggest = biggest.max(timing.batch_rows);
+            }
+        }
     }
-    out
+    (refused, biggest)
 }
 
 /// A model that panics fails the request that made it panic, with an internal error, and
@@ -138,19 +147,12 @@ fn a_panicking_model_fails_only_its_request_and_keeps_serving() {
             let served = engine.get("credit", None).unwrap();
             for round in 0..3 {
                 let bad = (round == 1).then_some(5);
-                for (i, result) in together(&engine, &served, 16, bad)
-                    .await
-                    .into_iter()
-                    .enumerate()
-                {
-                    if Some(i) == bad {
-                        assert!(
-                            matches!(&result, Err(EngineError::Internal(m)) if m.contains("bug")),
-                            "{result:?}"
-                        );
-                    } else {
-                        assert_eq!(result.unwrap().0, served.model.infer(&row(i)).unwrap());
-                    }
+                let (refused, _) = together(&engine, &served, 16, bad).await;
+                if bad.is_some() {
+                    assert!(
+                        matches!(&refused, Some(EngineError::Internal(m)) if m.contains("bug")),
+                        "{refused:?}"
+                    );
                 }
             }
             if !multi {
@@ -173,20 +175,8 @@ async fn requests_waiting_together_run_as_one_batch_and_get_their_own_answers() 
     )));
     engine.add("credit", "1", credit());
     let served = engine.get("credit", None).unwrap();
-    let tasks: Vec<_> = (0..48)
-        .map(|i| {
-            let engine = Arc::clone(&engine);
-            let served = Arc::clone(&served);
-            tokio::spawn(async move { engine.infer_timed(served, row(i)).await })
-        })
-        .collect();
-    let mut biggest = 0;
-    for (i, t) in tasks.into_iter().enumerate() {
-        let (out, timing) = t.await.unwrap().unwrap();
-        // Exactly what the model answers for this row alone.
-        assert_eq!(out, served.model.infer(&row(i)).unwrap(), "row {i}");
-        biggest = biggest.max(timing.batch_rows);
-    }
+    // Each request gets exactly what the model answers for its row alone.
+    let (_, biggest) = together(&engine, &served, 48, None).await;
     assert!(biggest > 1, "no request ran in a merged batch");
     assert!(
         served
@@ -196,13 +186,7 @@ async fn requests_waiting_together_run_as_one_batch_and_get_their_own_answers() 
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
-    let executions: u64 = served
-        .scheduler
-        .batches
-        .snapshot()
-        .iter()
-        .map(|(_, n, _)| n)
-        .sum();
+    let executions = executions(&served);
     assert!(executions < 48, "{executions} executions for 48 requests");
 }
 
@@ -213,17 +197,8 @@ async fn a_request_the_model_refuses_fails_alone() {
     )));
     engine.add("credit", "1", wrapped(Duration::ZERO));
     let served = engine.get("credit", None).unwrap();
-    for (i, result) in together(&engine, &served, 20, Some(7))
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        if i == 7 {
-            assert!(matches!(result, Err(EngineError::InvalidInput(m)) if m.contains("age 13")));
-        } else {
-            assert!(result.is_ok(), "row {i}: {result:?}");
-        }
-    }
+    let (refused, _) = together(&engine, &served, 20, Some(7)).await;
+    assert!(matches!(refused, Some(EngineError::InvalidInput(m)) if m.contains("age 13")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,6 +274,12 @@ async fn a_slow_model_does_not_hold_up_a_fast_one() {
     slow.await.unwrap().unwrap();
 }
 
+/// Executions of `served`'s model, on any thread.
+fn executions(served: &slipway_engine::Served) -> u64 {
+    let by_size = served.scheduler.batches.snapshot();
+    by_size.iter().map(|(_, n, _)| n).sum()
+}
+
 fn inline_runs(served: &slipway_engine::Served) -> u64 {
     served
         .scheduler
@@ -322,21 +303,9 @@ async fn on_one_thread_a_quick_model_runs_the_batch_itself_and_a_bad_request_fai
     // one request the model refuses.
     for round in 0..2 {
         let bad = (round == 1).then_some(7);
-        let mut biggest = 0;
-        for (i, result) in together(&engine, &served, 24, bad)
-            .await
-            .into_iter()
-            .enumerate()
-        {
-            if Some(i) == bad {
-                assert!(
-                    matches!(result, Err(EngineError::InvalidInput(m)) if m.contains("age 13"))
-                );
-            } else {
-                let (out, timing) = result.unwrap();
-                assert_eq!(out, served.model.infer(&row(i)).unwrap(), "row {i}");
-                biggest = biggest.max(timing.batch_rows);
-            }
+        let (refused, biggest) = together(&engine, &served, 24, bad).await;
+        if bad.is_some() {
+            assert!(matches!(refused, Some(EngineError::InvalidInput(m)) if m.contains("age 13")));
         }
         if bad.is_none() {
             assert_eq!(
@@ -549,21 +518,9 @@ async fn on_one_thread_a_model_that_turns_slow_hands_the_rest_to_its_worker() {
     );
     model.slow.store(true, std::sync::atomic::Ordering::Relaxed);
     // Three requests read together, each its own batch (batching is off).
-    for (i, result) in together(&engine, &served, 3, None)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        assert_eq!(result.unwrap().0, served.model.infer(&row(i)).unwrap());
-    }
+    together(&engine, &served, 3, None).await;
     assert_eq!(inline_runs(&served), before + 1);
-    let executions: u64 = served
-        .scheduler
-        .batches
-        .snapshot()
-        .iter()
-        .map(|(_, n, _)| n)
-        .sum();
+    let executions = executions(&served);
     assert_eq!(
         executions, 5,
         "two measured, one slow here, two on the worker"

@@ -585,7 +585,11 @@ async fn v1_predict(
     let inputs = records_to_tensors(&served, instances)?;
     let _in_flight = st.metrics.in_flight();
     let start = std::time::Instant::now();
-    let result = st.engine.infer_timed(Arc::clone(&served), inputs).await;
+    let result = st
+        .engine
+        .infer_timed(Arc::clone(&served), inputs)
+        .await
+        .map_err(ApiError::from);
     match &result {
         Ok((_, t)) => st.metrics.record(
             &served,
@@ -598,13 +602,7 @@ async fn v1_predict(
         Err(e) => st.metrics.record(
             &served,
             "rest_v1",
-            match e {
-                EngineError::NotFound(_) => "not_found",
-                EngineError::InvalidInput(_) => "invalid",
-                EngineError::Unavailable(_) => "unavailable",
-                EngineError::Overloaded(_) => "overloaded",
-                EngineError::Internal(_) => "error",
-            },
+            outcome_of(e),
             start.elapsed(),
             None,
             None,
