@@ -5,6 +5,7 @@
 //! it reaches a model. Nothing here knows about HTTP or gRPC.
 
 pub mod batch;
+mod repository;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +14,9 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 pub use batch::{Admission, BatchStats, ModelConfig, Scheduler};
+pub use repository::{Entry, Event, LoadError, Repository, Source, State};
 
-use slipway_core::{DataType, Manifest, Model, Signature, Tensor, TensorData};
+use slipway_core::{Manifest, Model, Signature, Tensor, TensorData};
 use slipway_runtime::Loaded;
 
 /// Why a request cannot be answered. Each front door maps these to its status codes in one place.
@@ -29,11 +31,16 @@ pub enum EngineError {
     /// The server is shutting down or its workers are gone.
     #[error("{0}")]
     Unavailable(String),
-    /// The model's queue is full: refused at once rather than queued (retry shortly).
+    /// The model has no room for the request's rows now: refused at once rather than queued
+    /// (retry shortly).
     #[error("{0}")]
     Overloaded(String),
-    /// The model failed in a way no input should cause (it panicked): a bug, answered 500 /
-    /// INTERNAL; the server keeps serving.
+    /// The request has more rows than the model may ever hold at once (split it).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The model failed on a request that matched its signature (it returned an error or
+    /// panicked): answered 500 / INTERNAL without this text, which the front door logs; the
+    /// server keeps serving.
     #[error("{0}")]
     Internal(String),
 }
@@ -141,6 +148,7 @@ pub struct Engine {
     /// Serialises `add` and `remove` (never taken by requests).
     writer: Mutex<()>,
     nan: NanPolicy,
+    repository: Repository,
 }
 
 impl Engine {
@@ -163,6 +171,7 @@ impl Engine {
             configs: RwLock::new(HashMap::new()),
             writer: Mutex::new(()),
             nan: NanPolicy::default(),
+            repository: Repository::default(),
         }
     }
 
@@ -182,6 +191,18 @@ impl Engine {
             .unwrap_or_else(|| self.defaults.clone())
     }
 
+    /// The engine with registry references resolved in the registry at `root`.
+    #[must_use]
+    pub fn with_registry(mut self, root: std::path::PathBuf) -> Engine {
+        self.repository = Repository::new(Some(root));
+        self
+    }
+
+    /// What the engine was asked to serve, and how each model stands.
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
     /// The engine with NaN in float inputs read as `nan` says.
     #[must_use]
     pub fn with_nan_policy(mut self, nan: NanPolicy) -> Engine {
@@ -189,12 +210,8 @@ impl Engine {
         self
     }
 
-    /// What a NaN in a float input means to this engine.
-    pub fn nan_policy(&self) -> NanPolicy {
-        self.nan
-    }
-
-    /// Stops serving `name`; requests already running finish. Returns whether it was served.
+    /// Stops serving `name`, and following its source until it is loaded again; requests
+    /// already running finish. Returns whether it was served.
     pub fn remove(&self, name: &str) -> bool {
         let _w = self.writer.lock();
         let current = self.models.load_full();
@@ -204,6 +221,7 @@ impl Engine {
         let mut next = (*current).clone();
         next.remove(name);
         self.models.store(Arc::new(next));
+        self.repository.unloaded(name);
         true
     }
 
@@ -224,19 +242,37 @@ impl Engine {
         let mut next = (*self.models.load_full()).clone();
         next.insert(name.to_string(), served);
         self.models.store(Arc::new(next));
+        self.repository.served(name);
         self.loads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The model `name`, at `version` if one is asked for.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Served>, EngineError> {
-        let served =
-            self.models.load().get(name).cloned().ok_or_else(|| {
-                EngineError::NotFound(format!("model `{name}` is not served here"))
-            })?;
+        let Some(served) = self.models.load().get(name).cloned() else {
+            return Err(match self.repository.state(name) {
+                Some(State::Unavailable(_)) => EngineError::Unavailable(format!(
+                    "model `{}` failed to load (its package is broken); the server log has the reason, and the index shows the state",
+                    clip(name)
+                )),
+                Some(State::Loading) => {
+                    EngineError::Unavailable(format!("model `{}` is still loading", clip(name)))
+                }
+                Some(State::Unloaded) => EngineError::NotFound(format!(
+                    "model `{}` was unloaded; load it again with POST /v2/repository/models/{}/load",
+                    clip(name),
+                    clip(name)
+                )),
+                Some(State::Ready) | None => {
+                    EngineError::NotFound(format!("model `{}` is not served here", clip(name)))
+                }
+            });
+        };
         match version {
             Some(v) if v != served.version => Err(EngineError::NotFound(format!(
-                "model `{name}` is served at version {}, not {v}",
-                served.version
+                "model `{}` is served at version {}, not {}",
+                clip(name),
+                served.version,
+                clip(v)
             ))),
             Some(_) | None => Ok(served),
         }
@@ -249,8 +285,9 @@ impl Engine {
         all
     }
 
-    /// Checks `inputs` against the model's signature, then runs the model on a worker thread
-    /// (or, for a quick model on a single-threaded runtime, on the runtime's thread).
+    /// Admits `inputs` (see [`Scheduler::admit`]), checks them against the model's signature,
+    /// then runs the model on a worker thread (or, for a quick model on a single-threaded
+    /// runtime, on the runtime's thread).
     pub async fn infer(
         &self,
         served: Arc<Served>,
@@ -266,18 +303,32 @@ impl Engine {
         served: Arc<Served>,
         inputs: Vec<Tensor>,
     ) -> Result<(Vec<Tensor>, Timing), EngineError> {
+        let owner = Arc::clone(&served);
+        let mut admission = owner.scheduler.admit()?;
+        self.infer_admitted(served, inputs, &mut admission).await
+    }
+
+    /// Runs a request a front door has already admitted: `admission` claims the request's
+    /// rows (a no-op when the front door claimed them while decoding), and holds them until
+    /// the caller drops it.
+    pub async fn infer_admitted(
+        &self,
+        served: Arc<Served>,
+        inputs: Vec<Tensor>,
+        admission: &mut Admission<'_>,
+    ) -> Result<(Vec<Tensor>, Timing), EngineError> {
         let start = std::time::Instant::now();
-        let rows = inputs
-            .first()
-            .and_then(|t| t.shape.first())
-            .map_or(1, |&n| n as u64);
+        let rows = rows_of(&inputs);
         let stats_of = Arc::clone(&served);
-        let result = self.run(served, inputs).await;
+        let result = match admission.claim(rows) {
+            Ok(()) => self.run(served, inputs, admission).await,
+            Err(e) => Err(e),
+        };
         stats_of.stats.record(
             result.is_ok(),
             start.elapsed(),
             result.as_ref().ok().map(|r| r.1),
-            rows,
+            rows as u64,
         );
         result
     }
@@ -286,10 +337,13 @@ impl Engine {
         &self,
         served: Arc<Served>,
         inputs: Vec<Tensor>,
+        admission: &Admission<'_>,
     ) -> Result<(Vec<Tensor>, Timing), EngineError> {
         validate(served.signature(), &inputs, self.nan)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        served.scheduler.submit(served.signature(), inputs, tx)?;
+        served
+            .scheduler
+            .submit(served.signature(), inputs, admission, tx)?;
         rx.await
             .map_err(|_| EngineError::Unavailable("the inference worker stopped".into()))?
     }
@@ -373,69 +427,46 @@ pub fn validate(
     Ok(())
 }
 
-/// The protocol datatypes Slipway's models take (others are converted on the wire when exact).
-pub fn supported(datatype: DataType) -> bool {
-    matches!(
-        datatype,
-        DataType::Bool | DataType::Int64 | DataType::Fp32 | DataType::Fp64 | DataType::Bytes
-    )
+/// A request's rows, as admission and batching count them: the first input's first
+/// dimension, or one for a request whose first input has no dimensions (or no input at all).
+pub fn rows_of(inputs: &[Tensor]) -> usize {
+    batch::batch_key_rows(inputs)
 }
 
-/// Follows registry references (such as `credit@production`): when one resolves to another
-/// version, that version is materialised, loaded and warmed on this thread, then swapped in
-/// atomically. Requests already running finish on the version they started with, which is
-/// dropped when its last request ends; no request waits on a load.
+/// A user-supplied name cut to at most 64 characters for an error message.
+pub(crate) fn clip(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &name[..end])),
+        None => std::borrow::Cow::Borrowed(name),
+    }
+}
+
+/// Follows the repository's sources (such as `credit@production`): when a reference resolves
+/// to another version, that version is materialised, loaded and warmed on this thread, then
+/// swapped in atomically; a model that failed to load is tried again when its alias moves.
+/// Requests already running finish on the version they started with, which is dropped when
+/// its last request ends; no request waits on a load.
 pub struct Watcher {
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Watcher {
-    /// Starts watching `follow` (served name, reference) in the registry at `root`, every
-    /// `interval`. `log` hears about every swap and every failed load (the old version keeps
-    /// serving when a new one fails to load).
+    /// Starts syncing `engine`'s repository every `interval`. `log` hears about every load
+    /// and every failed one (the old version keeps serving when a new one fails to load).
     pub fn start(
         engine: Arc<Engine>,
-        root: std::path::PathBuf,
-        follow: Vec<(String, slipway_registry::Reference)>,
         interval: std::time::Duration,
-        log: impl Fn(&str) + Send + 'static,
+        log: impl Fn(&Event) + Send + 'static,
     ) -> Watcher {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
             .name("slipway-watch".into())
             .spawn(move || {
-                let mut failed: HashMap<String, u32> = HashMap::new();
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    for (name, reference) in &follow {
-                        let Ok(registry) = slipway_registry::Registry::open_existing(&root) else {
-                            continue;
-                        };
-                        let Ok(version) = registry.resolve(reference) else {
-                            continue;
-                        };
-                        let current = engine.get(name, None).map(|s| s.version.clone()).unwrap_or_default();
-                        let wanted = version.version.to_string();
-                        if current == wanted || failed.get(name) == Some(&version.version) {
-                            continue;
-                        }
-                        let loaded = registry
-                            .materialize(&version)
-                            .map_err(|e| e.to_string())
-                            .and_then(|dir| slipway_runtime::load(&dir).map_err(|e| e.to_string()));
-                        match loaded {
-                            Ok(loaded) => {
-                                engine.add(name, &wanted, loaded);
-                                failed.remove(name);
-                                log(&format!("{reference} moved: now serving {name}:{wanted} (was {current})"));
-                            }
-                            Err(e) => {
-                                engine.load_failures.fetch_add(1, Ordering::Relaxed);
-                                failed.insert(name.clone(), version.version);
-                                log(&format!("{reference} points at {name}:{wanted}, which does not load ({e}); still serving {current}"));
-                            }
-                        }
+                    for event in engine.repository().sync(&engine) {
+                        log(&event);
                     }
                     // Sleep in short steps so that stopping is prompt.
                     let mut slept = std::time::Duration::ZERO;

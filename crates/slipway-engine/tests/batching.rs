@@ -198,7 +198,7 @@ async fn a_request_the_model_refuses_fails_alone() {
     engine.add("credit", "1", wrapped(Duration::ZERO));
     let served = engine.get("credit", None).unwrap();
     let (refused, _) = together(&engine, &served, 20, Some(7)).await;
-    assert!(matches!(refused, Some(EngineError::InvalidInput(m)) if m.contains("age 13")));
+    assert!(matches!(refused, Some(EngineError::Internal(m)) if m.contains("age 13")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +305,7 @@ async fn on_one_thread_a_quick_model_runs_the_batch_itself_and_a_bad_request_fai
         let bad = (round == 1).then_some(7);
         let (refused, biggest) = together(&engine, &served, 24, bad).await;
         if bad.is_some() {
-            assert!(matches!(refused, Some(EngineError::InvalidInput(m)) if m.contains("age 13")));
+            assert!(matches!(refused, Some(EngineError::Internal(m)) if m.contains("age 13")));
         }
         if bad.is_none() {
             assert_eq!(
@@ -369,22 +369,62 @@ fn admission_bounds_the_rows_in_hand() {
     engine.add("credit", "1", credit());
     let served = engine.get("credit", None).unwrap();
     let s = &served.scheduler;
-    // Before any request, each is guessed at one row.
-    let a = s.admit().unwrap();
+    let mut a = s.admit().unwrap();
     let mut b = s.admit().unwrap();
-    let c = s.admit().unwrap();
-    assert!(matches!(s.admit(), Err(EngineError::Overloaded(_))));
-    drop(c);
-    let c = s.admit().unwrap();
-    // Once decoded, a request counts its real rows.
-    b.set_rows(2);
-    drop(c);
+    // Admitted requests hold nothing until they claim their real rows, and then exactly those.
+    assert_eq!(s.in_hand(), 0);
+    a.claim(2).unwrap();
+    assert!(matches!(b.claim(2), Err(EngineError::Overloaded(_))));
+    b.claim(1).unwrap();
+    assert_eq!(s.in_hand(), 3);
+    // Full: refused before a body is read.
     assert!(matches!(s.admit(), Err(EngineError::Overloaded(_))));
     drop((a, b));
-    // Nothing in hand: even a request bigger than the capacity is taken.
+    assert_eq!(s.in_hand(), 0);
+    // A request larger than the capacity never fits, even when nothing else is in hand.
     let mut big = s.admit().unwrap();
-    big.set_rows(10);
-    assert!(s.admit().is_err());
+    assert!(matches!(big.claim(4), Err(EngineError::TooLarge(_))));
+    assert_eq!(s.in_hand(), 0);
+    // Claiming again with the same count is free; fewer rows give some back.
+    big.claim(3).unwrap();
+    big.claim(3).unwrap();
+    assert_eq!(s.in_hand(), 3);
+    big.claim(1).unwrap();
+    assert_eq!(s.in_hand(), 1);
+    drop(big);
+    assert_eq!(s.in_hand(), 0);
+}
+
+/// Requests claiming rows from many threads at once never hold more than the capacity
+/// together (the guess-based admission let three 1 M-row requests in against 2,048).
+#[test]
+fn concurrent_claims_never_pass_the_capacity() {
+    let engine = Engine::with_defaults(config("instances=1,queue_capacity=100"));
+    engine.add("credit", "1", credit());
+    let served = engine.get("credit", None).unwrap();
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    let admitted = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (served, most, admitted) = (&served, &most, &admitted);
+            scope.spawn(move || {
+                for i in 0..2_000 {
+                    let Ok(mut a) = served.scheduler.admit() else {
+                        continue;
+                    };
+                    // Growing claims, as the V1 reader makes them record by record.
+                    let want = 1 + (i * 7 + t * 13) % 60;
+                    if (1..=want).all(|n| a.claim(n).is_ok()) {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    most.fetch_max(served.scheduler.in_hand(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert!(most.into_inner() <= 100);
+    assert!(admitted.into_inner() > 0);
+    assert_eq!(served.scheduler.in_hand(), 0);
 }
 
 /// An engine outlives the runtime that first used it (a second runtime, as a test harness or

@@ -201,7 +201,7 @@ fn main() {
         if let Some(addr) = &args.grpc {
             // The same V2 REST body (JSON or binary), sent as a ModelInferRequest with raw contents.
             let header_len = args.header_len.as_deref().map(|n| n.trim().parse().expect("header length"));
-            let parsed = slipway_server::oip::parse_request(&args.body, header_len).expect("a V2 request body");
+            let parsed = slipway_server::oip::parse_request(&args.body, header_len, |_| Ok::<(), slipway_server::oip::BadRequest>(())).expect("a V2 request body");
             let request = pb::ModelInferRequest {
                 model_name: args.model.clone(),
                 inputs: parsed

@@ -7,16 +7,19 @@ fn main() {
     let hlen = std::fs::read_to_string(format!("{path}.hlen"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
+    let admit = |_| Ok::<(), slipway_server::oip::BadRequest>(());
     let mut rows = 0;
     for _ in 0..n / 10 {
-        rows = slipway_server::oip::parse_request(&body, hlen)
+        rows = slipway_server::oip::parse_request(&body, hlen, admit)
             .expect("parses")
             .inputs[0]
             .shape[0];
     }
     let t = std::time::Instant::now();
     for _ in 0..n {
-        std::hint::black_box(slipway_server::oip::parse_request(&body, hlen).expect("parses"));
+        std::hint::black_box(
+            slipway_server::oip::parse_request(&body, hlen, admit).expect("parses"),
+        );
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     println!(

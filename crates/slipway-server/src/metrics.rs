@@ -107,13 +107,14 @@ fn rows() -> Histogram {
 }
 
 const PROTOCOLS: [&str; 3] = ["rest_v2", "rest_v1", "grpc"];
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "ok",
     "invalid",
     "not_found",
     "unavailable",
     "overloaded",
     "error",
+    "too_large",
 ];
 
 /// One served version's metric handles, made on its first request and kept on the version
@@ -121,7 +122,7 @@ const OUTCOMES: [&str; 6] = [
 struct Handles {
     owner: u64,
     /// By protocol, then outcome; each made on first use, so unused series stay absent.
-    requests: [[std::sync::OnceLock<Counter>; 6]; 3],
+    requests: [[std::sync::OnceLock<Counter>; 7]; 3],
     total: [std::sync::OnceLock<Histogram>; 3],
     queue: Histogram,
     compute: Histogram,
@@ -139,6 +140,9 @@ pub struct Metrics {
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
     models: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     _start: Gauge<f64, AtomicU64>,
+    /// Held while a scrape rebuilds `models` and encodes, so two scrapes at once never see
+    /// each other's half-built list (scrapes only; no request takes it).
+    scrape: std::sync::Mutex<()>,
     /// Tells this registry's handles from another's kept on the same version.
     id: u64,
 }
@@ -215,6 +219,7 @@ impl Metrics {
             in_flight,
             models,
             _start: start,
+            scrape: std::sync::Mutex::new(()),
             id: {
                 static NEXT: AtomicU64 = AtomicU64::new(1);
                 NEXT.fetch_add(1, Relaxed)
@@ -295,6 +300,10 @@ impl Metrics {
 
     /// The text exposition, with the models loaded and the process's figures.
     pub fn render(&self, engine: &Engine) -> String {
+        let _scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.models.clear();
         for m in engine.models() {
             let labels: Labels = vec![

@@ -63,18 +63,14 @@ async fn run_client(script: &str) {
     let credit_dir = repo().join("conformance/native/native_logistic_credit");
     let cancer_dir = onnx_package(dir.path());
     let engine = Arc::new(Engine::new(2));
-    engine.add("credit", "1", slipway_runtime::load(&credit_dir).unwrap());
-    engine.add("cancer", "1", slipway_runtime::load(&cancer_dir).unwrap());
-    let loader: slipway_server::Loader = Arc::new(move |name: &str| {
-        let dir = match name {
-            "credit" => &credit_dir,
-            "cancer" => &cancer_dir,
-            other => return Err(format!("no package for `{other}`")),
-        };
-        slipway_runtime::load(dir)
-            .map(|l| ("1".to_string(), l))
-            .map_err(|e| e.to_string())
-    });
+    // Loaded through the repository, so that unload and load work as `slipway serve`'s do.
+    engine
+        .repository()
+        .add("credit", slipway_engine::Source::Folder(credit_dir));
+    engine
+        .repository()
+        .add("cancer", slipway_engine::Source::Folder(cancer_dir));
+    engine.repository().sync(&engine);
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addrs = [
@@ -82,15 +78,17 @@ async fn run_client(script: &str) {
         grpc.local_addr().unwrap().to_string(),
     ];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(slipway_server::serve_all(
-        http,
-        Some(grpc),
+    let server = tokio::spawn(slipway_server::serve(
+        slipway_server::ServerConfig {
+            http,
+            grpc: Some(grpc),
+            drain: std::time::Duration::from_secs(5),
+            v1_unknown_columns: slipway_server::UnknownColumns::default(),
+        },
         Arc::clone(&engine),
-        Some(loader),
         async move {
             let _ = stopped.await;
         },
-        std::time::Duration::from_secs(5),
     ));
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")

@@ -129,15 +129,17 @@ async fn every_exporter_model_answers_over_the_wire_as_onnxruntime_does() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(slipway_server::serve_all(
-        listener,
-        Some(grpc),
+    tokio::spawn(slipway_server::serve(
+        slipway_server::ServerConfig {
+            http: listener,
+            grpc: Some(grpc),
+            drain: std::time::Duration::from_secs(5),
+            v1_unknown_columns: slipway_server::UnknownColumns::default(),
+        },
         Arc::clone(&engine),
-        None,
         async move {
             let _ = stopped.await;
         },
-        std::time::Duration::from_secs(5),
     ));
     let client = reqwest::Client::new();
     let channel = tonic::transport::Channel::from_shared(grpc_url)

@@ -26,15 +26,17 @@ async fn shut_down_during_a_request(delay: Duration, drain: Duration) -> (Option
         listener.local_addr().unwrap()
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(slipway_server::serve_all(
-        listener,
-        None,
+    let server = tokio::spawn(slipway_server::serve(
+        slipway_server::ServerConfig {
+            http: listener,
+            grpc: None,
+            drain,
+            v1_unknown_columns: slipway_server::UnknownColumns::default(),
+        },
         engine,
-        None,
         async move {
             let _ = stopped.await;
         },
-        drain,
     ));
     let request = tokio::spawn(async move {
         reqwest::Client::new()
@@ -48,7 +50,7 @@ async fn shut_down_during_a_request(delay: Duration, drain: Duration) -> (Option
     // Let the request reach the model, then signal.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
-    let drained = server.await.unwrap().unwrap();
+    let drained = server.await.unwrap().unwrap() == slipway_server::Stopped::Drained;
     if !drained {
         // The abandoned request's connection goes with the server; do not wait for the model.
         request.abort();
@@ -99,15 +101,17 @@ async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
     );
     let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(slipway_server::serve_all(
-        http,
-        Some(grpc),
+    let server = tokio::spawn(slipway_server::serve(
+        slipway_server::ServerConfig {
+            http,
+            grpc: Some(grpc),
+            drain: Duration::from_secs(10),
+            v1_unknown_columns: slipway_server::UnknownColumns::default(),
+        },
         engine,
-        None,
         async move {
             let _ = stopped.await;
         },
-        Duration::from_secs(10),
     ));
     // Six at once: one runs, one waits, the rest are refused at once.
     let rest: Vec<_> = (0..6)
@@ -189,5 +193,5 @@ async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
     }
     assert!(unavailable >= 1, "nothing was shed over gRPC");
     stop.send(()).unwrap();
-    assert!(server.await.unwrap().unwrap());
+    assert_eq!(server.await.unwrap().unwrap(), slipway_server::Stopped::Drained);
 }

@@ -284,7 +284,7 @@ fn serve_and_ask(
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(slipway_server::serve(listener, std::sync::Arc::clone(&engine), async move {
+        let server = tokio::spawn(slipway_server::serve(slipway_server::ServerConfig::new(listener), std::sync::Arc::clone(&engine), async move {
             let _ = stopped.await;
         }));
         let target = addr.clone();

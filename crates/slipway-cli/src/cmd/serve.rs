@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use slipway_engine::{Engine, NanPolicy};
+use slipway_engine::{Engine, Event, NanPolicy, Source};
 use slipway_registry::Reference;
 
 use crate::cmd::registry::RegistryPath;
@@ -76,6 +76,10 @@ pub struct ServeArgs {
     pub model_configs: Vec<String>,
     /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
     /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
+    /// What the V1 records API does with a record field that is not one of the model's
+    /// columns: `refuse` (400, the default) or `ignore`.
+    #[arg(long, env = "SLIPWAY_V1_UNKNOWN_COLUMNS", value_name = "refuse|ignore")]
+    pub v1_unknown_columns: Option<slipway_server::UnknownColumns>,
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
     /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, max_batch_size,
@@ -101,6 +105,7 @@ struct Config {
     preferred_batch_sizes: Option<Vec<usize>>,
     queue_capacity: Option<usize>,
     inline_budget_us: Option<u64>,
+    v1_unknown_columns: Option<String>,
     #[serde(default)]
     model_config: std::collections::BTreeMap<String, toml::Table>,
     registry: Option<PathBuf>,
@@ -175,6 +180,16 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         from_file.append(&mut args.model_configs);
         args.model_configs = from_file;
         args.drain_ms = args.drain_ms.or(c.drain_ms);
+        if args.v1_unknown_columns.is_none()
+            && let Some(u) = c.v1_unknown_columns
+        {
+            args.v1_unknown_columns = Some(u.parse().map_err(|e: String| {
+                slipway_registry::RegistryError::Invalid(format!(
+                    "{}: v1_unknown_columns: {e}",
+                    path.display()
+                ))
+            })?);
+        }
         if args.nan.is_none()
             && let Some(n) = c.nan
         {
@@ -240,8 +255,9 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     if let Some(us) = args.inline_budget_us {
         defaults.inline_budget = std::time::Duration::from_micros(us);
     }
-    let engine =
-        Engine::with_defaults(defaults.clone()).with_nan_policy(args.nan.unwrap_or_default());
+    let engine = Engine::with_defaults(defaults.clone())
+        .with_nan_policy(args.nan.unwrap_or_default())
+        .with_registry(args.registry.path.clone());
     for spec in &args.model_configs {
         let bad = |m: String| {
             slipway_registry::RegistryError::Invalid(format!("--model-config {spec}: {m}"))
@@ -259,49 +275,32 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     for dir in &args.dirs {
         let loaded = slipway_runtime::load(dir)?;
         let name = loaded.manifest.name.clone();
+        engine
+            .repository()
+            .add(&name, Source::Folder(dir.clone()));
         engine.add(&name, "1", loaded);
         eprintln!("loaded {name} (version 1) from {}", dir.display());
     }
-    let mut follow = Vec::new();
     if !args.models.is_empty() {
+        // A reference that names no model or alias is a mistake in the command: refused here.
+        // A package that does not load is not: the others are served, and it is reported.
         let registry = args.registry.open()?;
         for m in &args.models {
             let reference: Reference = m.parse()?;
-            let version = registry.resolve(&reference)?;
-            let dir = registry.materialize(&version)?;
-            let loaded = slipway_runtime::load(&dir)?;
-            engine.add(&version.model, &version.version.to_string(), loaded);
-            eprintln!("loaded {}:{} for {m}", version.model, version.version);
-            follow.push((version.model.clone(), reference));
+            registry.resolve(&reference)?;
+            engine
+                .repository()
+                .add(&reference.model.clone(), Source::Registry(reference));
+        }
+        for event in engine.repository().sync(&engine) {
+            log_event(&event);
         }
     }
-    // The repository extension's `load`: a name followed on the command line reloads its
-    // reference; any other name loads its latest version.
-    let loader: Option<slipway_server::Loader> =
-        args.registry.path.join("registry.db").is_file().then(|| {
-            let root = args.registry.path.clone();
-            let refs = follow.clone();
-            let loader: slipway_server::Loader = Arc::new(move |name: &str| {
-                let registry =
-                    slipway_registry::Registry::open_existing(&root).map_err(|e| e.to_string())?;
-                let reference = match refs.iter().find(|(n, _)| n == name) {
-                    Some((_, r)) => r.clone(),
-                    None => name.parse::<Reference>().map_err(|e| e.to_string())?,
-                };
-                let version = registry.resolve(&reference).map_err(|e| e.to_string())?;
-                let dir = registry.materialize(&version).map_err(|e| e.to_string())?;
-                let loaded = slipway_runtime::load(&dir).map_err(|e| e.to_string())?;
-                Ok((version.version.to_string(), loaded))
-            });
-            loader
-        });
-    let watcher = (watch_ms > 0 && !follow.is_empty()).then(|| {
+    let watcher = (watch_ms > 0 && !args.models.is_empty()).then(|| {
         slipway_engine::Watcher::start(
             Arc::clone(&engine),
-            args.registry.path.clone(),
-            follow,
             std::time::Duration::from_millis(watch_ms),
-            |line| eprintln!("{line}"),
+            log_event,
         )
     });
     let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
@@ -330,22 +329,22 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         for m in engine.models() {
             println!("  curl -s http://{addr}/v2/models/{}", m.name);
         }
-        let drained = slipway_server::serve_all(
-            listener,
-            grpc_listener,
-            Arc::clone(&engine),
-            loader,
-            shutdown_signal(),
+        let config = slipway_server::ServerConfig {
+            http: listener,
+            grpc: grpc_listener,
             drain,
-        )
-        .await?;
-        if !drained {
+            v1_unknown_columns: args.v1_unknown_columns.unwrap_or_default(),
+        };
+        let stopped =
+            slipway_server::serve(config, Arc::clone(&engine), shutdown_signal()).await?;
+        if stopped == slipway_server::Stopped::Abandoned {
             eprintln!(
-                "stopped after {} ms with requests still running (--drain-ms)",
+                "stopped after {} ms with requests still running (--drain-ms): they were abandoned",
                 drain.as_millis()
             );
-            // Exit now: the runtime and the inference threads are not waited for.
-            std::process::exit(0);
+            // Exit now, and not with success: requests were cut off. The runtime and the
+            // inference threads are not waited for.
+            std::process::exit(75);
         }
         if let Some(w) = watcher {
             w.stop();
@@ -354,6 +353,40 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         eprintln!("stopped: in-flight requests finished");
         anyhow::Ok(())
     })
+}
+
+/// One repository event as a log line with its fields (JSON when stderr is not a terminal).
+fn log_event(event: &Event) {
+    match event {
+        Event::Loaded {
+            name,
+            source,
+            version,
+            previous,
+        } => tracing::info!(
+            model = name.as_str(),
+            source = source.as_str(),
+            version = version.as_str(),
+            previous = previous.as_deref(),
+            "now serving {name}:{version}"
+        ),
+        Event::Failed {
+            name,
+            source,
+            reason,
+            serving,
+        } => tracing::warn!(
+            model = name.as_str(),
+            source = source.as_str(),
+            reason = reason.as_str(),
+            serving = serving.as_deref(),
+            "{source} does not load; {}",
+            match serving {
+                Some(v) => format!("still serving {name}:{v}"),
+                None => format!("{name} is unavailable until its alias moves or it is loaded again"),
+            }
+        ),
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

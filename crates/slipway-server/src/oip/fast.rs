@@ -2,7 +2,10 @@
 //! "shape", "data": [numbers…]}], …}` with `name`, `datatype` and `shape` before `data` (the
 //! order tritonclient, KServe's clients and numpy-based code write). Numeric `data` is read straight
 //! into its typed buffer as the reader goes, so the body is read once, not once to find where
-//! `data` ends and again to read it.
+//! `data` ends and again to read it: 256 rows parse in 110 µs instead of 140, one row in 0.7 µs
+//! instead of 1.3 (commit 51637c3). Because the data is read as the header is, admission is
+//! asked here: on reaching the first input's `data`, the reader hands its row count to the
+//! caller's `rows` before allocating, and a refusal stops the reading at once.
 //!
 //! It gives up (`None`) at anything unusual: escapes in a key or string, `data` before its
 //! name, datatype or shape, a negative dimension, text or booleans in `data`, a repeated field, a value out of range, any
@@ -16,16 +19,66 @@ use serde::de::IgnoredAny;
 use serde_json::Value as Json;
 use slipway_core::{DataType, TensorData};
 
-use super::{
-    Data, Floats32, Floats64, Header, HeaderInput, InputParameters, Ints, Scanned, Sink, datatype,
-    element_count, held, push_number, request_id, scan_number, shape_of,
+use super::datatype::{datatype, held};
+use super::number::{Scanned, push_number, scan_number};
+use super::request::{
+    Data, Header, HeaderInput, InputParameters, element_count, first_rows, request_id, rows_of,
+    shape_of,
 };
+use super::sink::{Floats32, Floats64, Ints, Sink};
 
 /// Nesting deeper than this is left to serde (which refuses past 128).
 const MAX_DEPTH: u32 = 64;
 
-/// Reads a request header in one pass, or `None` to leave it to serde.
-pub(super) fn header(text: &[u8]) -> Option<Header<'_>> {
+/// Reads a request header in one pass, or `None` to leave it to serde. `rows` is asked for the
+/// first input's row count when the reader reaches the first `data` (the first input's, or a
+/// later one's when the first input is a binary block), before allocating for it; its error
+/// stops the reading at once.
+pub(super) fn header<'a, E>(
+    text: &'a [u8],
+    rows: &mut dyn FnMut(usize) -> Result<(), E>,
+) -> Result<Option<Header<'a>>, E> {
+    let mut refused = None;
+    let mut ask = |n| match rows(n) {
+        Ok(()) => Some(()),
+        Err(e) => {
+            refused = Some(e);
+            None
+        }
+    };
+    let mut admission = Admission {
+        ask: &mut ask,
+        rows: None,
+        done: false,
+    };
+    let read = read(text, &mut admission);
+    let admitted = admission.done;
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(read.map(|h| Header { admitted, ..h })),
+    }
+}
+
+/// Admission as the reader goes: asked once, before the first `data` is allocated.
+struct Admission<'r> {
+    ask: &'r mut dyn FnMut(usize) -> Option<()>,
+    /// The first input's row count, once that input is read.
+    rows: Option<usize>,
+    done: bool,
+}
+
+impl Admission<'_> {
+    /// Asks, if not asked yet, with `rows` or else the first input's row count.
+    fn admit(&mut self, rows: Option<usize>) -> Option<()> {
+        if !self.done {
+            (self.ask)(rows.or(self.rows)?)?;
+            self.done = true;
+        }
+        Some(())
+    }
+}
+
+fn read<'a>(text: &'a [u8], admission: &mut Admission<'_>) -> Option<Header<'a>> {
     let mut c = Cursor { b: text, i: 0 };
     let mut h = Header::default();
     let mut seen = [false; 4];
@@ -37,7 +90,14 @@ pub(super) fn header(text: &[u8]) -> Option<Header<'_>> {
             }
             "inputs" => {
                 once(&mut seen[0])?;
-                h.inputs = Some(c.array(input)?);
+                let mut first = true;
+                h.inputs = Some(c.array(|c| {
+                    let read = input(c, first, admission)?;
+                    if std::mem::replace(&mut first, false) {
+                        admission.rows = read.shape.as_deref().and_then(first_rows);
+                    }
+                    Some(read)
+                })?);
             }
             "outputs" => {
                 once(&mut seen[1])?;
@@ -62,7 +122,12 @@ fn once(seen: &mut bool) -> Option<()> {
     (!std::mem::replace(seen, true)).then_some(())
 }
 
-fn input<'a>(c: &mut Cursor<'a>) -> Option<HeaderInput<'a>> {
+/// One input (`first`: the request's first), asking admission before its data is allocated.
+fn input<'a>(
+    c: &mut Cursor<'a>,
+    first: bool,
+    admission: &mut Admission<'_>,
+) -> Option<HeaderInput<'a>> {
     let mut input = HeaderInput::default();
     let mut seen = [false; 5];
     c.object(|c, key| {
@@ -88,7 +153,7 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<HeaderInput<'a>> {
                             c.i = end;
                             i64::try_from(v).ok()
                         }
-                        _ => None,
+                        (Scanned::Float(_) | Scanned::Long { .. }, _) => None,
                     }
                 })?);
             }
@@ -103,6 +168,11 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<HeaderInput<'a>> {
                 let name = input.name.as_deref()?;
                 let dt = datatype(input.datatype.as_deref()?).ok()?;
                 let shape = shape_of(name, input.shape.as_deref()?).ok()?;
+                // Text and booleans are serde's: it asks then.
+                if !matches!(held(dt), DataType::Fp32 | DataType::Fp64 | DataType::Int64) {
+                    return None;
+                }
+                admission.admit(first.then(|| rows_of(&shape)))?;
                 let count = element_count(name, &shape).ok()?;
                 input.data = Some(Data::Decoded(data(c, dt, count)?));
             }
@@ -126,7 +196,17 @@ fn data(c: &mut Cursor<'_>, dt: DataType, count: usize) -> Option<TensorData> {
         DataType::Int64 => {
             TensorData::Int64(c.numbers(count, Ints(Vec::with_capacity(cap), dt))?.0)
         }
-        _ => return None,
+        DataType::Bool
+        | DataType::Bytes
+        | DataType::Fp16
+        | DataType::Bf16
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Uint8
+        | DataType::Uint16
+        | DataType::Uint32
+        | DataType::Uint64 => return None,
     })
 }
 
@@ -298,3 +378,7 @@ impl<'a> Cursor<'a> {
         (sink.len() == count).then_some(sink)
     }
 }
+
+#[cfg(test)]
+#[path = "fast_test.rs"]
+mod tests;

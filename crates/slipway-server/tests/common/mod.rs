@@ -97,15 +97,17 @@ pub async fn start() -> Server {
     let http_url = format!("http://{}", http.local_addr().unwrap());
     let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(slipway_server::serve_all(
-        http,
-        Some(grpc),
+    tokio::spawn(slipway_server::serve(
+        slipway_server::ServerConfig {
+            http,
+            grpc: Some(grpc),
+            drain: Duration::from_secs(5),
+            v1_unknown_columns: slipway_server::UnknownColumns::default(),
+        },
         Arc::clone(&engine),
-        None,
         async move {
             let _ = rx.await;
         },
-        Duration::from_secs(5),
     ));
     Server {
         http: http_url,

@@ -3,20 +3,19 @@
 //! Same engine, checks, metrics and statistics as REST; outputs always go back in
 //! `raw_output_contents` (tritonclient reads nothing else for numeric types).
 
-// Datatypes: the catch-all arm is the refusal of every other kind.
-#![allow(clippy::wildcard_enum_match_arm)]
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use slipway_core::{DataType, Tensor, TensorData};
-use slipway_engine::{EngineError, Served};
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
-use crate::oip::{self, BadRequest};
+use crate::describe::{Metadata, Stats};
+use crate::pipeline::{self, Decoded};
 use crate::{ApiError, Shared};
+
+mod codec;
+pub use codec::decode_inputs;
 
 /// The generated protocol types and service traits.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -42,179 +41,12 @@ pub fn service(shared: Arc<Shared>) -> GrpcInferenceServiceServer<Grpc> {
         .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
 }
 
-fn status_of(e: EngineError) -> Status {
-    ApiError::from(e).into()
-}
-
-/// The one mapping from errors to gRPC codes, through REST's statuses.
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Self {
-        let code = match e.status.as_u16() {
-            400 => Code::InvalidArgument,
-            404 => Code::NotFound,
-            501 => Code::Unimplemented,
-            503 => Code::Unavailable,
-            _ => Code::Internal,
-        };
-        let mut status = Status::new(code, e.message);
-        if e.overloaded {
-            status.metadata_mut().insert(
-                "retry-after",
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-        }
-        status
-    }
+fn status_of(e: impl Into<ApiError>) -> Status {
+    e.into().into()
 }
 
 fn version_of(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
-}
-
-/// Decodes a request's inputs, from `raw_input_contents` or from typed `contents`, into
-/// tensors and the datatypes they were sent as.
-pub fn decode_inputs(
-    req: &pb::ModelInferRequest,
-) -> Result<(Vec<Tensor>, Vec<DataType>), BadRequest> {
-    let raw = !req.raw_input_contents.is_empty();
-    if raw && req.inputs.iter().any(|i| i.contents.is_some()) {
-        return Err(BadRequest(
-            "contents field must not be specified when using raw_input_contents".into(),
-        ));
-    }
-    if raw && req.raw_input_contents.len() != req.inputs.len() {
-        return Err(BadRequest(format!(
-            "{} inputs but {} raw_input_contents entries; send one per input, in order",
-            req.inputs.len(),
-            req.raw_input_contents.len()
-        )));
-    }
-    let mut tensors = Vec::with_capacity(req.inputs.len());
-    let mut wire = Vec::with_capacity(req.inputs.len());
-    for (k, input) in req.inputs.iter().enumerate() {
-        let name = &input.name;
-        let dt = oip::datatype(&input.datatype)?;
-        let shape = oip::shape_of(name, &input.shape)?;
-        let count = oip::element_count(name, &shape)?;
-        let data = if raw {
-            oip::binary_data(name, dt, &req.raw_input_contents[k], count)?
-        } else {
-            let Some(c) = &input.contents else {
-                return Err(BadRequest(format!(
-                    "input `{name}` has no data: set its `contents` or send raw_input_contents"
-                )));
-            };
-            typed_data(name, dt, c, count)?
-        };
-        tensors.push(Tensor {
-            name: name.clone(),
-            shape,
-            data,
-        });
-        wire.push(dt);
-    }
-    Ok((tensors, wire))
-}
-
-/// Typed `contents`: each datatype in its field, INT8/16 and UINT8/16 widened to 32 bits by
-/// the protocol and narrowed back here with a range check.
-fn typed_data(
-    name: &str,
-    dt: DataType,
-    c: &pb::InferTensorContents,
-    count: usize,
-) -> Result<TensorData, BadRequest> {
-    let got = match dt {
-        DataType::Bool => c.bool_contents.len(),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 => c.int_contents.len(),
-        DataType::Int64 => c.int64_contents.len(),
-        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 => c.uint_contents.len(),
-        DataType::Uint64 => c.uint64_contents.len(),
-        DataType::Fp32 => c.fp32_contents.len(),
-        DataType::Fp64 => c.fp64_contents.len(),
-        DataType::Bytes => c.bytes_contents.len(),
-        DataType::Fp16 | DataType::Bf16 => {
-            return Err(BadRequest(format!(
-                "input `{name}`: {dt} has no typed contents field; send it in raw_input_contents"
-            )));
-        }
-    };
-    if got != count {
-        return Err(BadRequest(format!(
-            "input `{name}` has {got} {dt} elements in `contents`, its shape needs {count}"
-        )));
-    }
-    Ok(match dt {
-        DataType::Bool => TensorData::Bool(c.bool_contents.clone()),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 => TensorData::Int64(
-            c.int_contents
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| oip::narrow(name, dt, i, v.into()))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 => TensorData::Int64(
-            c.uint_contents
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| oip::narrow(name, dt, i, v.into()))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Uint64 => TensorData::Int64(
-            c.uint64_contents
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| oip::narrow(name, dt, i, v.into()))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Int64 => TensorData::Int64(c.int64_contents.clone()),
-        DataType::Fp32 => TensorData::Fp32(c.fp32_contents.clone()),
-        DataType::Fp64 => TensorData::Fp64(c.fp64_contents.clone()),
-        DataType::Bytes => TensorData::Bytes(c.bytes_contents.clone()),
-        other => return Err(BadRequest(format!("datatype {other} is not supported"))),
-    })
-}
-
-/// The response: the requested outputs (all of them when none is named), in the order asked,
-/// each with its data in `raw_output_contents`.
-fn encode(
-    served: &Served,
-    id: String,
-    requested: &[pb::model_infer_request::InferRequestedOutputTensor],
-    outputs: Vec<Tensor>,
-) -> Result<pb::ModelInferResponse, ApiError> {
-    let chosen = if requested.is_empty() {
-        outputs
-    } else {
-        let mut all = outputs;
-        let mut chosen = Vec::with_capacity(requested.len());
-        for r in requested {
-            let Some(i) = all.iter().position(|t| t.name == r.name) else {
-                return Err(
-                    oip::BadRequest(format!("the model has no output `{}`", r.name)).into(),
-                );
-            };
-            chosen.push(all.swap_remove(i));
-        }
-        chosen
-    };
-    let mut resp = pb::ModelInferResponse {
-        model_name: served.name.clone(),
-        model_version: served.version.clone(),
-        id,
-        ..Default::default()
-    };
-    for t in chosen {
-        resp.raw_output_contents.push(oip::binary_block(&t.data));
-        resp.outputs
-            .push(pb::model_infer_response::InferOutputTensor {
-                name: t.name,
-                datatype: t.data.datatype().as_str().to_string(),
-                shape: t.shape.iter().map(|&d| d as i64).collect(),
-                ..Default::default()
-            });
-    }
-    Ok(resp)
 }
 
 impl Grpc {
@@ -222,12 +54,17 @@ impl Grpc {
     async fn infer(&self, req: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
         let st = &self.shared;
         let served = st
-            .engine
-            .get(&req.model_name, version_of(&req.model_version))
-            .map_err(status_of)?;
-        let decode = || decode_inputs(&req).map(|(inputs, wire)| (inputs, wire, ()));
-        let encode = |outputs, ()| encode(&served, req.id.clone(), &req.outputs, outputs);
-        crate::infer_v2(st, &served, "grpc", decode, encode)
+            .lookup(&req.model_name, version_of(&req.model_version))
+            .map_err(Status::from)?;
+        let decode = |claim: &mut pipeline::Claim<'_>| {
+            decode_inputs(&req, claim).map(|(inputs, wire)| Decoded {
+                inputs,
+                wire,
+                rest: (),
+            })
+        };
+        let encode = |outputs, ()| codec::encode(&served, req.id.clone(), &req.outputs, outputs);
+        pipeline::infer(st, &served, "grpc", decode, encode)
             .await
             .map_err(Status::from)
     }
@@ -241,7 +78,16 @@ fn log_rpc<T>(rpc: &str, rid: &str, start: Instant, result: &Result<T, Status>) 
         Ok(_) => tracing::info!(request_id = rid, rpc, grpc_status = 0, micros, "rpc"),
         Err(s) => {
             let code = s.code() as i32;
-            if matches!(s.code(), Code::InvalidArgument | Code::NotFound) {
+            if let Some(detail) = std::error::Error::source(s) {
+                tracing::error!(
+                    request_id = rid,
+                    rpc,
+                    grpc_status = code,
+                    micros,
+                    error = %detail,
+                    "rpc"
+                );
+            } else if matches!(s.code(), Code::InvalidArgument | Code::NotFound) {
                 tracing::info!(
                     request_id = rid,
                     rpc,
@@ -292,37 +138,39 @@ where
     Ok(response)
 }
 
-fn stats_pb(m: &Served) -> pb::ModelStatistics {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = &m.stats;
-    let ok = s.success.load(Relaxed);
-    let pair = |count: u64, ns: u64| Some(pb::StatisticDuration { count, ns });
+fn stats_pb(m: &slipway_engine::Served) -> pb::ModelStatistics {
+    let s = Stats::of(m);
+    let pair = |d: crate::describe::Duration| {
+        Some(pb::StatisticDuration {
+            count: d.count,
+            ns: d.ns,
+        })
+    };
+    let i = &s.inference_stats;
     pb::ModelStatistics {
-        name: m.name.clone(),
-        version: m.version.clone(),
-        last_inference: s.last_ms.load(Relaxed),
-        inference_count: s.rows.load(Relaxed),
-        execution_count: ok,
+        name: s.name,
+        version: s.version,
+        last_inference: s.last_inference,
+        inference_count: s.inference_count,
+        execution_count: s.execution_count,
         inference_stats: Some(pb::InferStatistics {
-            success: pair(ok, s.success_ns.load(Relaxed)),
-            fail: pair(s.fail.load(Relaxed), s.fail_ns.load(Relaxed)),
-            queue: pair(ok, s.queue_ns.load(Relaxed)),
-            compute_input: pair(ok, 0),
-            compute_infer: pair(ok, s.compute_ns.load(Relaxed)),
-            compute_output: pair(ok, 0),
-            cache_hit: pair(0, 0),
-            cache_miss: pair(0, 0),
+            success: pair(i.success),
+            fail: pair(i.fail),
+            queue: pair(i.queue),
+            compute_input: pair(i.compute_input),
+            compute_infer: pair(i.compute_infer),
+            compute_output: pair(i.compute_output),
+            cache_hit: pair(crate::describe::Duration { count: 0, ns: 0 }),
+            cache_miss: pair(crate::describe::Duration { count: 0, ns: 0 }),
         }),
-        batch_stats: m
-            .scheduler
-            .batches
-            .snapshot()
+        batch_stats: s
+            .batch_stats
             .into_iter()
-            .map(|(batch_size, count, ns)| pb::InferBatchStatistics {
-                batch_size: batch_size as u64,
-                compute_input: pair(count, 0),
-                compute_infer: pair(count, ns),
-                compute_output: pair(count, 0),
+            .map(|b| pb::InferBatchStatistics {
+                batch_size: b.batch_size as u64,
+                compute_input: pair(b.compute_input),
+                compute_infer: pair(b.compute_infer),
+                compute_output: pair(b.compute_output),
             })
             .collect(),
         memory_usage: Vec::new(),
@@ -348,7 +196,8 @@ impl GrpcInferenceService for Grpc {
         &self,
         req: Request<pb::ServerReadyRequest>,
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
-        let ready = !self.shared.engine.models().is_empty();
+        let engine = &self.shared.engine;
+        let ready = engine.repository().readiness(engine).is_ok();
         logged("ServerReady", req, |_| async move {
             Ok(pb::ServerReadyResponse { ready })
         })
@@ -387,27 +236,27 @@ impl GrpcInferenceService for Grpc {
         &self,
         req: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
-        let engine = Arc::clone(&self.shared.engine);
+        let shared = Arc::clone(&self.shared);
         logged("ModelMetadata", req, |r| async move {
-            let served = engine
-                .get(&r.name, version_of(&r.version))
-                .map_err(status_of)?;
-            let sig = served.signature();
-            let tensors = |list: &[slipway_core::TensorSpec]| {
-                list.iter()
+            let served = shared
+                .lookup(&r.name, version_of(&r.version))
+                .map_err(Status::from)?;
+            let m = Metadata::of(&served);
+            let tensors = |list: Vec<crate::describe::TensorMeta>| {
+                list.into_iter()
                     .map(|t| pb::model_metadata_response::TensorMetadata {
-                        name: t.name.clone(),
-                        datatype: t.datatype.as_str().into(),
-                        shape: t.shape.clone(),
+                        name: t.name,
+                        datatype: t.datatype.into(),
+                        shape: t.shape,
                     })
                     .collect()
             };
             Ok(pb::ModelMetadataResponse {
-                name: served.name.clone(),
-                versions: vec![served.version.clone()],
-                platform: served.platform().into(),
-                inputs: tensors(&sig.inputs),
-                outputs: tensors(&sig.outputs),
+                name: m.name,
+                versions: m.versions,
+                platform: m.platform.into(),
+                inputs: tensors(m.inputs),
+                outputs: tensors(m.outputs),
             })
         })
         .await
@@ -492,17 +341,16 @@ impl GrpcInferenceService for Grpc {
         &self,
         req: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
-        let engine = Arc::clone(&self.shared.engine);
+        let shared = Arc::clone(&self.shared);
         logged("RepositoryIndex", req, |_| async move {
             Ok(pb::RepositoryIndexResponse {
-                models: engine
-                    .models()
-                    .iter()
+                models: crate::repository::index(&shared)
+                    .into_iter()
                     .map(|m| pb::repository_index_response::ModelIndex {
-                        name: m.name.clone(),
-                        version: m.version.clone(),
-                        state: "READY".into(),
-                        reason: String::new(),
+                        name: m.name,
+                        version: m.version,
+                        state: m.state.into(),
+                        reason: m.reason,
                     })
                     .collect(),
             })
@@ -516,7 +364,7 @@ impl GrpcInferenceService for Grpc {
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
         let shared = Arc::clone(&self.shared);
         logged("RepositoryModelLoad", req, |r| async move {
-            crate::load_model(&shared, &r.model_name).await?;
+            crate::repository::load(&shared, &r.model_name).await?;
             Ok(pb::RepositoryModelLoadResponse {})
         })
         .await
@@ -528,7 +376,7 @@ impl GrpcInferenceService for Grpc {
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
         let shared = Arc::clone(&self.shared);
         logged("RepositoryModelUnload", req, |r| async move {
-            crate::unload_model(&shared, &r.model_name)?;
+            crate::repository::unload(&shared, &r.model_name)?;
             Ok(pb::RepositoryModelUnloadResponse {})
         })
         .await

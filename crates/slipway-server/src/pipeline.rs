@@ -1,0 +1,75 @@
+//! The one path every inference takes, over REST (V2 and V1) or gRPC: admitted before its body
+//! is decoded (a full model refuses at once), its rows claimed as soon as the decoder knows
+//! them and before any data is allocated, decoded, fitted to the model's input types, run,
+//! encoded, and counted in the model's statistics and in the metrics under its protocol. A new
+//! step (authentication, monitoring) goes here, once.
+
+use std::sync::Arc;
+
+use slipway_core::{DataType, Tensor};
+use slipway_engine::Served;
+
+use crate::{ApiError, Shared, oip};
+
+/// What a decoder hands on: the inputs, the datatypes they were sent as, and whatever the
+/// encoder needs of the request.
+pub(crate) struct Decoded<T> {
+    pub inputs: Vec<Tensor>,
+    pub wire: Vec<DataType>,
+    pub rest: T,
+}
+
+/// Tells admission a request's rows, before its data is decoded.
+pub(crate) type Claim<'c> = dyn FnMut(usize) -> Result<(), ApiError> + 'c;
+
+/// Runs one request through admission, `decode`, conform, the engine and `encode`, and counts
+/// it. `decode` must call the claim it is given with the request's rows before it allocates
+/// for the request's data (it may call it again with the same count).
+pub(crate) async fn infer<T, R>(
+    st: &Shared,
+    served: &Arc<Served>,
+    protocol: &'static str,
+    decode: impl FnOnce(&mut Claim<'_>) -> Result<Decoded<T>, ApiError>,
+    encode: impl FnOnce(Vec<Tensor>, T) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    let _in_flight = st.metrics.in_flight();
+    let start = std::time::Instant::now();
+    let result = async {
+        let mut admission = served.scheduler.admit()?;
+        let decoded = {
+            let mut claim = |rows: usize| admission.claim(rows).map_err(ApiError::from);
+            decode(&mut claim).and_then(|mut d| {
+                oip::conform(&mut d.inputs, &d.wire, served.signature())?;
+                Ok(d)
+            })
+        }
+        .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
+        let (outputs, timing) = st
+            .engine
+            .infer_admitted(Arc::clone(served), decoded.inputs, &mut admission)
+            .await?;
+        Ok((encode(outputs, decoded.rest)?, timing))
+    }
+    .await;
+    let (outcome, timing, rows) = match &result {
+        Ok((_, t)) => ("ok", Some((t.queue, t.compute)), Some(t.batch_rows)),
+        Err(e) => (outcome_of(e), None, None),
+    };
+    st.metrics
+        .record(served, protocol, outcome, start.elapsed(), timing, rows);
+    result.map(|(r, _)| r)
+}
+
+/// The `outcome` label of a failed request.
+pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::Overloaded(_) => "overloaded",
+        ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_) => "invalid",
+        ApiError::TooLarge(_) => "too_large",
+        ApiError::NotFound(_) => "not_found",
+        ApiError::Unavailable(_) => "unavailable",
+        ApiError::MethodNotAllowed | ApiError::Internal(_) | ApiError::NotImplemented(_) => {
+            "error"
+        }
+    }
+}

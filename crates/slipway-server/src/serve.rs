@@ -1,0 +1,100 @@
+//! Serving REST and gRPC over one engine until a shutdown signal, then draining: both stop
+//! accepting, the requests in flight finish, and what has not finished by the deadline is
+//! abandoned (and said so, so the process can exit non-zero).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use slipway_engine::Engine;
+
+use crate::state::UnknownColumns;
+use crate::{Shared, grpc, http, metrics};
+
+/// How `slipway serve` (or a test, or an embedding program) runs the front door.
+pub struct ServerConfig {
+    /// REST (OIP v2, V1 records, `/metrics`).
+    pub http: tokio::net::TcpListener,
+    /// gRPC (OIP v2), when given.
+    pub grpc: Option<tokio::net::TcpListener>,
+    /// How long requests in flight may take to finish once shutdown begins.
+    pub drain: Duration,
+    /// What the V1 records API does with a field that is not one of the model's columns.
+    pub v1_unknown_columns: UnknownColumns,
+}
+
+impl ServerConfig {
+    /// REST on `http`, no gRPC, a 10-second drain and the default rules.
+    pub fn new(http: tokio::net::TcpListener) -> ServerConfig {
+        ServerConfig {
+            http,
+            grpc: None,
+            drain: Duration::from_secs(10),
+            v1_unknown_columns: UnknownColumns::default(),
+        }
+    }
+}
+
+/// How serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in flight at shutdown finished.
+    Drained,
+    /// Requests still running at the drain deadline were abandoned.
+    Abandoned,
+}
+
+/// Serves `engine` as `config` says until `shutdown` resolves, then drains.
+pub async fn serve(
+    config: ServerConfig,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Stopped> {
+    use std::future::IntoFuture;
+    let shared = Arc::new(Shared {
+        engine,
+        metrics: metrics::Metrics::new(),
+        v1_unknown_columns: config.v1_unknown_columns,
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let rest = axum::serve(
+        config.http.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        http::router(Arc::clone(&shared)),
+    )
+    .with_graceful_shutdown(signal(stopped.clone()))
+    .into_future();
+    let grpc = async {
+        let Some(listener) = config.grpc else {
+            return Ok(());
+        };
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(grpc::service(Arc::clone(&shared)))
+            .serve_with_incoming_shutdown(incoming, signal(stopped.clone()))
+            .await
+            .map_err(std::io::Error::other)
+    };
+    let servers = async { tokio::try_join!(rest, grpc).map(|_| ()) };
+    tokio::pin!(servers);
+    tokio::select! {
+        done = &mut servers => return done.map(|()| Stopped::Drained),
+        () = shutdown => {}
+    }
+    let _ = stop.send(true);
+    match tokio::time::timeout(config.drain, servers).await {
+        Ok(done) => done.map(|()| Stopped::Drained),
+        Err(_) => {
+            tracing::warn!(
+                drain_ms = u64::try_from(config.drain.as_millis()).unwrap_or(u64::MAX),
+                "requests still in flight at the shutdown deadline were abandoned"
+            );
+            Ok(Stopped::Abandoned)
+        }
+    }
+}
