@@ -447,8 +447,11 @@ fn gates_read_the_digest_checked_manifest_and_verify_reports_an_edited_database_
         .unwrap();
 }
 
+/// A tar entry: its name and bytes.
+type Entry = (String, Vec<u8>);
+
 /// Rewrites an export tar: each entry through `edit(name, bytes)`.
-fn rewrite_tar(tar: &Path, edit: &dyn Fn(&str, Vec<u8>) -> (String, Vec<u8>)) {
+fn rewrite_tar(tar: &Path, edit: &dyn Fn(&str, Vec<u8>) -> Entry) {
     let mut entries = Vec::new();
     let mut archive = tar::Archive::new(std::fs::File::open(tar).unwrap());
     for entry in archive.entries().unwrap() {

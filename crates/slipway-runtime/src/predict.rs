@@ -107,9 +107,10 @@ fn onnx(
         .map(|c| find(c, "no id column named"))
         .transpose()?;
     let out_err = |e: csv::Error| {
-        let io = match e.into_kind() {
-            csv::ErrorKind::Io(io) => io,
-            _ => std::io::Error::other("the CSV writer failed"),
+        let io = if let csv::ErrorKind::Io(io) = e.into_kind() {
+            io
+        } else {
+            std::io::Error::other("the CSV writer failed")
         };
         LearnError::io(&options.output, io)
     };

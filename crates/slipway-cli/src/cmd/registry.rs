@@ -91,7 +91,9 @@ pub fn registry(command: RegistryCommand) -> Result<()> {
                     &json!({ "ok": problems.is_empty(), "versions": versions, "problems": problems }),
                 );
             } else if problems.is_empty() {
-                println!("ok: {versions} versions, every blob matches its digest");
+                println!(
+                    "ok: {versions} versions, every blob matches its digest and size, every manifest its package"
+                );
             } else {
                 for p in &problems {
                     println!("problem: {}", printable(p));
