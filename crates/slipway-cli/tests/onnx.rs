@@ -408,3 +408,298 @@ fn metrics_recorded_at_import_feed_the_gates() {
         "--json",
     ]);
 }
+
+/// Protocol Buffers by hand, enough for a one-node ONNX graph (the CLI tests run the binary
+/// and link no ONNX library).
+mod pb {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    pub fn int(field: u32, v: u64, out: &mut Vec<u8>) {
+        varint(u64::from(field) << 3, out);
+        varint(v, out);
+    }
+    pub fn bytes(field: u32, v: &[u8], out: &mut Vec<u8>) {
+        varint((u64::from(field) << 3) | 2, out);
+        varint(v.len() as u64, out);
+        out.extend_from_slice(v);
+    }
+    /// A float tensor value-info `name` of shape `[N, width]`.
+    pub fn matrix(name: &str, width: u64) -> Vec<u8> {
+        let mut dims = Vec::new();
+        let mut n = Vec::new();
+        bytes(2, b"N", &mut n); // dim_param
+        bytes(1, &n, &mut dims);
+        let mut w = Vec::new();
+        int(1, width, &mut w); // dim_value
+        bytes(1, &w, &mut dims);
+        let mut tensor = Vec::new();
+        int(1, 1, &mut tensor); // elem_type FLOAT
+        bytes(2, &dims, &mut tensor); // shape
+        let mut ty = Vec::new();
+        bytes(1, &tensor, &mut ty); // tensor_type
+        let mut info = Vec::new();
+        bytes(1, name.as_bytes(), &mut info);
+        bytes(2, &ty, &mut info);
+        info
+    }
+    /// `Y = Identity(X)` with X and Y declared `[N, width]`.
+    pub fn identity_model(width: u64) -> Vec<u8> {
+        let mut node = Vec::new();
+        bytes(1, b"X", &mut node);
+        bytes(2, b"Y", &mut node);
+        bytes(3, b"copy", &mut node);
+        bytes(4, b"Identity", &mut node);
+        let mut graph = Vec::new();
+        bytes(1, &node, &mut graph);
+        bytes(2, b"hostile", &mut graph);
+        bytes(11, &matrix("X", width), &mut graph);
+        bytes(12, &matrix("Y", width), &mut graph);
+        let mut opset = Vec::new();
+        int(2, 13, &mut opset);
+        let mut model = Vec::new();
+        int(1, 8, &mut model); // ir_version
+        bytes(7, &graph, &mut model);
+        bytes(8, &opset, &mut model);
+        model
+    }
+}
+
+/// Runs `slipway` with its address space capped at 1 GiB: an import that tries to allocate
+/// gigabytes dies instead of swapping the machine.
+fn slipway_capped(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .output()
+        .expect("sh runs")
+}
+
+#[test]
+fn a_hostile_declared_width_is_refused_at_import_in_small_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    // The same graph with a sane width imports under the same memory cap: the cap is not what
+    // refuses the hostile ones.
+    let sane = dir.path().join("sane.onnx");
+    std::fs::write(&sane, pb::identity_model(4)).unwrap();
+    let out = slipway_capped(&[
+        "import",
+        s(&sane),
+        "--classes",
+        "a,b,c,d",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for width in [(1u64 << 28) + 1, 1 << 40, 1 << 62] {
+        let file = dir.path().join(format!("wide_{width}.onnx"));
+        std::fs::write(&file, pb::identity_model(width)).unwrap();
+        let out = slipway_capped(&["import", s(&file), "--registry", s(&reg)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "width {width}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains(&format!("{width}"))
+                && err.contains("268435456 elements")
+                && err.contains("nothing was registered"),
+            "width {width}: {err}"
+        );
+    }
+    assert_eq!(listed(&reg), 1);
+}
+
+#[test]
+fn an_skl2onnx_mlp_imports_with_the_classes_its_graph_gathers_labels_from() {
+    // conformance/cases/sk_mlp_*.onnx are MLPClassifier exports by skl2onnx 1.20 (made by
+    // conformance/make.py): label = ArrayFeatureExtractor(classes, ArgMax(probabilities)).
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    let v = ok_json(&[
+        "import",
+        s(&case("sk_mlp_multiclass")),
+        "--name",
+        "penguins",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    assert_eq!(v["task"], "multiclass_classification");
+    assert_eq!(
+        v["classes"],
+        serde_json::json!(["Adelie", "Chinstrap", "Gentoo"])
+    );
+    let v = ok_json(&[
+        "import",
+        s(&case("sk_mlp_binary")),
+        "--name",
+        "cancer",
+        "--data",
+        s(&data("breast_cancer.csv")),
+        "--target",
+        "diagnosis",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    assert_eq!(v["task"], "binary_classification");
+    assert_eq!(v["classes"], serde_json::json!(["benign", "malignant"]));
+    let auc = v["metrics"]["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.95, "{auc}");
+}
+
+#[test]
+fn must_beat_compares_onnx_packages_on_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    let cancer = data("breast_cancer.csv");
+    for (case_name, alias) in [
+        ("sk_random_forest", Some("production")),
+        ("sk_gradient_boosting", None),
+    ] {
+        let file = case(case_name);
+        let mut args = vec![
+            "import",
+            s(&file),
+            "--name",
+            "cancer",
+            "--features-from",
+            s(&cancer),
+            "--target",
+            "diagnosis",
+            "--registry",
+            s(&reg),
+            "--json",
+        ];
+        if let Some(a) = alias {
+            args.extend(["--alias", a]);
+        }
+        ok_json(&args);
+    }
+    let log_loss = |reference: &str| {
+        ok_json(&[
+            "eval",
+            "--model",
+            reference,
+            "--data",
+            s(&cancer),
+            "--registry",
+            s(&reg),
+            "--json",
+        ])["metrics"]["log_loss"]
+            .as_f64()
+            .unwrap()
+    };
+    let (champion, challenger) = (log_loss("cancer:1"), log_loss("cancer:2"));
+    assert_ne!(champion, challenger);
+    let args = [
+        "promote",
+        "cancer:2",
+        "--to",
+        "production",
+        "--data",
+        s(&cancer),
+        "--must-beat",
+        "log_loss",
+        "--registry",
+        s(&reg),
+        "--json",
+    ];
+    let out = slipway(&args);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("panicked"), "{text}");
+    if challenger < champion {
+        assert!(out.status.success(), "{text}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = &v["checks"][0];
+        assert_eq!(check["candidate"].as_f64().unwrap(), challenger);
+        assert_eq!(check["against"].as_f64().unwrap(), champion);
+    } else {
+        assert_eq!(out.status.code(), Some(3), "{text}");
+        assert!(text.contains("log_loss beats cancer:1"), "{text}");
+    }
+}
+
+#[test]
+fn onnx_predict_streams_rows_out_before_it_reaches_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    ok_json(&[
+        "import",
+        s(&case("torch_style_mlp")),
+        "--name",
+        "net",
+        "--classes",
+        "a,b,c",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    // 20,000 good rows, then one that is not a number: a streaming scorer has written the
+    // chunks before it when it stops; one that reads the whole file first has written nothing.
+    let csv = dir.path().join("rows.csv");
+    let mut text = String::from("id,f0,f1,f2,f3,f4,f5\n");
+    for r in 0..20_000 {
+        text.push_str(&format!("r{r},{},0.5,1,2,3,-1\n", r % 7));
+    }
+    text.push_str("bad,x,0.5,1,2,3,-1\n");
+    std::fs::write(&csv, text).unwrap();
+    let out = slipway(&[
+        "predict",
+        "--model",
+        "net",
+        "--data",
+        s(&csv),
+        "--out",
+        "-",
+        "--id-column",
+        "id",
+        "--registry",
+        s(&reg),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(
+        err.contains("rows.csv:20002") && err.contains("`x` is not a number"),
+        "{err}"
+    );
+    let scores = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = scores.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,probability_a,probability_b,probability_c,label"
+    );
+    assert!(lines.len() > 16_000, "{} lines", lines.len());
+    assert!(lines[1].starts_with("r0,"), "{}", lines[1]);
+    // The complete file scores every row, in order.
+    let good = dir.path().join("good.csv");
+    let all = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&good, &all[..all.rfind("bad,").unwrap()]).unwrap();
+    let out = dir.path().join("scores.csv");
+    let p = slipway(&[
+        "predict",
+        "--model",
+        "net",
+        "--data",
+        s(&good),
+        "--out",
+        s(&out),
+        "--id-column",
+        "id",
+        "--registry",
+        s(&reg),
+    ]);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    let scored = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(scored.lines().count(), 20_001);
+    assert!(scored.lines().last().unwrap().starts_with("r19999,"));
+}

@@ -169,7 +169,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Maps a csv error to one line naming the file and line.
-pub(crate) fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError {
+pub fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError {
     let line = err.position().map(|p| p.line());
     // csv's ErrorKind is non-exhaustive: test the kinds we word ourselves, keep csv's text otherwise.
     let message = if let csv::ErrorKind::UnequalLengths { len, .. } = err.kind() {

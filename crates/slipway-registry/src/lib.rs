@@ -10,17 +10,23 @@
 
 pub mod blob;
 pub mod error;
+pub mod exchange;
+pub mod gate;
 pub mod meta;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use blob::{BlobStore, FsBlobStore, sha256_hex};
 pub use error::{RegistryError, Result};
+pub use exchange::{Exported, read_export};
+pub use gate::{Check, Gate, format_checks};
 pub use meta::{
     AliasMove, AuditEntry, FileEntry, MetadataStore, ModelSummary, NewVersion, SqliteStore,
     VersionRecord,
 };
+pub use verify::Verification;
 
 /// The folder a registry lives in unless told otherwise.
 pub const DEFAULT_REGISTRY: &str = "slipway-data";
@@ -98,78 +104,6 @@ impl std::fmt::Display for Reference {
     }
 }
 
-/// A metric floor or ceiling a version must meet to be promoted: `roc_auc>=0.75`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Gate {
-    pub metric: String,
-    pub op: String,
-    pub value: f64,
-}
-
-impl std::str::FromStr for Gate {
-    type Err = RegistryError;
-    fn from_str(text: &str) -> Result<Self> {
-        for op in [">=", "<=", "==", ">", "<"] {
-            if let Some((metric, value)) = text.split_once(op) {
-                let metric = metric.trim();
-                let value: f64 = value.trim().parse().map_err(|_| {
-                    RegistryError::Invalid(format!(
-                        "gate `{text}`: `{}` is not a number",
-                        value.trim()
-                    ))
-                })?;
-                if metric.is_empty()
-                    || !metric
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                {
-                    break;
-                }
-                return Ok(Gate {
-                    metric: metric.to_string(),
-                    op: op.to_string(),
-                    value,
-                });
-            }
-        }
-        Err(RegistryError::Invalid(format!(
-            "gate `{text}` is not METRIC>=VALUE (or >, <=, <, ==), e.g. roc_auc>=0.75"
-        )))
-    }
-}
-
-/// One compared figure of a promotion.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Check {
-    /// What was checked, e.g. `roc_auc >= 0.75`.
-    pub rule: String,
-    /// The candidate's figure (None when it has no such metric).
-    pub candidate: Option<f64>,
-    /// What it was compared with (the floor, or the champion's figure).
-    pub against: Option<f64>,
-    pub passed: bool,
-}
-
-impl Gate {
-    /// Checks the gate against a version's recorded metrics.
-    pub fn check(&self, metrics: &BTreeMap<String, f64>) -> Check {
-        let candidate = metrics.get(&self.metric).copied();
-        let passed = candidate.is_some_and(|v| match self.op.as_str() {
-            ">=" => v >= self.value,
-            "<=" => v <= self.value,
-            ">" => v > self.value,
-            "<" => v < self.value,
-            _ => v == self.value,
-        });
-        Check {
-            rule: format!("{} {} {}", self.metric, self.op, self.value),
-            candidate,
-            against: Some(self.value),
-            passed,
-        }
-    }
-}
-
 /// What a registration says about the package.
 #[derive(Debug, Clone, Default)]
 pub struct RegisterOptions {
@@ -202,7 +136,7 @@ pub struct Registry {
 }
 
 /// The files of a package folder that the registry stores, in canonical order.
-const PACKAGE_FILES: &[&str] = &["slipway.json", "model.safetensors", "model.onnx"];
+pub(crate) const PACKAGE_FILES: &[&str] = &["slipway.json", "model.safetensors", "model.onnx"];
 
 /// The digest of a package: SHA-256 over `name\0sha256\n` of its files, sorted by name.
 pub fn package_digest(files: &[FileEntry]) -> String {
@@ -276,6 +210,23 @@ impl Registry {
     /// The metadata store, for listings.
     pub fn meta(&self) -> &dyn MetadataStore {
         self.meta.as_ref()
+    }
+
+    /// A version's manifest as its package holds it: `slipway.json` read from the blob store,
+    /// checked against its digest, which the version's package digest covers. The database
+    /// keeps a copy for listings; decisions (gates) read this one.
+    pub fn manifest(&self, version: &VersionRecord) -> Result<serde_json::Value> {
+        check_record(version)?;
+        let file = version
+            .files
+            .iter()
+            .find(|f| f.name == "slipway.json")
+            .ok_or_else(|| damaged(version))?;
+        let context = format!("{}:{} slipway.json", version.model, version.version);
+        let bytes = self.blobs.get(&file.sha256, &context)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            RegistryError::Corrupt(format!("{context}: not a readable manifest ({e})"))
+        })
     }
 
     /// Registers a package folder as the next version of a model. The files are stored as
@@ -470,11 +421,8 @@ impl Registry {
         let (model, version, alias) = (model.as_str(), *version, alias.as_str());
         check_name("alias", alias)?;
         let record = self.meta.version(model, version)?;
-        let metrics: BTreeMap<String, f64> = record
-            .manifest
-            .get("metrics")
-            .and_then(|m| serde_json::from_value(m.clone()).ok())
-            .unwrap_or_default();
+        // Gates read the manifest inside the digest-checked package, never the database's copy.
+        let metrics = metrics_of(&self.manifest(&record)?);
         // Gates stored for the alias apply to every promotion, besides those given with it.
         let stored = self.meta.gates(model, alias)?;
         let stored = stored
@@ -558,10 +506,7 @@ impl Registry {
             .iter()
             .map(|g| g.parse::<Gate>())
             .collect::<Result<Vec<_>>>()?;
-        let metrics: BTreeMap<String, f64> = manifest
-            .get("metrics")
-            .and_then(|m| serde_json::from_value(m.clone()).ok())
-            .unwrap_or_default();
+        let metrics = metrics_of(manifest);
         let checks: Vec<Check> = gates.iter().map(|g| g.check(&metrics)).collect();
         if checks.iter().any(|c| !c.passed) {
             return Err(RegistryError::GateFailed(
@@ -588,48 +533,6 @@ impl Registry {
     pub fn delete(&mut self, model: &str, version: u32, by: &str) -> Result<()> {
         self.meta.delete_version(model, version, by)
     }
-
-    /// Checks the whole registry: the database, and every file of every version against its
-    /// digest. Returns the problems found, each naming the model version and blob.
-    pub fn verify(&self) -> Result<Verification> {
-        let mut problems = self.meta.integrity_check()?;
-        let mut versions = 0;
-        // One model at a time, so memory stays bounded by the largest model, not the registry;
-        // a blob shared by many versions is hashed once.
-        let mut checked: std::collections::HashMap<String, Option<String>> =
-            std::collections::HashMap::new();
-        for model in self.meta.list_models()? {
-            for v in self.meta.versions(&model.name)? {
-                versions += 1;
-                if let Err(e) = check_record(&v) {
-                    problems.push(e.to_string());
-                    continue;
-                }
-                for f in &v.files {
-                    let context = format!("{}:{} {}", v.model, v.version, f.name);
-                    let outcome = checked.entry(f.sha256.clone()).or_insert_with(|| {
-                        self.blobs.check(&f.sha256, "").err().map(|e| e.to_string())
-                    });
-                    if outcome.is_some() {
-                        // Re-check to word the problem with this version's name.
-                        if let Err(e) = self.blobs.check(&f.sha256, &context) {
-                            problems.push(e.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Verification { versions, problems })
-    }
-}
-
-/// What `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Verification {
-    /// Versions checked.
-    pub versions: usize,
-    /// Each problem, naming the model version and blob.
-    pub problems: Vec<String>,
 }
 
 /// Checks a version record read from the database before its paths are used: a damaged row
@@ -650,14 +553,37 @@ pub fn check_record(v: &VersionRecord) -> Result<()> {
             .iter()
             .all(|f| PACKAGE_FILES.contains(&f.name.as_str()) && hex(&f.sha256))
         && package_digest(&v.files) == v.digest;
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Corrupt(format!(
-            "{}:{}: the registry's record of this version is damaged (digest or file list); restore registry.db from a backup or delete the version",
-            v.model, v.version
-        )))
+    if ok { Ok(()) } else { Err(damaged(v)) }
+}
+
+fn damaged(v: &VersionRecord) -> RegistryError {
+    RegistryError::Corrupt(format!(
+        "{}:{}: the registry's record of this version is damaged (digest or file list); restore registry.db from a backup or delete the version",
+        v.model, v.version
+    ))
+}
+
+/// A manifest's metrics.
+fn metrics_of(manifest: &serde_json::Value) -> BTreeMap<String, f64> {
+    manifest
+        .get("metrics")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Text from a file (a tar entry's name, a manifest's field) made safe to print: control
+/// characters, which could move a terminal's cursor or rewrite what was printed before, are
+/// written as escapes (`\u{1b}`).
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// The first 12 characters of a digest, for display.
@@ -665,217 +591,13 @@ pub fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
-/// A table of what a promotion compared.
-pub fn format_checks(model: &str, version: u32, alias: &str, checks: &[Check]) -> String {
-    let mut out = format!("promotion of {model}:{version} to @{alias} refused; nothing moved:\n");
-    out.push_str(&format!(
-        "  {:<36} {:>10} {:>10}  result\n",
-        "gate", "candidate", "against"
-    ));
-    for c in checks {
-        let fmt = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.4}"));
-        out.push_str(&format!(
-            "  {:<36} {:>10} {:>10}  {}\n",
-            c.rule,
-            fmt(c.candidate),
-            fmt(c.against),
-            if c.passed { "pass" } else { "FAIL" }
-        ));
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(
+            super::printable("a\tb\u{1b}[2J\u{9b}c é…"),
+            "a\\tb\\u{1b}[2J\\u{9b}c é…"
+        );
     }
-    out.trim_end().to_string()
-}
-
-/// The registry's record inside an exported package tar.
-const EXPORT_RECORD: &str = "registry.json";
-
-impl Registry {
-    /// Writes a version as a portable tar: its files plus `registry.json` (model, version,
-    /// digest, file digests, description, tags). Written to a temporary file and renamed.
-    pub fn export(&self, version: &VersionRecord, out: &Path) -> Result<()> {
-        let io = |path: &Path, e: std::io::Error| RegistryError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
-        check_record(version)?;
-        let tmp = out.with_extension(format!("partial.{}", std::process::id()));
-        let written = (|| -> Result<()> {
-            let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-            let mut builder = tar::Builder::new(file);
-            let record = serde_json::json!({
-                "model": version.model,
-                "version": version.version,
-                "digest": version.digest,
-                "files": version.files,
-                "description": version.description,
-                "tags": version.tags,
-            });
-            let mut entries: Vec<(String, Vec<u8>)> = vec![(
-                EXPORT_RECORD.into(),
-                serde_json::to_vec_pretty(&record).unwrap_or_default(),
-            )];
-            for f in &version.files {
-                let context = format!("{}:{} {}", version.model, version.version, f.name);
-                entries.push((f.name.clone(), self.blobs.get(&f.sha256, &context)?));
-            }
-            for (name, bytes) in entries {
-                let mut header = tar::Header::new_gnu();
-                header.set_size(bytes.len() as u64);
-                header.set_mode(0o644);
-                header.set_cksum();
-                builder
-                    .append_data(&mut header, &name, bytes.as_slice())
-                    .map_err(|e| io(&tmp, e))?;
-            }
-            let file = builder.into_inner().map_err(|e| io(&tmp, e))?;
-            file.sync_all().map_err(|e| io(&tmp, e))?;
-            std::fs::rename(&tmp, out).map_err(|e| io(out, e))
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
-    }
-
-    /// Registers a checked export (see [`read_export`]) as the next version of `name`
-    /// (default: the exported model's name).
-    pub fn import(
-        &mut self,
-        exported: Exported,
-        name: Option<&str>,
-        alias: Option<&str>,
-        by: &str,
-    ) -> Result<VersionRecord> {
-        let Exported {
-            record,
-            contents,
-            files,
-            digest,
-            manifest,
-        } = exported;
-        let name = name
-            .map(str::to_string)
-            .or_else(|| record["model"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        check_name("model", &name)?;
-        if let Some(a) = alias {
-            check_name("alias", a)?;
-        }
-        self.check_stored_gates(&name, alias, &manifest)?;
-        for f in &files {
-            // read_export checked every file against this digest.
-            self.blobs.put_hashed(&contents[&f.name], &f.sha256)?;
-        }
-        let tags = serde_json::from_value(record["tags"].clone()).unwrap_or_default();
-        self.meta.insert_version(NewVersion {
-            model: name,
-            digest,
-            manifest,
-            files,
-            description: record["description"].as_str().unwrap_or("").to_string(),
-            tags,
-            by: by.to_string(),
-            alias: alias.map(str::to_string),
-            action: "import".into(),
-        })
-    }
-}
-
-/// A package read from a `slipway export` tar, every file checked against its recorded digest.
-#[derive(Debug, Clone)]
-pub struct Exported {
-    record: serde_json::Value,
-    contents: BTreeMap<String, Vec<u8>>,
-    files: Vec<FileEntry>,
-    digest: String,
-    manifest: serde_json::Value,
-}
-
-/// Reads and checks an export tar without touching any registry: a tar that fails a check is
-/// refused before anything is stored.
-pub fn read_export(tar_path: &Path) -> Result<Exported> {
-    let file = std::fs::File::open(tar_path).map_err(|e| RegistryError::Io {
-        path: tar_path.to_path_buf(),
-        source: e,
-    })?;
-    let bad = |m: String| RegistryError::Corrupt(format!("{}: {m}", tar_path.display()));
-    let mut archive = tar::Archive::new(file);
-    let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let entries = archive
-        .entries()
-        .map_err(|e| bad(format!("not a tar archive ({e})")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("unreadable entry ({e})")))?;
-        let path = entry
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
-        if path != EXPORT_RECORD && !PACKAGE_FILES.contains(&path.as_str()) {
-            return Err(bad(format!(
-                "unexpected entry `{path}`; is this a `slipway export` tar?"
-            )));
-        }
-        const MAX_ENTRY: u64 = 4 << 30;
-        if entry.size() > MAX_ENTRY {
-            return Err(bad(format!("entry `{path}` is larger than 4 GiB")));
-        }
-        if contents.contains_key(&path) {
-            return Err(bad(format!("entry `{path}` appears twice")));
-        }
-        // Never trust the header's size for an allocation: read at most the cap.
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, MAX_ENTRY), &mut bytes)
-            .map_err(|e| bad(format!("entry `{path}`: {e}")))?;
-        contents.insert(path, bytes);
-    }
-    let record: serde_json::Value = contents
-        .get(EXPORT_RECORD)
-        .and_then(|b| serde_json::from_slice(b).ok())
-        .ok_or_else(|| {
-            bad(format!(
-                "no readable {EXPORT_RECORD}; is this a `slipway export` tar?"
-            ))
-        })?;
-    let files: Vec<FileEntry> =
-        serde_json::from_value(record["files"].clone()).map_err(|e| bad(e.to_string()))?;
-    for f in &files {
-        let bytes = contents
-            .get(&f.name)
-            .ok_or_else(|| bad(format!("`{}` is missing", f.name)))?;
-        if sha256_hex(bytes) != f.sha256 {
-            return Err(bad(format!(
-                "`{}` does not match its recorded digest",
-                f.name
-            )));
-        }
-    }
-    let digest = package_digest(&files);
-    if record["digest"].as_str() != Some(digest.as_str()) {
-        return Err(bad("the package digest does not match its files".into()));
-    }
-    let manifest_bytes = contents
-        .get("slipway.json")
-        .ok_or_else(|| bad("`slipway.json` is missing".into()))?;
-    let parsed = slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
-        .map_err(|e| bad(e.to_string()))?;
-    let manifest: serde_json::Value =
-        serde_json::from_slice(manifest_bytes).map_err(|e| bad(e.to_string()))?;
-    // The same rules as a registration: the manifest and its payload are both among the
-    // digested files, and the payload is the one the manifest names.
-    let listed = |name: &str| files.iter().find(|f| f.name == name);
-    let payload = listed(&parsed.payload.file);
-    if listed("slipway.json").is_none() || payload.is_none_or(|p| p.sha256 != parsed.payload.sha256)
-    {
-        return Err(bad(
-            "slipway.json and its payload must both be listed, with the digest the manifest gives"
-                .into(),
-        ));
-    }
-    Ok(Exported {
-        record,
-        contents,
-        files,
-        digest,
-        manifest,
-    })
 }

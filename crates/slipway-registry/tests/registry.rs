@@ -400,3 +400,145 @@ fn review_regressions() {
         .to_string();
     assert!(err.contains("must both be listed"), "{err}");
 }
+
+/// Runs one SQL statement on a registry's database, as someone with write access to the file
+/// could (issue 13: `sqlite3 registry.db "UPDATE versions …"`).
+fn tamper(root: &Path, sql: &str) {
+    let db = rusqlite::Connection::open(root.join("registry.db")).unwrap();
+    let changed = db.execute(sql, []).unwrap();
+    assert!(changed > 0, "{sql} changed nothing");
+}
+
+#[test]
+fn gates_read_the_digest_checked_manifest_and_verify_reports_an_edited_database_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("reg");
+    let mut reg = Registry::open(&root).unwrap();
+    let v = reg
+        .register(&package(tmp.path(), 1), &opts("bc", None))
+        .unwrap();
+    let auc = v.manifest["metrics"]["roc_auc"].as_f64().unwrap();
+    assert!(auc < 1.0, "{auc}");
+    assert!(reg.verify().unwrap().problems.is_empty());
+    drop(reg);
+    // Someone edits the database's copy of the manifest to claim a perfect model.
+    tamper(
+        &root,
+        "UPDATE versions SET manifest = json_set(manifest, '$.metrics.roc_auc', 1.0)",
+    );
+    let mut reg = Registry::open(&root).unwrap();
+    let listed = reg.resolve(&"bc:1".parse().unwrap()).unwrap();
+    assert_eq!(listed.manifest["metrics"]["roc_auc"], 1.0);
+    // The gate reads the package's figure, not the edited one.
+    let err = reg
+        .promote(&promotion(1, "production", &["roc_auc>=0.9999"]))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::GateFailed(_)), "{err}");
+    assert!(err.to_string().contains(&format!("{auc:.4}")), "{err}");
+    // verify sees the difference and names the version.
+    let problems = reg.verify().unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("bc:1 slipway.json") && problems[0].contains("differs"),
+        "{problems:?}"
+    );
+    // A gate the real figure meets still passes.
+    reg.promote(&promotion(1, "production", &["roc_auc>=0.5"]))
+        .unwrap();
+}
+
+/// A tar entry: its name and bytes.
+type Entry = (String, Vec<u8>);
+
+/// Rewrites an export tar: each entry through `edit(name, bytes)`.
+fn rewrite_tar(tar: &Path, edit: &dyn Fn(&str, Vec<u8>) -> Entry) {
+    let mut entries = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(tar).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        entries.push(edit(&name, bytes));
+    }
+    let mut builder = tar::Builder::new(std::fs::File::create(tar).unwrap());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        // Raw names, control characters included, as a hostile tar would carry them.
+        let field = &mut header.as_old_mut().name;
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, bytes.as_slice()).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+#[test]
+fn import_records_the_sizes_of_the_bytes_not_what_the_tar_claims() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(&tmp.path().join("a")).unwrap();
+    let v = reg
+        .register(&package(tmp.path(), 1), &opts("bc", None))
+        .unwrap();
+    let tar = tmp.path().join("bc.tar");
+    reg.export(&v, &tar).unwrap();
+    // The record claims every file is 10 GB; sizes are not part of any digest.
+    rewrite_tar(&tar, &|name, bytes| {
+        if name != "registry.json" {
+            return (name.to_string(), bytes);
+        }
+        let mut record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for f in record["files"].as_array_mut().unwrap() {
+            f["size"] = serde_json::json!(10_000_000_000u64);
+        }
+        (name.to_string(), serde_json::to_vec(&record).unwrap())
+    });
+    let mut other = Registry::open(&tmp.path().join("b")).unwrap();
+    let imported = other
+        .import(
+            slipway_registry::read_export(&tar).unwrap(),
+            None,
+            None,
+            "t",
+        )
+        .unwrap();
+    assert_eq!(imported.files.len(), v.files.len());
+    for (got, want) in imported.files.iter().zip(&v.files) {
+        assert_eq!(got.name, want.name);
+        assert_eq!(got.size, want.size, "{}", got.name);
+    }
+    assert!(other.verify().unwrap().problems.is_empty());
+    // A size edited in the database is a problem verify names.
+    drop(other);
+    tamper(
+        &tmp.path().join("b"),
+        "UPDATE versions SET files = json_set(files, '$[0].size', 10000000000)",
+    );
+    let other = Registry::open(&tmp.path().join("b")).unwrap();
+    let problems = other.verify().unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("10000000000 bytes"), "{problems:?}");
+}
+
+#[test]
+fn control_characters_in_a_tar_entry_name_are_escaped_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(&tmp.path().join("a")).unwrap();
+    let v = reg
+        .register(&package(tmp.path(), 1), &opts("bc", None))
+        .unwrap();
+    let tar = tmp.path().join("bc.tar");
+    reg.export(&v, &tar).unwrap();
+    rewrite_tar(&tar, &|name, bytes| {
+        if name == "model.safetensors" {
+            ("\x1b[2J\x1b[1;1Hok\x07".to_string(), bytes)
+        } else {
+            (name.to_string(), bytes)
+        }
+    });
+    let err = slipway_registry::read_export(&tar).unwrap_err().to_string();
+    assert!(!err.chars().any(char::is_control), "{err:?}");
+    assert!(err.contains("\\u{1b}[2J"), "{err}");
+}

@@ -5,8 +5,15 @@
 //! `Arc<dyn Model>`, planned and warmed. ONNX graphs run on Slipway's own interpreter when it
 //! has every operator of the graph (the `ai.onnx.ml` domain and the standard operators tabular
 //! models use) and on tract otherwise; see [`onnx`].
+//!
+//! Around it, what the CLI does with a package: [`evaluate`] any package on labelled data
+//! (`eval`, `import --data`, `promote --must-beat`), [`predict_csv`] streams a CSV through any
+//! package in chunks, and [`package_onnx`] turns an `.onnx` file into a package folder.
 
+pub mod evaluate;
+pub mod import;
 pub mod onnx;
+pub mod predict;
 pub mod tabular;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +23,10 @@ use sha2::{Digest, Sha256};
 use slipway_core::{Framework, Manifest, Model};
 use slipway_learn::package::{NativeModel, read_manifest};
 
+pub use evaluate::{Evaluation, evaluate};
+pub use import::{OnnxOptions, Packaged, package_onnx};
 pub use onnx::{EngineChoice, OnnxError, OnnxInfo, OnnxModel, bounded_elements};
+pub use predict::{ScoreOptions, predict_csv};
 /// A native package's matrix input (`slipway train --input matrix`).
 pub use slipway_learn::train::{MATRIX_INPUT, matrix_width};
 

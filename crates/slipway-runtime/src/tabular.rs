@@ -1,5 +1,6 @@
 //! Tabular rows through an imported ONNX model: CSV columns in, class probabilities (or the
-//! prediction) and labels out, as `slipway eval` and `slipway predict` need them.
+//! prediction) out, as [`crate::evaluate`] and [`crate::predict`] need them. Labels are the
+//! manifest's classes at the decision threshold (or the most probable), as for native models.
 
 // A CSV column feeds a few element types; the catch-all arm is the error for the others.
 #![allow(clippy::wildcard_enum_match_arm)]
@@ -50,8 +51,6 @@ pub struct Scored {
     /// Binary: `[n, 1]`, the positive class's probability; multiclass: `[n, classes]`;
     /// regression: `[n, 1]`, the prediction.
     pub out: Array2<f64>,
-    /// The model's own labels, when the graph gives them.
-    pub labels: Option<Vec<String>>,
 }
 
 fn numeric(column: &Column, row: usize) -> f64 {
@@ -206,18 +205,5 @@ pub fn score(
             ));
         }
     };
-    let labels = match &spec.label {
-        Some(name) => Some(match &find(name)?.data {
-            TensorData::Bytes(v) => v
-                .iter()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect(),
-            TensorData::Int64(v) => v.iter().map(ToString::to_string).collect(),
-            TensorData::Bool(v) => v.iter().map(ToString::to_string).collect(),
-            TensorData::Fp32(v) => v.iter().map(ToString::to_string).collect(),
-            TensorData::Fp64(v) => v.iter().map(ToString::to_string).collect(),
-        }),
-        None => None,
-    };
-    Ok(Scored { out, labels })
+    Ok(Scored { out })
 }

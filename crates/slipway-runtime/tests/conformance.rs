@@ -426,3 +426,27 @@ fn bad_requests_are_refused_not_run() {
         .unwrap();
     assert_eq!(out[0].data.len(), 0);
 }
+
+#[test]
+fn declared_sizes_past_the_bound_are_refused_at_load() {
+    use prost::Message;
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    let bytes = std::fs::read(cases_dir().join("torch_style_mlp.onnx")).unwrap();
+    for width in [(1i64 << 28) + 1, 1 << 40, 1 << 62] {
+        let mut proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).unwrap();
+        let input = &mut proto.graph.as_mut().unwrap().input[0];
+        let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) =
+            input.r#type.as_mut().unwrap().value.as_mut()
+        else {
+            panic!("a tensor input")
+        };
+        t.shape.as_mut().unwrap().dim[1].value = Some(Dim::DimValue(width));
+        let err = OnnxModel::from_bytes(&proto.encode_to_vec(), EngineChoice::Auto).unwrap_err();
+        assert!(matches!(err, OnnxError::Invalid(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&width.to_string()) && msg.contains("268435456 elements"),
+            "{msg}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use slipway_learn::{dataset, pipeline, train};
+use slipway_registry::printable;
 
 use crate::output;
 
@@ -30,52 +30,45 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
-    if crate::cmd::onnx::is_onnx(&dir) {
-        return crate::cmd::onnx::eval(&dir, &args.model, &args.data, args.threshold, args.json);
-    }
-    let model = slipway_learn::package::NativeModel::load(&dir)?;
-    let m = &model.manifest;
-    let data = dataset::load_for_model(&args.data, &m.features, &m.target.name, &m.target.classes)?;
-    let rows = data.rows();
-    let (x, unseen) = pipeline::transform(&m.features, &data.frame, &rows)?;
-    let out = model.forward(x.view());
-    let threshold = args.threshold.unwrap_or_else(|| model.threshold());
-    let report = train::evaluate(out.view(), &data.target, &rows, threshold);
+    let e = slipway_runtime::evaluate(&dir, &args.data, args.threshold)?;
+    let m = &e.manifest;
     if args.json {
         output::print_json(&json!({
             "package": args.model,
             "data": args.data.display().to_string(),
-            "rows": rows.len(),
-            "dropped_missing_target": data.rows_dropped,
-            "unseen_categories": unseen,
-            "metrics": report.scalars(),
-            "report": report,
+            "rows": e.rows,
+            "dropped_missing_target": e.rows_dropped,
+            "unseen_categories": e.unseen_categories,
+            "metrics": e.report.scalars(),
+            "report": e.report,
         }));
         return Ok(());
     }
-    if data.rows_dropped > 0 {
+    if e.rows_dropped > 0 {
         eprintln!(
             "warning: dropped {} rows whose target `{}` is missing",
-            data.rows_dropped, m.target.name
+            e.rows_dropped,
+            printable(&m.target.name)
         );
     }
-    if unseen > 0 {
+    if e.unseen_categories > 0 {
         eprintln!(
-            "note: {unseen} cells held a category not seen in training; they were encoded as all zeros"
+            "note: {} cells held a category not seen in training; they were encoded as all zeros",
+            e.unseen_categories
         );
     }
     println!(
         "{} `{}` ({}, {}) on {}: {} rows\n",
-        m.model.kind,
-        m.name,
+        printable(&m.model.kind),
+        printable(&m.name),
         m.task,
-        &m.payload.sha256[..12],
+        slipway_registry::short(&m.payload.sha256),
         args.data.display(),
-        rows.len()
+        e.rows
     );
     print!(
         "{}",
-        output::report_text(&report, m.target.positive_class.as_deref())
+        output::report_text(&e.report, m.target.positive_class.as_deref())
     );
     Ok(())
 }

@@ -2,12 +2,22 @@
 
 pub mod demo;
 pub mod eval;
-pub mod onnx;
+pub mod exchange;
+pub mod models;
 pub mod predict;
+pub mod promote;
 pub mod registry;
 pub mod serve;
 pub mod train;
 pub mod tune;
+
+/// Splits a comma-separated list, dropping blanks.
+pub fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
 
 /// Parses a decision threshold: a probability strictly between 0 and 1.
 pub fn threshold(text: &str) -> Result<f64, String> {

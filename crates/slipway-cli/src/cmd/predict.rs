@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use slipway_learn::LearnError;
-use slipway_learn::predict::{PredictOptions, predict_csv_with_progress};
+use slipway_runtime::{ScoreOptions, predict_csv};
 
 use crate::output;
 
@@ -39,22 +39,11 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
-    if crate::cmd::onnx::is_onnx(&dir) {
-        return crate::cmd::onnx::predict(
-            &dir,
-            &args.data,
-            &args.out,
-            args.id_column.as_deref(),
-            args.threshold,
-            args.json,
-        );
-    }
-    let model = slipway_learn::package::NativeModel::load(&dir)?;
-    let options = PredictOptions {
+    let options = ScoreOptions {
         output: args.out.clone(),
         id_column: args.id_column.clone(),
-        threshold: args.threshold.unwrap_or_else(|| model.threshold()),
-        ..PredictOptions::default()
+        threshold: args.threshold,
+        ..ScoreOptions::default()
     };
     let start = Instant::now();
     let to_stdout = args.out.as_os_str() == "-";
@@ -68,7 +57,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     };
     let summary = if to_stdout {
         let stdout = std::io::stdout();
-        predict_csv_with_progress(&model, &args.data, stdout.lock(), &options, &mut progress)?
+        predict_csv(&dir, &args.data, stdout.lock(), &options, &mut progress)?
     } else {
         // Write beside the destination and rename, so a failed run never leaves half a file.
         let tmp = args.out.with_extension("partial");
@@ -76,8 +65,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
             path: tmp.clone(),
             source: e,
         })?;
-        let result = predict_csv_with_progress(&model, &args.data, &file, &options, &mut progress)
-            .and_then(|summary| {
+        let result =
+            predict_csv(&dir, &args.data, &file, &options, &mut progress).and_then(|summary| {
                 (&file)
                     .flush()
                     .and_then(|()| file.sync_all())

@@ -7,6 +7,7 @@
 #![allow(clippy::wildcard_enum_match_arm)]
 
 mod attr;
+mod classes;
 mod graph;
 mod ml;
 mod ops;
@@ -48,6 +49,34 @@ pub enum OnnxError {
     Invalid(String),
 }
 
+impl OnnxError {
+    fn printable(self) -> OnnxError {
+        match self {
+            OnnxError::NotOnnx(m) => OnnxError::NotOnnx(printable(&m)),
+            OnnxError::Invalid(m) => OnnxError::Invalid(printable(&m)),
+            OnnxError::Unsupported { domain, op, node } => OnnxError::Unsupported {
+                domain: printable(&domain),
+                op: printable(&op),
+                node: printable(&node),
+            },
+        }
+    }
+}
+
+/// Text from a model file made safe to print: control characters (terminal escapes) become
+/// `\u{1b}`-style escapes.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Which engine runs a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineChoice {
@@ -75,7 +104,8 @@ pub struct OnnxInfo {
     pub zipmap: HashMap<String, Vec<String>>,
 }
 
-enum Engine {
+/// What runs a planned graph (private; `slipway_engine::Engine` is the serving core).
+enum Backend {
     Interp(Plan),
     Tract(std::sync::Arc<TypedRunnableModel>),
 }
@@ -83,7 +113,7 @@ enum Engine {
 /// A loaded ONNX model.
 pub struct OnnxModel {
     signature: Signature,
-    engine: Engine,
+    engine: Backend,
     pub info: OnnxInfo,
 }
 
@@ -134,19 +164,19 @@ fn declared_shape(t: &pb::type_proto::Tensor) -> Option<Vec<i64>> {
     )
 }
 
-fn classes_of(node: &pb::NodeProto) -> Option<Vec<String>> {
-    let a = attr::Attrs::new(node);
-    let strings = a.strings("classlabels_strings");
-    if !strings.is_empty() {
-        return Some(strings);
-    }
-    for name in ["classlabels_int64s", "classlabels_ints"] {
-        let ints = a.ints(name);
-        if !ints.is_empty() {
-            return Some(ints.iter().map(ToString::to_string).collect());
-        }
-    }
-    None
+/// Refuses a declared shape that describes more than [`MAX_ELEMENTS`] elements, with its open
+/// dimensions (`-1`) counted as 1: a graph declaring a width of 2^40 is refused here, before
+/// anything allocates for it.
+fn declared_bounded(shape: &[i64], what: &str) -> Result<(), OnnxError> {
+    let dims: Vec<usize> = shape
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(1))
+        .collect();
+    value::bounded_elements(&dims).map(|_| ()).map_err(|_| {
+        OnnxError::Invalid(format!(
+            "{what} declares shape {shape:?}, more than the {MAX_ELEMENTS} elements Slipway accepts"
+        ))
+    })
 }
 
 impl OnnxModel {
@@ -161,6 +191,15 @@ impl OnnxModel {
     /// agree, ranks must agree, and only a dimension the graph leaves open, or the batch
     /// dimension, may change.
     pub fn from_bytes_with_inputs(
+        bytes: &[u8],
+        choice: EngineChoice,
+        overrides: &[TensorSpec],
+    ) -> Result<OnnxModel, OnnxError> {
+        // Messages quote names from the file: control characters in them are escaped.
+        Self::load(bytes, choice, overrides).map_err(OnnxError::printable)
+    }
+
+    fn load(
         bytes: &[u8],
         choice: EngineChoice,
         overrides: &[TensorSpec],
@@ -211,19 +250,10 @@ impl OnnxModel {
             ops
         };
         let has_ml = graph.node.iter().any(|n| n.domain == "ai.onnx.ml");
-        let classes = graph
-            .node
-            .iter()
-            .filter(|n| {
-                matches!(
-                    n.op_type.as_str(),
-                    "LinearClassifier" | "TreeEnsembleClassifier" | "ZipMap" | "SVMClassifier"
-                )
-            })
-            .find_map(classes_of);
+        let classes = classes::of_graph(graph);
         let mut zipmap = HashMap::new();
         for n in graph.node.iter().filter(|n| n.op_type == "ZipMap") {
-            if let (Some(o), Some(c)) = (n.output.first(), classes_of(n)) {
+            if let (Some(o), Some(c)) = (n.output.first(), classes::of_node(n)) {
                 zipmap.insert(o.clone(), c);
             }
         }
@@ -283,6 +313,16 @@ impl OnnxModel {
             }
             spec.shape.clone_from(&o.shape);
         }
+        // Every size the graph declares is bounded before anything is sized from it (feature
+        // names at import, warm-up rows, the engines' plans).
+        for spec in &inputs {
+            declared_bounded(&spec.shape, &format!("input `{}`", spec.name))?;
+        }
+        for o in &graph.output {
+            if let Some(shape) = tensor_type(o).and_then(declared_shape) {
+                declared_bounded(&shape, &format!("output `{}`", o.name))?;
+            }
+        }
         let input_names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
         let opset_map: HashMap<String, i64> = opsets.iter().map(|(k, v)| (k.clone(), *v)).collect();
 
@@ -290,7 +330,7 @@ impl OnnxModel {
             EngineChoice::Tract => (Self::tract(bytes, &inputs)?, "tract"),
             EngineChoice::Auto | EngineChoice::Interpreter => {
                 match Plan::new(graph, &input_names, &opset_map) {
-                    Ok(plan) => (Engine::Interp(plan), "slipway"),
+                    Ok(plan) => (Backend::Interp(plan), "slipway"),
                     Err(PlanError::Unsupported { domain, op, node }) => {
                         if has_ml || choice == EngineChoice::Interpreter {
                             return Err(OnnxError::Unsupported { domain, op, node });
@@ -404,7 +444,7 @@ impl OnnxModel {
         Ok(model)
     }
 
-    fn tract(bytes: &[u8], inputs: &[TensorSpec]) -> Result<Engine, OnnxError> {
+    fn tract(bytes: &[u8], inputs: &[TensorSpec]) -> Result<Backend, OnnxError> {
         // tract is a dependency: a panic while it reads or plans a hostile graph is a load error.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             Self::tract_unguarded(bytes, inputs)
@@ -414,7 +454,7 @@ impl OnnxModel {
         })?
     }
 
-    fn tract_unguarded(bytes: &[u8], inputs: &[TensorSpec]) -> Result<Engine, OnnxError> {
+    fn tract_unguarded(bytes: &[u8], inputs: &[TensorSpec]) -> Result<Backend, OnnxError> {
         let onnx = tract_onnx::onnx();
         let mut model = onnx
             .model_for_read(&mut &bytes[..])
@@ -452,13 +492,13 @@ impl OnnxModel {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| OnnxError::Invalid(format!("{e:#}")))?;
-        Ok(Engine::Tract(plan))
+        Ok(Backend::Tract(plan))
     }
 
     /// Runs the engine on inputs already in signature order.
     fn run_engine(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
         match &self.engine {
-            Engine::Interp(plan) => {
+            Backend::Interp(plan) => {
                 let values = inputs
                     .iter()
                     .map(|t| Value::from_tensor(t))
@@ -470,7 +510,7 @@ impl OnnxModel {
                     .map(|(i, v)| v.into_tensor(&format!("{i}")))
                     .collect())
             }
-            Engine::Tract(plan) => {
+            Backend::Tract(plan) => {
                 let mut tv = tvec!();
                 for t in inputs {
                     let tensor = match &t.data {
