@@ -279,12 +279,20 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
     };
     assert!(post("/v2/repository/models/credit/unload").starts_with("HTTP/1.1 200"));
     assert!(get("/v2/models/credit/ready").starts_with("HTTP/1.1 404"));
+    // Unloaded means unloaded: the alias watcher (every 100 ms here) does not bring it back.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(get("/v2/models/credit/ready").starts_with("HTTP/1.1 404"));
+    let index = body_of(&post("/v2/repository/index"));
+    assert_eq!(index[0]["state"], "UNLOADED", "{index}");
+    // A version is not a name: no serving a version around the gates.
+    let pinned = post("/v2/repository/models/credit:1/load");
+    assert!(pinned.starts_with("HTTP/1.1 400"), "{pinned}");
     assert!(post("/v2/repository/models/credit/load").starts_with("HTTP/1.1 200"));
     let meta = body_of(&get("/v2/models/credit"));
     assert_eq!(meta["versions"], serde_json::json!(["2"]));
     let missing = post("/v2/repository/models/nope/load");
     assert!(
-        missing.starts_with("HTTP/1.1 400") && missing.contains("nope"),
+        missing.starts_with("HTTP/1.1 404") && missing.contains("nope"),
         "{missing}"
     );
     stop(&mut child);
@@ -527,4 +535,44 @@ fn serves_on_one_core() {
     };
     assert_eq!((count("worker"), count("network")), (1, 2), "{metrics}");
     stop(&mut child);
+}
+
+/// A request still waiting at the `--drain-ms` deadline is cut off, and the exit status says
+/// so (75), rather than 0.
+#[test]
+fn requests_cut_off_at_the_drain_deadline_make_a_non_zero_exit() {
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/native/native_logistic_credit");
+    // The first request of a batch waits up to 5 s for company: it is still queued at SIGTERM.
+    let (mut child, addr) = start_serve(
+        &[
+            s(&pkg),
+            "--http",
+            "127.0.0.1:0",
+            "--drain-ms",
+            "200",
+            "--model-config",
+            "german_credit:max_queue_delay_us=5000000",
+        ],
+        Stdio::null(),
+    );
+    let body = r#"{"instances":[{"age_in_years":41}]}"#;
+    let req = format!(
+        "POST /v1/models/german_credit:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let waiting = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = stream.read_to_string(&mut out);
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{status:?}");
+    let _ = waiting.join();
 }

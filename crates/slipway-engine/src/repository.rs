@@ -115,6 +115,8 @@ pub enum LoadError {
     Unknown(String),
     /// A version or reference instead of a name.
     NotAName(String),
+    /// A model served without a source to load it from (added by an embedding program).
+    NoSource(String),
     /// The source did not load.
     Failed(String),
 }
@@ -248,11 +250,18 @@ impl Repository {
                     rec.state = State::Loading;
                 }
                 rec.failed = None;
-                true
+                Some(true)
             }
-            Some(_) | None => false,
+            Some(_) => Some(false),
+            None => None,
         });
-        if !known {
+        if known == Some(false) {
+            return Err(LoadError::NoSource(format!(
+                "model `{}` was put in service without a source to load it from; this server has no registry or package folder for it (start it with --registry and --model NAME@ALIAS)",
+                crate::clip(name)
+            )));
+        }
+        if known.is_none() {
             return Err(LoadError::Unknown(format!(
                 "model `{}` is not one this server was started with; start it with --model NAME@ALIAS or the package folder",
                 crate::clip(name)
@@ -305,7 +314,8 @@ impl Repository {
             Source::Registry(reference) => {
                 let registry = self.registry.as_ref()?;
                 let opened = slipway_registry::Registry::open_existing(registry);
-                let version = match opened.and_then(|reg| reg.resolve(reference).map(|v| (reg, v))) {
+                let version = match opened.and_then(|reg| reg.resolve(reference).map(|v| (reg, v)))
+                {
                     Ok(v) => v,
                     Err(e) => {
                         return self.failed(engine, name, &source, e.to_string(), None, current);
@@ -374,7 +384,7 @@ impl From<LoadError> for EngineError {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::Unknown(m) => EngineError::NotFound(m),
-            LoadError::NotAName(m) => EngineError::InvalidInput(m),
+            LoadError::NotAName(m) | LoadError::NoSource(m) => EngineError::InvalidInput(m),
             LoadError::Failed(m) => EngineError::Unavailable(m),
         }
     }

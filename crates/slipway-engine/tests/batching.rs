@@ -417,7 +417,10 @@ fn concurrent_claims_never_pass_the_capacity() {
                     if (1..=want).all(|n| a.claim(n).is_ok()) {
                         admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    most.fetch_max(served.scheduler.in_hand(), std::sync::atomic::Ordering::Relaxed);
+                    most.fetch_max(
+                        served.scheduler.in_hand(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
             });
         }

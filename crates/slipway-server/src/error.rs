@@ -211,7 +211,10 @@ mod tests {
         assert!(clipped.len() <= MAX_MESSAGE);
         assert!(clipped.ends_with('…'));
         assert_eq!(clip("short", MAX_MESSAGE), "short");
-        let e = ApiError::NotFound(format!("model `{}` is not served here", "m".repeat(100_000)));
+        let e = ApiError::NotFound(format!(
+            "model `{}` is not served here",
+            "m".repeat(100_000)
+        ));
         assert!(e.message().len() <= MAX_MESSAGE);
         assert!(tonic::Status::from(e).message().len() <= MAX_MESSAGE);
     }
@@ -231,8 +234,14 @@ mod tests {
     #[test]
     fn future_statuses_keep_their_meaning_over_grpc() {
         for (e, code) in [
-            (ApiError::TooLarge(String::new()), tonic::Code::ResourceExhausted),
-            (ApiError::Overloaded(String::new()), tonic::Code::Unavailable),
+            (
+                ApiError::TooLarge(String::new()),
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                ApiError::Overloaded(String::new()),
+                tonic::Code::Unavailable,
+            ),
             (ApiError::NotFound(String::new()), tonic::Code::NotFound),
             (ApiError::MethodNotAllowed, tonic::Code::Unimplemented),
         ] {

@@ -239,6 +239,11 @@ impl Metrics {
         }
     }
 
+    /// Inference requests being answered now.
+    pub fn in_flight_now(&self) -> i64 {
+        self.in_flight.get()
+    }
+
     /// Counts a request in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight<'_> {
         self.in_flight.inc();

@@ -68,8 +68,6 @@ pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
         ApiError::TooLarge(_) => "too_large",
         ApiError::NotFound(_) => "not_found",
         ApiError::Unavailable(_) => "unavailable",
-        ApiError::MethodNotAllowed | ApiError::Internal(_) | ApiError::NotImplemented(_) => {
-            "error"
-        }
+        ApiError::MethodNotAllowed | ApiError::Internal(_) | ApiError::NotImplemented(_) => "error",
     }
 }

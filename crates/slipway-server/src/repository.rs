@@ -53,6 +53,7 @@ pub async fn load(st: &Shared, m: &str) -> Result<(), ApiError> {
         }
         Err(LoadError::Unknown(msg)) => Err(ApiError::NotFound(msg)),
         Err(LoadError::NotAName(msg)) => Err(ApiError::BadRequest(msg)),
+        Err(LoadError::NoSource(msg)) => Err(ApiError::NotImplemented(msg)),
         Err(LoadError::Failed(reason)) => {
             tracing::warn!(model = m, reason, "repository load failed");
             Err(ApiError::Unavailable(format!(

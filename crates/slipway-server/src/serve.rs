@@ -75,6 +75,9 @@ pub async fn serve(
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                grpc::too_large_is_resource_exhausted,
+            ))
             .add_service(grpc::service(Arc::clone(&shared)))
             .serve_with_incoming_shutdown(incoming, signal(stopped.clone()))
             .await
@@ -87,11 +90,22 @@ pub async fn serve(
         () = shutdown => {}
     }
     let _ = stop.send(true);
+    let drain_ms = u64::try_from(config.drain.as_millis()).unwrap_or(u64::MAX);
     match tokio::time::timeout(config.drain, servers).await {
         Ok(done) => done.map(|()| Stopped::Drained),
+        // Connections a client keeps open (an idle HTTP/2 channel) outlive the deadline
+        // without any request in them: nothing was cut off.
+        Err(_) if shared.metrics.in_flight_now() == 0 => {
+            tracing::info!(
+                drain_ms,
+                "idle connections still open at the shutdown deadline were closed"
+            );
+            Ok(Stopped::Drained)
+        }
         Err(_) => {
             tracing::warn!(
-                drain_ms = u64::try_from(config.drain.as_millis()).unwrap_or(u64::MAX),
+                drain_ms,
+                in_flight = shared.metrics.in_flight_now(),
                 "requests still in flight at the shutdown deadline were abandoned"
             );
             Ok(Stopped::Abandoned)

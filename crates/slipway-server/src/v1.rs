@@ -378,19 +378,14 @@ impl<'de> Visitor<'de> for Records<'_, '_, '_, '_> {
         let reader = self.reader;
         loop {
             let row = reader.rows;
-            // The row is claimed before anything is stored for it.
-            if let Err(e) = (reader.claim)(row + 1) {
-                return Err(reader.fail(e));
-            }
             let mut seen = vec![false; reader.plan.columns.len()];
+            // The record claims its row as it starts, before anything is stored for it.
             let got = seq.next_element_seed(Record {
                 reader: &mut *reader,
                 row,
                 seen: &mut seen,
             })?;
             if got.is_none() {
-                // Give back the row claimed for a record that was not there.
-                let _ = (reader.claim)(row);
                 return Ok(());
             }
             // Columns the record left out: missing, where the column has a missing value.
@@ -444,6 +439,9 @@ impl<'de> Visitor<'de> for Record<'_, '_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let reader = self.reader;
         let row = self.row;
+        if let Err(e) = (reader.claim)(row + 1) {
+            return Err(reader.fail(e));
+        }
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let Some(c) = reader.plan.column(&key) else {
                 if reader.plan.unknown == UnknownColumns::Ignore {
@@ -504,7 +502,7 @@ impl<'de> Visitor<'de> for Record<'_, '_, '_, '_> {
 
 fn not_a_record(row: usize, got: &str) -> ApiError {
     ApiError::BadRequest(format!(
-        "record {row} is {got}; each instance must be a record (a JSON object of column: value)"
+        "record {row} is {got}, not a record: each instance must be a JSON object of column: value"
     ))
 }
 
@@ -675,7 +673,10 @@ mod tests {
             store(&mut b, Kind::Number, Cell::Text("old".into())).unwrap_err(),
             "the string \"old\""
         );
-        assert_eq!(store(&mut b, Kind::Number, Cell::Bool(true)).unwrap_err(), "true");
+        assert_eq!(
+            store(&mut b, Kind::Number, Cell::Bool(true)).unwrap_err(),
+            "true"
+        );
         assert_eq!(
             store(&mut b, Kind::Number, Cell::Nested("an array")).unwrap_err(),
             "an array"

@@ -103,8 +103,9 @@ async fn run_client(script: &str) {
     .await
     .unwrap();
     let _ = stop.send(());
-    assert!(
+    assert_eq!(
         server.await.unwrap().unwrap(),
+        slipway_server::Stopped::Drained,
         "requests were left in flight"
     );
     assert!(

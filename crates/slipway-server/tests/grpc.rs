@@ -460,16 +460,35 @@ async fn stream_answers_each_request_and_survives_a_bad_one() {
 async fn messages_past_tonics_default_4_mib_are_accepted() {
     let mut s = start().await;
     let rows = 50_000; // 50,000 × 30 × 4 bytes = 6 MB in, 50,000 rows of answers out.
-    let x = cancer_rows(rows);
-    let req = raw_request(
+    let req = || {
+        raw_request(
+            "cancer",
+            &[Tensor {
+                name: "X".into(),
+                shape: vec![rows, 30],
+                data: TensorData::Fp32(cancer_rows(rows)),
+            }],
+        )
+    };
+    // More rows than the model's queue takes (2,048 by default): refused before decoding.
+    let err = s.client.model_infer(req()).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("split the request"), "{err:?}");
+    // With room for them, the 6 MB message is taken whole.
+    let cancer = s.engine.get("cancer", None).unwrap();
+    let mut config = s.engine.model_config("cancer");
+    config.queue_capacity = 100_000;
+    s.engine.set_model_config("cancer", config);
+    s.engine.add(
         "cancer",
-        &[Tensor {
-            name: "X".into(),
-            shape: vec![rows, 30],
-            data: TensorData::Fp32(x),
-        }],
+        "1",
+        slipway_runtime::Loaded {
+            manifest: cancer.manifest.clone(),
+            model: std::sync::Arc::clone(&cancer.model),
+            onnx: None,
+        },
     );
-    let got = s.client.model_infer(req).await.unwrap().into_inner();
+    let got = s.client.model_infer(req()).await.unwrap().into_inner();
     assert_eq!(outputs(&got)[0].shape[0], rows);
 }
 

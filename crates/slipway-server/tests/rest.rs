@@ -136,12 +136,15 @@ async fn health_and_metadata() {
     let (status, _) = get(&format!("{}/v2/models/credit/versions/9", s.url)).await;
     assert_eq!(status, 404);
     let (status, err) = get(&format!("{}/v3/anything", s.url)).await;
-    assert_eq!((status, err), (404, json!({"error": "Not Found"})));
+    assert_eq!(
+        (status, err),
+        (404, json!({"error": "Not Found", "code": "not_found"}))
+    );
     let (status, _, body) = post(&format!("{}/v2/health/live", s.url), vec![], None).await;
     assert_eq!(status, 405);
     assert_eq!(
         serde_json::from_slice::<Json>(&body).unwrap(),
-        json!({"error": "Method Not Allowed"})
+        json!({"error": "Method Not Allowed", "code": "method_not_allowed"})
     );
     let (status, list) = get(&format!("{}/v2/models", s.url)).await;
     assert_eq!(

@@ -193,5 +193,8 @@ async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
     }
     assert!(unavailable >= 1, "nothing was shed over gRPC");
     stop.send(()).unwrap();
-    assert_eq!(server.await.unwrap().unwrap(), slipway_server::Stopped::Drained);
+    assert_eq!(
+        server.await.unwrap().unwrap(),
+        slipway_server::Stopped::Drained
+    );
 }

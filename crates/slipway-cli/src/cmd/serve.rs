@@ -275,9 +275,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     for dir in &args.dirs {
         let loaded = slipway_runtime::load(dir)?;
         let name = loaded.manifest.name.clone();
-        engine
-            .repository()
-            .add(&name, Source::Folder(dir.clone()));
+        engine.repository().add(&name, Source::Folder(dir.clone()));
         engine.add(&name, "1", loaded);
         eprintln!("loaded {name} (version 1) from {}", dir.display());
     }
@@ -383,7 +381,8 @@ fn log_event(event: &Event) {
             "{source} does not load; {}",
             match serving {
                 Some(v) => format!("still serving {name}:{v}"),
-                None => format!("{name} is unavailable until its alias moves or it is loaded again"),
+                None =>
+                    format!("{name} is unavailable until its alias moves or it is loaded again"),
             }
         ),
     }

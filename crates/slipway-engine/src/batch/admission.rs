@@ -41,8 +41,7 @@ impl<'a> Admission<'a> {
     /// back.
     pub fn claim(&mut self, rows: usize) -> Result<(), EngineError> {
         if rows <= self.rows {
-            self.in_flight
-                .fetch_sub(self.rows - rows, Ordering::AcqRel);
+            self.in_flight.fetch_sub(self.rows - rows, Ordering::AcqRel);
             self.rows = rows;
             return Ok(());
         }
@@ -52,15 +51,27 @@ impl<'a> Admission<'a> {
                 self.capacity
             )));
         }
+        // Compare-and-swap rather than add-then-undo, so the count never passes the capacity,
+        // not even for an instant (a front door reading it would refuse for nothing).
         let more = rows - self.rows;
-        let before = self.in_flight.fetch_add(more, Ordering::AcqRel);
-        if before + more > self.capacity {
-            self.in_flight.fetch_sub(more, Ordering::AcqRel);
-            return Err(EngineError::Overloaded(format!(
-                "{} rows are already in hand for this model (it takes {}); retry shortly",
-                before - self.rows,
-                self.capacity
-            )));
+        let mut now = self.in_flight.load(Ordering::Acquire);
+        loop {
+            if now + more > self.capacity {
+                return Err(EngineError::Overloaded(format!(
+                    "{} rows are already in hand for this model (it takes {}); retry shortly",
+                    now - self.rows,
+                    self.capacity
+                )));
+            }
+            match self.in_flight.compare_exchange_weak(
+                now,
+                now + more,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => now = actual,
+            }
         }
         self.rows = rows;
         Ok(())

@@ -106,7 +106,6 @@ impl ModelConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

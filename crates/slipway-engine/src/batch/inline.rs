@@ -159,4 +159,3 @@ impl Core {
             .map_err(|_| EngineError::Unavailable("the model's workers have stopped".into()))
     }
 }
-

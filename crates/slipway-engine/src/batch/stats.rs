@@ -81,7 +81,6 @@ impl BatchStats {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +104,4 @@ mod tests {
         assert!(quick.fits(64, budget));
         assert_eq!(quick.inline.load(Ordering::Relaxed), 2);
     }
-
 }

@@ -74,7 +74,13 @@ pub(super) fn work(
 }
 
 /// Runs one batch and answers each of its requests, on the network thread or a worker.
-pub(super) fn run(model: &dyn Model, mut batch: Vec<Job>, rows: usize, stats: &BatchStats, on_network: bool) {
+pub(super) fn run(
+    model: &dyn Model,
+    mut batch: Vec<Job>,
+    rows: usize,
+    stats: &BatchStats,
+    on_network: bool,
+) {
     let started = Instant::now();
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
@@ -127,4 +133,3 @@ fn guarded(model: &dyn Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineEr
         )),
     }
 }
-

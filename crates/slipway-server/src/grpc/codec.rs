@@ -6,9 +6,9 @@ use slipway_core::{DataType, Tensor, TensorData};
 use slipway_engine::Served;
 
 use super::pb;
+use crate::ApiError;
 use crate::error::clip;
 use crate::oip::{self, BadRequest};
-use crate::ApiError;
 
 /// Decodes a request's inputs, from `raw_input_contents` or from typed `contents`, into
 /// tensors and the datatypes they were sent as.
@@ -174,4 +174,3 @@ pub(super) fn encode(
     }
     Ok(resp)
 }
-

@@ -41,6 +41,28 @@ pub fn service(shared: Arc<Shared>) -> GrpcInferenceServiceServer<Grpc> {
         .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
 }
 
+/// tonic refuses a message over the decoding limit with OUT_OF_RANGE before any handler runs;
+/// gRPC's own implementations (and clients' retry policies) call that RESOURCE_EXHAUSTED, as
+/// REST calls it 413. This rewrites that one refusal's status, in the trailers-only response
+/// tonic sends for it.
+pub fn too_large_is_resource_exhausted<B>(
+    mut r: axum::http::Response<B>,
+) -> axum::http::Response<B> {
+    let h = r.headers_mut();
+    let too_large = h.get("grpc-status").is_some_and(|s| s == "11")
+        && h.get("grpc-message").is_some_and(|m| {
+            let has = |needle: &[u8]| m.as_bytes().windows(needle.len()).any(|w| w == needle);
+            has(b"length%20too%20large") || has(b"length too large")
+        });
+    if too_large {
+        h.insert(
+            "grpc-status",
+            axum::http::HeaderValue::from(Code::ResourceExhausted as i32),
+        );
+    }
+    r
+}
+
 fn status_of(e: impl Into<ApiError>) -> Status {
     e.into().into()
 }
@@ -380,5 +402,28 @@ impl GrpcInferenceService for Grpc {
             Ok(pb::RepositoryModelUnloadResponse {})
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_over_size_message_is_resource_exhausted() {
+        let refused = Status::out_of_range(
+            "Error, decoded message length too large: found 70000000 bytes, the limit is: 67108864 bytes",
+        );
+        let mapped = too_large_is_resource_exhausted(refused.into_http::<()>());
+        let back = Status::from_header_map(mapped.headers()).unwrap();
+        assert_eq!(back.code(), Code::ResourceExhausted);
+        assert!(back.message().contains("too large"));
+        // Any other OUT_OF_RANGE is left as it is.
+        let other =
+            too_large_is_resource_exhausted(Status::out_of_range("past the end").into_http::<()>());
+        assert_eq!(
+            Status::from_header_map(other.headers()).unwrap().code(),
+            Code::OutOfRange
+        );
     }
 }

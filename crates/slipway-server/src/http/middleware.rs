@@ -22,7 +22,8 @@ pub(super) async fn front(request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
         .cloned();
     let id = given.unwrap_or_else(|| {
-        HeaderValue::from_str(&crate::new_request_id()).unwrap_or(HeaderValue::from_static("slipway"))
+        HeaderValue::from_str(&crate::new_request_id())
+            .unwrap_or(HeaderValue::from_static("slipway"))
     });
     let method = request.method().clone();
     let path = clip(request.uri().path(), 256);

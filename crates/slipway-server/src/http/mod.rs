@@ -39,14 +39,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/repository/models/{m}/unload", post(repository::unload))
         .route("/v2/repository/models/{m}/load", post(repository::load))
         .route("/v2/models/{m}", get(health::model_metadata))
-        .route("/v2/models/{m}/versions/{v}", get(health::model_metadata_version))
+        .route(
+            "/v2/models/{m}/versions/{v}",
+            get(health::model_metadata_version),
+        )
         .route("/v2/models/{m}/ready", get(health::model_ready))
         .route(
             "/v2/models/{m}/versions/{v}/ready",
             get(health::model_ready_version),
         )
         .route("/v2/models/{m}/infer", post(infer::infer))
-        .route("/v2/models/{m}/versions/{v}/infer", post(infer::infer_version))
+        .route(
+            "/v2/models/{m}/versions/{v}/infer",
+            post(infer::infer_version),
+        )
         .route("/", get(health::alive))
         .route("/v1/models/{m}", post(v1::predict).get(health::model_ready))
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })

@@ -6,9 +6,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use super::{AppState, ok_json};
+use crate::ApiError;
 use crate::pipeline::{self, Decoded};
 use crate::v1::{Plan, predictions};
-use crate::ApiError;
 
 pub(super) async fn predict(
     State(st): State<AppState>,
@@ -26,8 +26,13 @@ pub(super) async fn predict(
     let decode = |claim: &mut pipeline::Claim<'_>| {
         let (inputs, wire) = plan.decode(&body, claim)?;
         let rows = slipway_engine::rows_of(&inputs);
-        Ok(Decoded { inputs, wire, rest: rows })
+        Ok(Decoded {
+            inputs,
+            wire,
+            rest: rows,
+        })
     };
-    let encode = |outputs: Vec<slipway_core::Tensor>, rows: usize| Ok(ok_json(&predictions(&outputs, rows)));
+    let encode =
+        |outputs: Vec<slipway_core::Tensor>, rows: usize| Ok(ok_json(&predictions(&outputs, rows)));
     pipeline::infer(&st, &served, "rest_v1", decode, encode).await
 }
