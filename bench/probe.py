@@ -81,7 +81,7 @@ def record():
 
 def normal(port):
     status, body = send(
-        port, "POST", "/v1/models/native_logistic_credit:predict",
+        port, "POST", "/v1/models/german_credit:predict",
         json.dumps({"instances": [record()]}).encode())
     return status == 200 and "predictions" in body
 
@@ -128,14 +128,14 @@ def probe_server(slipway):
             check(alive and normal(port), f"  a normal request is answered after it")
 
         flood = b'{"instances":[' + b",".join([b"{}"] * 4_000_000) + b"]}"
-        status, body = send(port, "POST", "/v1/models/native_logistic_credit:predict", flood)
+        status, body = send(port, "POST", "/v1/models/german_credit:predict", flood)
         after(f"V1, 4 M empty records ({len(flood) >> 20} MB)", status, {413}, body)
 
         million = b'{"instances":[' + b",".join([b"{}"] * 1_000_000) + b"]}"
         results = [None] * 3
 
         def one(k):
-            results[k] = send(port, "POST", "/v1/models/native_logistic_credit:predict", million)
+            results[k] = send(port, "POST", "/v1/models/german_credit:predict", million)
 
         threads = [threading.Thread(target=one, args=(k,)) for k in range(3)]
         for t in threads:
@@ -148,28 +148,28 @@ def probe_server(slipway):
         check(statuses == [413, 413, 413], f"  all three refused: {statuses}")
 
         wrong = json.dumps({"instances": [dict(record(), age_in_years="old")]}).encode()
-        status, body = send(port, "POST", "/v1/models/native_logistic_credit:predict", wrong)
+        status, body = send(port, "POST", "/v1/models/german_credit:predict", wrong)
         after("V1, a string for a numeric column", status, {400}, body)
         misspelt = json.dumps({"instances": [dict(record(), agee=41)]}).encode()
-        status, body = send(port, "POST", "/v1/models/native_logistic_credit:predict", misspelt)
+        status, body = send(port, "POST", "/v1/models/german_credit:predict", misspelt)
         after("V1, an unknown column", status, {400}, body)
 
         big = v2_body(250_000)
-        status, body = send(port, "POST", "/v2/models/native_logistic_credit/infer", big)
+        status, body = send(port, "POST", "/v2/models/german_credit/infer", big)
         after(f"V2 JSON, 250,000 rows ({len(big) >> 20} MB)", status, {413}, body)
 
         lie = b'{"inputs":[{"name":"age_in_years","datatype":"FP64","shape":[268435455],"data":[1]}]}'
-        status, body = send(port, "POST", "/v2/models/native_logistic_credit/infer", lie)
+        status, body = send(port, "POST", "/v2/models/german_credit/infer", lie)
         after("V2, a shape of 2^28-1 rows with one value", status, {400, 413}, body)
 
         header = {"Inference-Header-Content-Length": "0"}
-        status, body = send(port, "POST", "/v2/models/native_logistic_credit/infer", b"\0" * 64,
+        status, body = send(port, "POST", "/v2/models/german_credit/infer", b"\0" * 64,
                             headers=header)
         after("V2 binary, no JSON header", status, {400}, body)
 
         # A declared body over the limit is refused from its header: nothing more is sent.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.putrequest("POST", "/v2/models/native_logistic_credit/infer")
+        conn.putrequest("POST", "/v2/models/german_credit/infer")
         conn.putheader("Content-Length", str(100 << 20))
         conn.putheader("Content-Type", "application/json")
         conn.endheaders()
@@ -179,13 +179,19 @@ def probe_server(slipway):
         after("a declared Content-Length of 100 MB, no body sent", r.status, {413},
               json.loads(data or b"null"))
 
-        name = "m" * 100_000
+        name = "m" * 20_000
         status, body = send(port, "GET", f"/v2/models/{name}")
-        after("a 100,000-character model name", status, {404, 414, 431}, body)
+        after("a 20,000-character model name", status, {404}, body)
         if isinstance(body, dict):
             check(len(body.get("error", "")) <= 1024, "  the name is echoed at most in part")
+        # Past 64 KiB the request line is refused by hyper itself (414, empty body), before
+        # any of Slipway's code runs: the one refusal not in the JSON shape (README).
+        status, body = send(port, "GET", "/v2/models/" + "m" * 100_000)
+        check(server.poll() is None and status == 414,
+              f"a 100,000-character model name: {status} from hyper")
+        check(normal(port), "  a normal request is answered after it")
 
-        status, body = send(port, "POST", "/v2/models/native_logistic_credit/infer", b"{}",
+        status, body = send(port, "POST", "/v2/models/german_credit/infer", b"{}",
                             headers={"Content-Encoding": "br"})
         after("an unknown Content-Encoding", status, {415}, body)
 

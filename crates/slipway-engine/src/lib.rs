@@ -211,17 +211,18 @@ impl Engine {
     }
 
     /// Stops serving `name`, and following its source until it is loaded again; requests
-    /// already running finish. Returns whether it was served.
+    /// already running finish. Returns whether it was served, or known to the repository (a
+    /// model whose package does not load can be unloaded, which stops the retries).
     pub fn remove(&self, name: &str) -> bool {
         let _w = self.writer.lock();
+        let known = self.repository.unloaded(name);
         let current = self.models.load_full();
         if !current.contains_key(name) {
-            return false;
+            return known;
         }
         let mut next = (*current).clone();
         next.remove(name);
         self.models.store(Arc::new(next));
-        self.repository.unloaded(name);
         true
     }
 
@@ -337,7 +338,7 @@ impl Engine {
         &self,
         served: Arc<Served>,
         inputs: Vec<Tensor>,
-        admission: &Admission<'_>,
+        admission: &mut Admission<'_>,
     ) -> Result<(Vec<Tensor>, Timing), EngineError> {
         validate(served.signature(), &inputs, self.nan)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -398,6 +399,30 @@ pub fn validate(
     signature
         .check_inputs(inputs)
         .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+    // Every input with a batch dimension has the same rows (what admission counted).
+    let mut batch: Option<(&str, usize)> = None;
+    for spec in signature
+        .inputs
+        .iter()
+        .filter(|s| s.shape.first() == Some(&-1))
+    {
+        let Some(t) = inputs.iter().find(|t| t.name == spec.name) else {
+            continue;
+        };
+        let Some(&rows) = t.shape.first() else {
+            continue;
+        };
+        match batch {
+            Some((first, n)) if n != rows => {
+                return Err(EngineError::InvalidInput(format!(
+                    "input `{}` has {rows} rows but `{first}` has {n}; every input needs the same rows",
+                    t.name
+                )));
+            }
+            Some(_) => {}
+            None => batch = Some((t.name.as_str(), rows)),
+        }
+    }
     for t in inputs {
         let bad = match &t.data {
             TensorData::Fp32(v) => v
@@ -427,10 +452,15 @@ pub fn validate(
     Ok(())
 }
 
-/// A request's rows, as admission and batching count them: the first input's first
-/// dimension, or one for a request whose first input has no dimensions (or no input at all).
+/// A request's rows, as admission counts them: the largest first dimension of its inputs, and
+/// at least one (a request of no rows still takes a turn of the model).
 pub fn rows_of(inputs: &[Tensor]) -> usize {
-    batch::batch_key_rows(inputs)
+    inputs
+        .iter()
+        .filter_map(|t| t.shape.first().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// A user-supplied name cut to at most 64 characters for an error message.

@@ -174,12 +174,15 @@ impl Repository {
         });
     }
 
-    pub(crate) fn unloaded(&self, name: &str) {
-        self.with(|r| {
-            if let Some(rec) = r.get_mut(name) {
+    /// Marks `name` unloaded and no longer followed; whether the repository knows it.
+    pub(crate) fn unloaded(&self, name: &str) -> bool {
+        self.with(|r| match r.get_mut(name) {
+            Some(rec) => {
                 rec.state = State::Unloaded;
+                true
             }
-        });
+            None => false,
+        })
     }
 
     /// The state of `name`, if the repository knows it.
@@ -312,7 +315,16 @@ impl Repository {
                     .map_err(|e| (e.to_string(), None))
             }
             Source::Registry(reference) => {
-                let registry = self.registry.as_ref()?;
+                let Some(registry) = self.registry.as_ref() else {
+                    return self.failed(
+                        engine,
+                        name,
+                        &source,
+                        "the server has no registry to resolve references in".into(),
+                        None,
+                        current,
+                    );
+                };
                 let opened = slipway_registry::Registry::open_existing(registry);
                 let version = match opened.and_then(|reg| reg.resolve(reference).map(|v| (reg, v)))
                 {
@@ -336,6 +348,10 @@ impl Repository {
                     .map_err(|e| (e, Some(version.version)))
             }
         };
+        if !force && self.state(name) == Some(State::Unloaded) {
+            // Unloaded while its package was loading: it stays unloaded.
+            return None;
+        }
         match loaded {
             Ok((version, loaded)) => {
                 engine.add(name, &version, loaded);

@@ -569,3 +569,57 @@ async fn on_one_thread_a_model_that_turns_slow_hands_the_rest_to_its_worker() {
         "two measured, one slow here, two on the worker"
     );
 }
+
+/// A caller that goes away (a client that disconnects, a gRPC deadline) does not free the rows
+/// of work still queued: they are held until the job is done, and a job whose caller has gone
+/// is not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stay_held_until_the_work_is_done_even_when_the_caller_leaves() {
+    let engine = Arc::new(Engine::with_defaults(config(
+        "instances=1,batching=off,queue_capacity=3,inline_budget_us=0",
+    )));
+    engine.add("credit", "1", wrapped(Duration::from_millis(300)));
+    let served = engine.get("credit", None).unwrap();
+    let running = {
+        let (engine, served) = (Arc::clone(&engine), Arc::clone(&served));
+        tokio::spawn(async move { engine.infer(served, row(0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let queued = {
+        let (engine, served) = (Arc::clone(&engine), Arc::clone(&served));
+        tokio::spawn(async move { engine.infer(served, row(1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(served.scheduler.in_hand(), 2);
+    queued.abort();
+    let _ = queued.await;
+    // The queued job still holds its row: the model cannot be handed more than its capacity.
+    assert_eq!(served.scheduler.in_hand(), 2);
+    running.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(served.scheduler.in_hand(), 0);
+    // The abandoned request was not run: one execution, the first request's.
+    let executions: u64 = served.scheduler.batches.snapshot().iter().map(|b| b.1).sum();
+    assert_eq!(executions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_that_disagree_on_their_rows_are_refused() {
+    let engine = Engine::with_defaults(config("instances=1"));
+    engine.add("credit", "1", credit());
+    let served = engine.get("credit", None).unwrap();
+    let mut inputs = row(0);
+    // The last input claims two rows, the others one: admission counts two, the model refuses.
+    let last = inputs.last_mut().unwrap();
+    last.data = match &last.data {
+        TensorData::Bytes(v) => TensorData::Bytes(vec![v[0].clone(), v[0].clone()]),
+        TensorData::Fp64(v) => TensorData::Fp64(vec![v[0], v[0]]),
+        other => other.clone(),
+    };
+    last.shape = vec![2];
+    let err = engine.infer(served, inputs).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InvalidInput(m) if m.contains("same rows")),
+        "{err:?}"
+    );
+}

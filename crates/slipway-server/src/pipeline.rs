@@ -37,7 +37,8 @@ pub(crate) async fn infer<T, R>(
     let result = async {
         let mut admission = served.scheduler.admit()?;
         let decoded = {
-            let mut claim = |rows: usize| admission.claim(rows).map_err(ApiError::from);
+            // A request of no rows still takes a turn of the model: it holds one.
+            let mut claim = |rows: usize| admission.claim(rows.max(1)).map_err(ApiError::from);
             decode(&mut claim).and_then(|mut d| {
                 oip::conform(&mut d.inputs, &d.wire, served.signature())?;
                 Ok(d)

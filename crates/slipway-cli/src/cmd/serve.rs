@@ -74,17 +74,17 @@ pub struct ServeArgs {
     /// inline_budget_us, batching=off. Repeatable.
     #[arg(long = "model-config", value_name = "NAME:SETTINGS")]
     pub model_configs: Vec<String>,
-    /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
-    /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
     /// What the V1 records API does with a record field that is not one of the model's
     /// columns: `refuse` (400, the default) or `ignore`.
     #[arg(long, env = "SLIPWAY_V1_UNKNOWN_COLUMNS", value_name = "refuse|ignore")]
     pub v1_unknown_columns: Option<slipway_server::UnknownColumns>,
+    /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
+    /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
     /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, max_batch_size,
-    /// max_queue_delay_us, preferred_batch_sizes, queue_capacity, inline_budget_us, registry,
-    /// models = [..], packages = [..], and [model_config.NAME] tables with one model's settings.
+    /// max_queue_delay_us, preferred_batch_sizes, queue_capacity, inline_budget_us,
+    /// v1_unknown_columns, registry, models = [..], packages = [..], and [model_config.NAME] tables with one model's settings.
     /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
     #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -6,14 +6,6 @@ use slipway_core::{Signature, Tensor, TensorData};
 
 use super::Job;
 
-/// A request's rows: the first input's first dimension, or one.
-pub(crate) fn batch_key_rows(inputs: &[Tensor]) -> usize {
-    inputs
-        .first()
-        .and_then(|t| t.shape.first().copied())
-        .unwrap_or(1)
-}
-
 /// Rows and merge key of a request: mergeable when every input's first dimension is the
 /// signature's variable batch dimension and all inputs agree on the row count.
 pub(crate) fn batch_key(
@@ -145,6 +137,7 @@ mod tests {
                 key: Some(vec![vec![2]]),
                 enqueued: Instant::now(),
                 reply: tx,
+                _held: crate::batch::Held::nothing(),
             },
             Job {
                 inputs: vec![t("x", 3, 100.0)],
@@ -152,6 +145,7 @@ mod tests {
                 key: Some(vec![vec![2]]),
                 enqueued: Instant::now(),
                 reply: tx2,
+                _held: crate::batch::Held::nothing(),
             },
         ];
         let merged = merge(&jobs);

@@ -5,7 +5,7 @@
 //! be merged runs alone; when a merged batch fails, each of its requests is run alone, so one
 //! request's bad values never fail its batch-mates.
 //!
-//! One admission story: a front door calls [`Scheduler::admit`] before it reads a body (a full
+//! One admission story: a front door calls [`Scheduler::admit`] before it parses a body (a full
 //! model refuses at once, costing no parsing), then [`Admission::claim`]s the request's real
 //! row count as soon as it is known and before the request's data is decoded. Only admitted
 //! rows reach the queue, so the rows in hand never pass `queue_capacity`, whatever the sizes
@@ -24,10 +24,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub use admission::Admission;
+pub(crate) use admission::Held;
 pub use config::ModelConfig;
 use crossbeam_channel::Receiver;
 use inline::Core;
-pub(crate) use merge::{batch_key, batch_key_rows};
+pub(crate) use merge::batch_key;
 use slipway_core::{Model, Signature, Tensor};
 pub use stats::BatchStats;
 
@@ -44,6 +45,8 @@ pub(crate) struct Job {
     key: Option<Vec<Vec<usize>>>,
     enqueued: Instant,
     reply: Reply,
+    /// The request's admitted rows, given back once it is answered.
+    _held: Held,
 }
 
 enum Msg {
@@ -55,7 +58,7 @@ enum Msg {
 pub struct Scheduler {
     core: Arc<Core>,
     /// Rows admitted by a front door and not yet answered (decoding, queued or running).
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
     /// Kept to answer whatever is still queued once the workers have stopped.
     rx: Receiver<Msg>,
     closed: AtomicBool,
@@ -90,7 +93,7 @@ impl Scheduler {
                 stats: Arc::clone(&batches),
                 waiting: Mutex::default(),
             }),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             rx,
             closed: AtomicBool::new(false),
             workers: Mutex::new(workers),
@@ -108,7 +111,7 @@ impl Scheduler {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Admits a request before its body is read: refused at once (`Overloaded`) when the
+    /// Admits a request before its body is parsed: refused at once (`Overloaded`) when the
     /// model already has `queue_capacity` rows in hand, so shedding costs no parsing. The
     /// request holds no rows until it [`claim`](Admission::claim)s its real count.
     pub fn admit(&self) -> Result<Admission<'_>, EngineError> {
@@ -127,7 +130,7 @@ impl Scheduler {
         &self,
         signature: &Signature,
         inputs: Vec<Tensor>,
-        admission: &Admission<'_>,
+        admission: &mut Admission<'_>,
         reply: Reply,
     ) -> Result<(), EngineError> {
         if self.closed.load(Ordering::Acquire) {
@@ -136,7 +139,7 @@ impl Scheduler {
             ));
         }
         let (rows, key) = batch_key(signature, &inputs);
-        if rows > admission.rows() || !std::ptr::eq(admission.counter(), &self.in_flight) {
+        if rows.max(1) > admission.rows() || !std::ptr::eq(admission.counter(), &*self.in_flight) {
             return Err(EngineError::Internal(format!(
                 "a request of {rows} rows was submitted with an admission for {} rows of another model or fewer rows",
                 admission.rows()
@@ -148,6 +151,7 @@ impl Scheduler {
             key: key.filter(|_| self.core.config.batching()),
             enqueued: Instant::now(),
             reply,
+            _held: admission.hand_over(),
         };
         if self.runs_inline(rows) {
             self.core.push(job);

@@ -81,6 +81,18 @@ pub(super) fn run(
     stats: &BatchStats,
     on_network: bool,
 ) {
+    // A request whose caller has gone (a client that disconnected, a gRPC deadline) is not
+    // run; its rows are given back as its job drops.
+    let before = batch.len();
+    batch.retain(|j| !j.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
+    let rows = if batch.len() == before {
+        rows
+    } else {
+        batch.iter().map(|j| j.rows).sum()
+    };
     let started = Instant::now();
     if batch.len() == 1 {
         let job = batch.pop().expect("one job");
