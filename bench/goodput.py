@@ -74,14 +74,15 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="slipway-goodput-"))
     registry = work / "reg"
     subprocess.run([str(SLIPWAY), "import", str(GRAPH), "--name", "gbt", "--registry", str(registry),
-                    "--features-from", str(DATA), "--alias", "production"],
+                    "--data", str(DATA), "--target", "diagnosis", "--alias", "production"],
                    check=True, capture_output=True, cwd=REPO)
     body_path = work / "body_256.json"
     body_path.write_text(body(256))
     port = free_port()
     server = subprocess.Popen(["taskset", "-c", str(a.server_core), str(SLIPWAY), "serve", "--registry", str(registry),
                                "--model", "gbt@production", "--http", f"127.0.0.1:{port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                              env={**os.environ, "SLIPWAY_LOG": os.environ.get("SLIPWAY_LOG", "info")})
     url = f"http://127.0.0.1:{port}/v2/models/gbt/infer"
     try:
         for _ in range(200):

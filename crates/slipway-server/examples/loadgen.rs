@@ -122,15 +122,17 @@ async fn rest_client(args: Arc<Args>, clock: Arc<Clock>) -> Tally {
         .parse()
         .expect("URL");
     let authority = url.authority().expect("host:port").clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str())
-        .await
-        .expect("connecting");
-    stream.set_nodelay(true).ok();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let connect = || async {
+        let stream = tokio::net::TcpStream::connect(authority.as_str()).await.ok()?;
+        stream.set_nodelay(true).ok();
+        let (send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        Some(send)
+    };
+    let mut send = connect().await.expect("connecting");
     let mut tally = Tally::default();
     while let Some(scheduled) = clock.due().await {
         let mut req = hyper::Request::post(url.clone())
@@ -140,17 +142,26 @@ async fn rest_client(args: Arc<Args>, clock: Arc<Clock>) -> Tally {
             req = req.header("inference-header-content-length", n.as_str());
         }
         let req = req.body(Full::new(args.body.clone())).expect("request");
-        let status = match send.send_request(req).await {
+        let (status, close) = match send.send_request(req).await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                let close = resp
+                    .headers()
+                    .get(hyper::header::CONNECTION)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
                 let _ = resp.into_body().collect().await;
-                status
+                (status, close)
             }
-            Err(_) => 0,
+            Err(_) => (0, true),
         };
         record(&mut tally, scheduled, status == 200, status == 503);
-        if status == 0 {
-            break;
+        // A server that refuses without reading the body closes the connection: open another,
+        // as a browser or a client library would.
+        if close || send.ready().await.is_err() {
+            match connect().await {
+                Some(s) => send = s,
+                None => break,
+            }
         }
     }
     tally

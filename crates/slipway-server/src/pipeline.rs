@@ -22,24 +22,31 @@ pub(crate) struct Decoded<T> {
 /// Tells admission a request's rows, before its data is decoded.
 pub(crate) type Claim<'c> = dyn FnMut(usize) -> Result<(), ApiError> + 'c;
 
-/// Runs one request through admission, `decode`, conform, the engine and `encode`, and counts
-/// it. `decode` must call the claim it is given with the request's rows before it allocates
-/// for the request's data (it may call it again with the same count).
-pub(crate) async fn infer<T, R>(
+/// Runs one request through admission, reading its `body`, `decode`, conform, the engine and
+/// `encode`, and counts it. A full model refuses before the body is read, so a refusal under
+/// overload costs neither the reading nor the parsing of the body (REST then closes the
+/// connection rather than drain what the client sent). `decode` must call the claim it is
+/// given with the request's rows before it allocates for the request's data (it may call it
+/// again with the same count).
+pub(crate) async fn infer<B, T, R>(
     st: &Shared,
     served: &Arc<Served>,
     protocol: &'static str,
-    decode: impl FnOnce(&mut Claim<'_>) -> Result<Decoded<T>, ApiError>,
+    body: impl std::future::Future<Output = Result<B, ApiError>>,
+    decode: impl FnOnce(B, &mut Claim<'_>) -> Result<Decoded<T>, ApiError>,
     encode: impl FnOnce(Vec<Tensor>, T) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
     let _in_flight = st.metrics.in_flight();
     let start = std::time::Instant::now();
     let result = async {
         let mut admission = served.scheduler.admit()?;
+        let body = body
+            .await
+            .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
         let decoded = {
             // A request of no rows still takes a turn of the model: it holds one.
             let mut claim = |rows: usize| admission.claim(rows.max(1)).map_err(ApiError::from);
-            decode(&mut claim).and_then(|mut d| {
+            decode(body, &mut claim).and_then(|mut d| {
                 oip::conform(&mut d.inputs, &d.wire, served.signature())?;
                 Ok(d)
             })
@@ -53,6 +60,10 @@ pub(crate) async fn infer<T, R>(
     }
     .await;
     let (outcome, timing, rows) = match &result {
+        Err(ApiError::Overloaded(_)) => {
+            served.stats.record_refused(start.elapsed());
+            ("overloaded", None, None)
+        }
         Ok((_, t)) => ("ok", Some((t.queue, t.compute)), Some(t.batch_rows)),
         Err(e) => (outcome_of(e), None, None),
     };
@@ -71,4 +82,20 @@ pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
         ApiError::Unavailable(_) => "unavailable",
         ApiError::MethodNotAllowed | ApiError::Internal(_) | ApiError::NotImplemented(_) => "error",
     }
+}
+
+/// A REST body read whole, up to [`crate::MAX_BODY`] bytes (after decompression).
+pub(crate) async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, crate::MAX_BODY).await.map_err(|e| {
+        // axum's limit error (http-body-util's `LengthLimitError`) says so in its text.
+        let over = format!("{e:?} {e}").contains("length limit");
+        if over {
+            ApiError::TooLarge(format!(
+                "the body is over {} bytes (after decompression): split the request",
+                crate::MAX_BODY
+            ))
+        } else {
+            ApiError::BadRequest(format!("the body could not be read: {e}"))
+        }
+    })
 }

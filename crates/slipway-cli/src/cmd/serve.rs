@@ -303,6 +303,10 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     });
     let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
+        // On one core this thread is the network runtime: it yields the core to the models.
+        if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
+            slipway_server::yield_to_models();
+        }
         let listener = tokio::net::TcpListener::bind(&http)
             .await
             .with_context(|| format!("cannot listen on {http}"))?;

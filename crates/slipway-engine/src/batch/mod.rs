@@ -66,6 +66,45 @@ pub struct Scheduler {
     pub batches: Arc<BatchStats>,
 }
 
+type Spawn = (
+    String,
+    Box<dyn FnOnce() + Send>,
+    std::sync::mpsc::Sender<std::io::Result<JoinHandle<()>>>,
+);
+
+/// Spawns a model's worker thread from one long-lived thread, started with the first model, so
+/// that every worker takes that thread's scheduling priority and not its caller's. A server's
+/// network threads lower their own priority (`slipway_server::network_runtime`), so that under
+/// overload the threads refusing requests yield the core to the model; a model loaded later,
+/// from a request or the registry watcher, must not inherit that lower priority.
+fn spawn_worker(name: String, work: Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>> {
+    static SPAWNER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Spawn>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Spawn>();
+        // Should this thread not start, `rx` is dropped and every caller spawns its own.
+        let _ = std::thread::Builder::new()
+            .name("slipway-spawn".into())
+            .spawn(move || {
+                for (name, work, reply) in rx {
+                    let _ = reply.send(std::thread::Builder::new().name(name).spawn(work));
+                }
+            });
+        Mutex::new(tx)
+    });
+    let (reply, answer) = std::sync::mpsc::channel();
+    let sent = match spawner.lock() {
+        Ok(tx) => tx.send((name, work, reply)).map_err(|e| e.0),
+        Err(_) => Err((name, work, reply)),
+    };
+    match sent {
+        Ok(()) => answer
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the worker spawner stopped"))),
+        Err((name, work, _)) => std::thread::Builder::new().name(name).spawn(work),
+    }
+}
+
 impl Scheduler {
     /// Starts `config.instances` workers for `model`, named after it.
     pub fn start(name: &str, model: Arc<dyn Model>, config: ModelConfig) -> Scheduler {
@@ -79,10 +118,11 @@ impl Scheduler {
                 let config = config.clone();
                 let batches = Arc::clone(&batches);
                 let short: String = name.chars().take(8).collect();
-                std::thread::Builder::new()
-                    .name(format!("infer-{short}-{i}"))
-                    .spawn(move || worker::work(&rx, model.as_ref(), &config, &batches))
-                    .expect("spawning an inference thread")
+                spawn_worker(
+                    format!("infer-{short}-{i}"),
+                    Box::new(move || worker::work(&rx, model.as_ref(), &config, &batches)),
+                )
+                .expect("spawning an inference thread")
             })
             .collect();
         Scheduler {

@@ -78,7 +78,7 @@ impl Grpc {
         let served = st
             .lookup(&req.model_name, version_of(&req.model_version))
             .map_err(Status::from)?;
-        let decode = |claim: &mut pipeline::Claim<'_>| {
+        let decode = |(), claim: &mut pipeline::Claim<'_>| {
             decode_inputs(&req, claim).map(|(inputs, wire)| Decoded {
                 inputs,
                 wire,
@@ -86,7 +86,7 @@ impl Grpc {
             })
         };
         let encode = |outputs, ()| codec::encode(&served, req.id.clone(), &req.outputs, outputs);
-        pipeline::infer(st, &served, "grpc", decode, encode)
+        pipeline::infer(st, &served, "grpc", std::future::ready(Ok(())), decode, encode)
             .await
             .map_err(Status::from)
     }

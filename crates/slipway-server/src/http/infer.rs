@@ -1,7 +1,7 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`: the V2 REST body (JSON, or the binary tensor
 //! extension) through the one inference pipeline.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,18 +14,18 @@ pub(super) async fn infer(
     State(st): State<AppState>,
     Path(m): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    run(&st, &m, None, &headers, &body).await
+    run(&st, &m, None, &headers, body).await
 }
 
 pub(super) async fn infer_version(
     State(st): State<AppState>,
     Path((m, v)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    run(&st, &m, Some(&v), &headers, &body).await
+    run(&st, &m, Some(&v), &headers, body).await
 }
 
 async fn run(
@@ -33,10 +33,10 @@ async fn run(
     m: &str,
     v: Option<&str>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Result<Response, ApiError> {
     let served = st.lookup(m, v)?;
-    let decode = |claim: &mut pipeline::Claim<'_>| {
+    let decode = |body: axum::body::Bytes, claim: &mut pipeline::Claim<'_>| {
         let header_len = match headers.get("inference-header-content-length") {
             Some(h) => Some(
                 h.to_str()
@@ -50,7 +50,7 @@ async fn run(
             ),
             None => None,
         };
-        let mut request = oip::parse_request(body, header_len, claim)?;
+        let mut request = oip::parse_request(&body, header_len, claim)?;
         Ok(Decoded {
             inputs: std::mem::take(&mut request.inputs),
             wire: std::mem::take(&mut request.wire),
@@ -72,5 +72,13 @@ async fn run(
         }
         Ok(response)
     };
-    pipeline::infer(st, &served, "rest_v2", decode, encode).await
+    pipeline::infer(
+        st,
+        &served,
+        "rest_v2",
+        pipeline::read_body(body),
+        decode,
+        encode,
+    )
+    .await
 }

@@ -1,7 +1,7 @@
 //! `POST /v1/models/{name}:predict`: records in, one prediction per record out, through the
 //! same pipeline as V2 (admission, statistics, metrics).
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
 
@@ -13,7 +13,7 @@ use crate::v1::{Plan, predictions};
 pub(super) async fn predict(
     State(st): State<AppState>,
     Path(m): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let Some(name) = m.strip_suffix(":predict") else {
         return Err(ApiError::NotFound(format!(
@@ -23,7 +23,7 @@ pub(super) async fn predict(
     };
     let served = st.lookup(name, None)?;
     let plan = Plan::of(&served, st.v1_unknown_columns)?;
-    let decode = |claim: &mut pipeline::Claim<'_>| {
+    let decode = |body: axum::body::Bytes, claim: &mut pipeline::Claim<'_>| {
         let (inputs, wire) = plan.decode(&body, claim)?;
         let rows = slipway_engine::rows_of(&inputs);
         Ok(Decoded {
@@ -34,5 +34,13 @@ pub(super) async fn predict(
     };
     let encode =
         |outputs: Vec<slipway_core::Tensor>, rows: usize| Ok(ok_json(&predictions(&outputs, rows)));
-    pipeline::infer(&st, &served, "rest_v1", decode, encode).await
+    pipeline::infer(
+        &st,
+        &served,
+        "rest_v1",
+        pipeline::read_body(body),
+        decode,
+        encode,
+    )
+    .await
 }
