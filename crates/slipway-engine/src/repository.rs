@@ -174,13 +174,11 @@ impl Repository {
         });
     }
 
-    /// Marks `name` unloaded and no longer followed; whether the repository knows it.
+    /// Marks `name` unloaded and no longer followed; whether it was known and not unloaded
+    /// already.
     pub(crate) fn unloaded(&self, name: &str) -> bool {
         self.with(|r| match r.get_mut(name) {
-            Some(rec) => {
-                rec.state = State::Unloaded;
-                true
-            }
+            Some(rec) => std::mem::replace(&mut rec.state, State::Unloaded) != State::Unloaded,
             None => false,
         })
     }

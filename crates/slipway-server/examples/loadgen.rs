@@ -123,7 +123,9 @@ async fn rest_client(args: Arc<Args>, clock: Arc<Clock>) -> Tally {
         .expect("URL");
     let authority = url.authority().expect("host:port").clone();
     let connect = || async {
-        let stream = tokio::net::TcpStream::connect(authority.as_str()).await.ok()?;
+        let stream = tokio::net::TcpStream::connect(authority.as_str())
+            .await
+            .ok()?;
         stream.set_nodelay(true).ok();
         let (send, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))

@@ -38,11 +38,11 @@ pub(crate) async fn infer<B, T, R>(
 ) -> Result<R, ApiError> {
     let _in_flight = st.metrics.in_flight();
     let start = std::time::Instant::now();
+    // The engine counts what reaches it; what is refused before is counted here, once.
+    let mut reached_engine = false;
     let result = async {
         let mut admission = served.scheduler.admit()?;
-        let body = body
-            .await
-            .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
+        let body = body.await?;
         let decoded = {
             // A request of no rows still takes a turn of the model: it holds one.
             let mut claim = |rows: usize| admission.claim(rows.max(1)).map_err(ApiError::from);
@@ -50,8 +50,8 @@ pub(crate) async fn infer<B, T, R>(
                 oip::conform(&mut d.inputs, &d.wire, served.signature())?;
                 Ok(d)
             })
-        }
-        .inspect_err(|_| served.stats.record_refused(start.elapsed()))?;
+        }?;
+        reached_engine = true;
         let (outputs, timing) = st
             .engine
             .infer_admitted(Arc::clone(served), decoded.inputs, &mut admission)
@@ -59,11 +59,10 @@ pub(crate) async fn infer<B, T, R>(
         Ok((encode(outputs, decoded.rest)?, timing))
     }
     .await;
+    if result.is_err() && !reached_engine {
+        served.stats.record_refused(start.elapsed());
+    }
     let (outcome, timing, rows) = match &result {
-        Err(ApiError::Overloaded(_)) => {
-            served.stats.record_refused(start.elapsed());
-            ("overloaded", None, None)
-        }
         Ok((_, t)) => ("ok", Some((t.queue, t.compute)), Some(t.batch_rows)),
         Err(e) => (outcome_of(e), None, None),
     };
@@ -86,16 +85,18 @@ pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
 
 /// A REST body read whole, up to [`crate::MAX_BODY`] bytes (after decompression).
 pub(crate) async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, crate::MAX_BODY).await.map_err(|e| {
-        // axum's limit error (http-body-util's `LengthLimitError`) says so in its text.
-        let over = format!("{e:?} {e}").contains("length limit");
-        if over {
-            ApiError::TooLarge(format!(
-                "the body is over {} bytes (after decompression): split the request",
-                crate::MAX_BODY
-            ))
-        } else {
-            ApiError::BadRequest(format!("the body could not be read: {e}"))
-        }
-    })
+    axum::body::to_bytes(body, crate::MAX_BODY)
+        .await
+        .map_err(|e| {
+            // axum's limit error (http-body-util's `LengthLimitError`) says so in its text.
+            let over = format!("{e:?} {e}").contains("length limit");
+            if over {
+                ApiError::TooLarge(format!(
+                    "the body is over {} bytes (after decompression): split the request",
+                    crate::MAX_BODY
+                ))
+            } else {
+                ApiError::BadRequest(format!("the body could not be read: {e}"))
+            }
+        })
 }
