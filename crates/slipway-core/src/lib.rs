@@ -42,3 +42,18 @@ pub trait Model: Send + Sync {
     /// come back in the signature's output order.
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CoreError>;
 }
+
+/// Text from a file or a client made safe to print: control characters (terminal escapes,
+/// which could move a terminal's cursor or rewrite what was printed before) become
+/// `\u{1b}`-style escapes.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -571,20 +571,7 @@ fn metrics_of(manifest: &serde_json::Value) -> BTreeMap<String, f64> {
         .unwrap_or_default()
 }
 
-/// Text from a file (a tar entry's name, a manifest's field) made safe to print: control
-/// characters, which could move a terminal's cursor or rewrite what was printed before, are
-/// written as escapes (`\u{1b}`).
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use slipway_core::printable;
 
 /// The first 12 characters of a digest, for display.
 pub fn short(digest: &str) -> &str {

@@ -63,19 +63,7 @@ impl OnnxError {
     }
 }
 
-/// Text from a model file made safe to print: control characters (terminal escapes) become
-/// `\u{1b}`-style escapes.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use slipway_core::printable;
 
 /// Which engine runs a graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
