@@ -10,6 +10,7 @@ imported with `slipway import`) runs pinned to one core, the load generator
    `--concurrency` in flight), successful requests per second as a share of the sustainable rate.
    The target is at least 80 % at every level.
 
+The server's settings come from `SLIPWAY_*` variables (e.g. `SLIPWAY_QUEUE_CAPACITY=8192`).
 Standard library only; needs `taskset`. Run from the repository:
     cargo build --release --bin slipway --example loadgen -p slipway-server -p slipway-cli
     python3 bench/goodput.py [--seconds 10] [--server-core 1] [--client-core 0]
@@ -111,7 +112,8 @@ def main():
     out = REPO / "bench/results" / f"goodput-{datetime.date.today()}.json"
     out.write_text(json.dumps({"sustainable_per_s": sustainable, "runs": [
         {"load": name, "ok_per_s": ok, **r} for name, ok, r in rows],
-        "cpus": os.cpu_count(), "seconds": a.seconds, "concurrency": a.concurrency}, indent=1))
+        "cpus": os.cpu_count(), "seconds": a.seconds, "concurrency": a.concurrency,
+        "queue_capacity": os.environ.get("SLIPWAY_QUEUE_CAPACITY", "2048 (default)")}, indent=1))
     print(f"wrote {out.relative_to(REPO)}")
 
 

@@ -22,12 +22,10 @@ pub(crate) struct Decoded<T> {
 /// Tells admission a request's rows, before its data is decoded.
 pub(crate) type Claim<'c> = dyn FnMut(usize) -> Result<(), ApiError> + 'c;
 
-/// Runs one request through admission, reading its `body`, `decode`, conform, the engine and
-/// `encode`, and counts it. A full model refuses before the body is read, so a refusal under
-/// overload costs neither the reading nor the parsing of the body (REST then closes the
-/// connection rather than drain what the client sent). `decode` must call the claim it is
-/// given with the request's rows before it allocates for the request's data (it may call it
-/// again with the same count).
+/// Runs one request through reading its `body`, admission, `decode`, conform, the engine and
+/// `encode`, and counts it. A full model refuses before the body is parsed. `decode` must call
+/// the claim it is given with the request's rows before it allocates for the request's data
+/// (it may call it again with the same count).
 pub(crate) async fn infer<B, T, R>(
     st: &Shared,
     served: &Arc<Served>,
@@ -41,8 +39,11 @@ pub(crate) async fn infer<B, T, R>(
     // The engine counts what reaches it; what is refused before is counted here, once.
     let mut reached_engine = false;
     let result = async {
-        let mut admission = served.scheduler.admit()?;
+        // The body is read before a full model refuses: refusing without reading it made the
+        // server close the connection under the client's feet (resets instead of 503s), and
+        // it gained no goodput (bench/goodput.py). A full model still refuses before parsing.
         let body = body.await?;
+        let mut admission = served.scheduler.admit()?;
         let decoded = {
             // A request of no rows still takes a turn of the model: it holds one.
             let mut claim = |rows: usize| admission.claim(rows.max(1)).map_err(ApiError::from);
