@@ -269,7 +269,7 @@ impl Plan {
                         Buffer::F64(v) if *dt == DataType::Fp64 => {
                             (TensorData::Fp64(v), DataType::Fp64)
                         }
-                        // FP32 (and the half floats, which `conform` narrows from FP32).
+                        // FP32: the only other float type a model's signature takes.
                         Buffer::F64(v) => (
                             TensorData::Fp32(v.into_iter().map(|x| x as f32).collect()),
                             DataType::Fp32,
