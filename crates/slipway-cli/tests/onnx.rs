@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use common::{data, fails, ok_json, s, slipway};
 
 fn case(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../conformance/cases/{name}.onnx"))
+    slipway_testkit::case(&format!("{name}.onnx"))
 }
 
 fn listed(registry: &Path) -> usize {

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{fails, s};
+use common::{credit_package, fails, s};
 
 fn http(addr: &str, request: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -68,8 +68,7 @@ fn stop(child: &mut std::process::Child) {
 
 #[test]
 fn serves_a_package_and_stops_on_sigterm() {
-    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native/native_logistic_credit");
+    let pkg = credit_package();
     let (mut child, addr) = start_serve(
         &[s(&pkg), "--http", "127.0.0.1:0", "--workers", "1"],
         Stdio::piped(),
@@ -328,8 +327,7 @@ fn an_alias_move_swaps_the_model_without_failing_a_request() {
 #[test]
 fn a_toml_config_file_serves_too() {
     let dir = tempfile::tempdir().unwrap();
-    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native/native_logistic_credit");
+    let pkg = credit_package();
     let config = dir.path().join("slipway.toml");
     std::fs::write(
         &config,
@@ -377,8 +375,7 @@ fn a_toml_config_file_serves_too() {
 #[test]
 fn serves_grpc_beside_rest_and_can_refuse_nan() {
     use slipway_server::grpc::pb;
-    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native/native_logistic_credit");
+    let pkg = credit_package();
     let (mut child, first) = start_serve_line(
         &[
             s(&pkg),
@@ -491,8 +488,7 @@ fn serves_grpc_beside_rest_and_can_refuse_nan() {
 /// work there too.
 #[test]
 fn serves_on_one_core() {
-    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native/native_logistic_credit");
+    let pkg = credit_package();
     // taskset (util-linux) runs the server on one core.
     let mut command = Command::new("taskset");
     command
@@ -541,8 +537,7 @@ fn serves_on_one_core() {
 /// so (75), rather than 0.
 #[test]
 fn requests_cut_off_at_the_drain_deadline_make_a_non_zero_exit() {
-    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native/native_logistic_credit");
+    let pkg = credit_package();
     // The first request of a batch waits up to 5 s for company: it is still queued at SIGTERM.
     let (mut child, addr) = start_serve(
         &[

@@ -9,6 +9,19 @@ use crate::{CoreError, Signature};
 /// The manifest format this version of Slipway writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The files a package folder may hold: the manifest and one payload, native or ONNX. Every crate
+/// that writes, reads, copies or checks a package names its files from here.
+pub mod files {
+    /// The manifest.
+    pub const MANIFEST: &str = "slipway.json";
+    /// A native model's weights.
+    pub const NATIVE_PAYLOAD: &str = "model.safetensors";
+    /// An imported ONNX graph.
+    pub const ONNX_PAYLOAD: &str = "model.onnx";
+    /// Every file a package may hold; anything else in a package folder is refused.
+    pub const ALL: &[&str] = &[MANIFEST, NATIVE_PAYLOAD, ONNX_PAYLOAD];
+}
+
 /// What the model predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

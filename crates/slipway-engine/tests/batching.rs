@@ -4,44 +4,13 @@
 //! not hold up a fast one. On one thread (a one-core server's network runtime), a quick
 //! model's batches run on that thread, and a slow model keeps to its worker.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value as Json;
 use slipway_core::{CoreError, Model, Signature, Tensor, TensorData};
 use slipway_engine::{Engine, EngineError, ModelConfig};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn credit() -> slipway_runtime::Loaded {
-    slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap()
-}
-
-/// Row `i` of the credit fixture as a one-row request (missing numbers filled in).
-fn row(i: usize) -> Vec<Tensor> {
-    let fixture: Json = serde_json::from_slice(
-        &std::fs::read(repo().join("conformance/cases/native_logistic_credit.json")).unwrap(),
-    )
-    .unwrap();
-    fixture["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|input| {
-            let values = input["data"].as_array().unwrap();
-            let v = &values[i % values.len()];
-            let data = if input["datatype"] == "FP64" {
-                TensorData::Fp64(vec![v.as_f64().unwrap_or(1.0) + (i / values.len()) as f64])
-            } else {
-                TensorData::Bytes(vec![v.as_str().unwrap().as_bytes().to_vec()])
-            };
-            Tensor::vector(input["name"].as_str().unwrap(), data)
-        })
-        .collect()
-}
+use slipway_testkit::{credit_row as row, load_credit as credit};
 
 /// A model that refuses rows whose `age_in_years` is 13 (or, `panics`, panics on them), and
 /// sleeps `delay` per batch.

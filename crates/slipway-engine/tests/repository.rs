@@ -3,16 +3,10 @@
 //! names, and one broken package is reported while the others are served, then tried again when
 //! its alias moves.
 
-use std::path::{Path, PathBuf};
-
 use slipway_engine::{Engine, EngineError, Event, LoadError, Source, State};
 use slipway_registry::{Promotion, RegisterOptions, Registry};
 
-fn package(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../conformance/native")
-        .join(name)
-}
+use slipway_testkit::native_package as package;
 
 fn register(
     reg: &mut Registry,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod linear;
 pub mod metrics;
 pub mod mlp;
+pub mod native;
 pub mod nn;
 pub mod optim;
 pub mod package;

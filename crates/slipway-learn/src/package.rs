@@ -18,10 +18,7 @@ use crate::error::{LearnError, Result};
 use crate::nn::{Dense, Network};
 use crate::pipeline::{EncodeError, Field, RowEncoder};
 
-/// The manifest's file name.
-pub const MANIFEST: &str = "slipway.json";
-/// The native payload's file name.
-pub const PAYLOAD: &str = "model.safetensors";
+use slipway_core::manifest::files::{MANIFEST, NATIVE_PAYLOAD as PAYLOAD};
 
 /// Writes a package into `dir` and returns the manifest as written, with the payload digest
 /// filled in. The package is built whole in a sibling staging folder, synced, and renamed into
@@ -271,7 +268,7 @@ fn check_inputs(dir: &Path, manifest: &Manifest) -> Result<()> {
     let inputs = &manifest.signature.inputs;
     let fits = match inputs.as_slice() {
         [m] if m.shape.len() == 2 => {
-            m.name == crate::train::MATRIX_INPUT
+            m.name == crate::native::MATRIX_INPUT
                 && m.datatype == DataType::Fp64
                 && m.shape == [-1, features.len() as i64]
                 && features
@@ -297,7 +294,7 @@ fn check_inputs(dir: &Path, manifest: &Manifest) -> Result<()> {
             format!(
                 "the signature's inputs do not match its {} features: one FP64 or BYTES `[-1]` tensor per feature, in order, or one FP64 `{}` matrix `[-1, {}]` over numeric features",
                 features.len(),
-                crate::train::MATRIX_INPUT,
+                crate::native::MATRIX_INPUT,
                 features.len()
             ),
         ))
@@ -337,7 +334,7 @@ impl NativeModel {
         inputs: &[Tensor],
         width: usize,
     ) -> std::result::Result<Array2<f64>, CoreError> {
-        let name = crate::train::MATRIX_INPUT;
+        let name = crate::native::MATRIX_INPUT;
         let t = match inputs {
             [t] if t.name == name => t,
             _ => {
@@ -437,7 +434,7 @@ impl Model for NativeModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, CoreError> {
-        let x = match crate::train::matrix_width(&self.manifest.signature) {
+        let x = match crate::native::matrix_width(&self.manifest.signature) {
             Some(width) => self.encode_matrix(inputs, width)?,
             None => self.encode_columns(inputs)?,
         };

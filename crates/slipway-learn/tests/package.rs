@@ -162,7 +162,9 @@ fn model_trait_and_csv_scoring_agree() {
 fn missing_or_truncated_payload_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     trained_package(tmp.path());
-    let payload = tmp.path().join(package::PAYLOAD);
+    let payload = tmp
+        .path()
+        .join(slipway_core::manifest::files::NATIVE_PAYLOAD);
     let bytes = std::fs::read(&payload).unwrap();
     std::fs::write(&payload, &bytes[..bytes.len() / 2]).unwrap();
     let err = NativeModel::load(tmp.path()).unwrap_err().to_string();

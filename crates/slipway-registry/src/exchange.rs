@@ -8,7 +8,8 @@ use std::path::Path;
 use crate::error::{RegistryError, Result};
 use crate::meta::{FileEntry, NewVersion, VersionRecord};
 use crate::{
-    PACKAGE_FILES, Registry, check_name, check_record, package_digest, printable, sha256_hex,
+    MANIFEST, PACKAGE_FILES, Registry, check_name, check_record, package_digest, printable,
+    sha256_hex,
 };
 
 /// The registry's record inside an exported package tar.
@@ -186,7 +187,7 @@ pub fn read_export(tar_path: &Path) -> Result<Exported> {
         return Err(bad("the package digest does not match its files".into()));
     }
     let manifest_bytes = contents
-        .get("slipway.json")
+        .get(MANIFEST)
         .ok_or_else(|| bad("`slipway.json` is missing".into()))?;
     let parsed = slipway_core::Manifest::from_json(&String::from_utf8_lossy(manifest_bytes))
         .map_err(|e| bad(e.to_string()))?;
@@ -196,8 +197,7 @@ pub fn read_export(tar_path: &Path) -> Result<Exported> {
     // digested files, and the payload is the one the manifest names.
     let listed = |name: &str| files.iter().find(|f| f.name == name);
     let payload = listed(&parsed.payload.file);
-    if listed("slipway.json").is_none() || payload.is_none_or(|p| p.sha256 != parsed.payload.sha256)
-    {
+    if listed(MANIFEST).is_none() || payload.is_none_or(|p| p.sha256 != parsed.payload.sha256) {
         return Err(bad(
             "slipway.json and its payload must both be listed, with the digest the manifest gives"
                 .into(),

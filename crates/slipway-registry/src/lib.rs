@@ -136,7 +136,7 @@ pub struct Registry {
 }
 
 /// The files of a package folder that the registry stores, in canonical order.
-pub(crate) const PACKAGE_FILES: &[&str] = &["slipway.json", "model.safetensors", "model.onnx"];
+pub(crate) use slipway_core::manifest::files::{ALL as PACKAGE_FILES, MANIFEST};
 
 /// The digest of a package: SHA-256 over `name\0sha256\n` of its files, sorted by name.
 pub fn package_digest(files: &[FileEntry]) -> String {
@@ -220,7 +220,7 @@ impl Registry {
         let file = version
             .files
             .iter()
-            .find(|f| f.name == "slipway.json")
+            .find(|f| f.name == MANIFEST)
             .ok_or_else(|| damaged(version))?;
         let context = format!("{}:{} slipway.json", version.model, version.version);
         let bytes = self.blobs.get(&file.sha256, &context)?;
@@ -258,7 +258,7 @@ impl Registry {
                 dir.display()
             )));
         }
-        let manifest_path = dir.join("slipway.json");
+        let manifest_path = dir.join(MANIFEST);
         let text = std::fs::read(&manifest_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 RegistryError::Corrupt(format!(
@@ -548,7 +548,7 @@ pub fn check_record(v: &VersionRecord) -> Result<()> {
     let unique = names.windows(2).all(|w| w[0] != w[1]);
     let ok = hex(&v.digest)
         && unique
-        && names.contains(&"slipway.json")
+        && names.contains(&MANIFEST)
         && v.files
             .iter()
             .all(|f| PACKAGE_FILES.contains(&f.name.as_str()) && hex(&f.sha256))

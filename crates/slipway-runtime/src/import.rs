@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use sha2::Digest as _;
-use slipway_core::manifest::{FORMAT_VERSION, Lineage, Payload, TargetSpec, rfc3339};
+use slipway_core::manifest::{FORMAT_VERSION, Lineage, Payload, TargetSpec, files, rfc3339};
 use slipway_core::{
     DataType, Framework, Manifest, Model, ModelSpec, OnnxSpec, Signature, Task, TensorSpec,
 };
@@ -184,7 +184,7 @@ pub fn package_onnx(
             }),
         },
         payload: Payload {
-            file: "model.onnx".into(),
+            file: files::ONNX_PAYLOAD.into(),
             sha256: slipway_learn::data::hex(&sha2::Sha256::digest(bytes)),
         },
         metrics: BTreeMap::new(),
@@ -206,7 +206,7 @@ pub fn package_onnx(
         },
     };
     manifest.check().map_err(|e| usage(e.to_string()))?;
-    write_atomic(&dir.join("model.onnx"), bytes)?;
+    write_atomic(&dir.join(files::ONNX_PAYLOAD), bytes)?;
     write_manifest(dir, &manifest)?;
     // The package as written must load, through the same path every server takes.
     let loaded = crate::load(dir)?;
@@ -243,7 +243,7 @@ pub fn package_onnx(
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RuntimeError> {
     let text =
         serde_json::to_string_pretty(manifest).map_err(|e| LearnError::data(dir, e.to_string()))?;
-    Ok(write_atomic(&dir.join("slipway.json"), text.as_bytes())?)
+    Ok(write_atomic(&dir.join(files::MANIFEST), text.as_bytes())?)
 }
 
 /// The feature columns: given, from a CSV header, the graph's input names (one input per

@@ -28,7 +28,7 @@ pub use import::{OnnxOptions, Packaged, package_onnx};
 pub use onnx::{EngineChoice, OnnxError, OnnxInfo, OnnxModel, bounded_elements};
 pub use predict::{ScoreOptions, predict_csv};
 /// A native package's matrix input (`slipway train --input matrix`).
-pub use slipway_learn::train::{MATRIX_INPUT, matrix_width};
+pub use slipway_learn::native::{MATRIX_INPUT, matrix_width};
 
 /// Why a package does not load.
 #[derive(Debug, thiserror::Error)]

@@ -79,6 +79,8 @@ struct Tally {
     ok: u64,
     shed: u64,
     other: u64,
+    /// Why the failed requests failed (a status or a client error), for stderr.
+    why: std::collections::BTreeMap<String, u64>,
 }
 
 /// When the next request is due: closed loop, now; open loop, the next slot of the schedule
@@ -104,7 +106,9 @@ impl Clock {
             Some(rate) => {
                 let k = self.next.fetch_add(1, Ordering::Relaxed);
                 let at = self.start + Duration::from_secs_f64(k as f64 / rate);
-                if at >= self.end {
+                // A slot the clients reach only after the run is over (every connection was
+                // busy until then) is not sent: the run lasts its seconds, not its backlog.
+                if at >= self.end || Instant::now() >= self.end {
                     return None;
                 }
                 tokio::time::sleep_until(at.into()).await;
@@ -152,9 +156,15 @@ async fn rest_client(args: Arc<Args>, clock: Arc<Clock>) -> Tally {
                     .get(hyper::header::CONNECTION)
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
                 let _ = resp.into_body().collect().await;
+                if status != 200 && status != 503 {
+                    *tally.why.entry(format!("HTTP {status}")).or_default() += 1;
+                }
                 (status, close)
             }
-            Err(_) => (0, true),
+            Err(e) => {
+                *tally.why.entry(format!("{e:?}")).or_default() += 1;
+                (0, true)
+            }
         };
         record(&mut tally, scheduled, status == 200, status == 503);
         // A server that refuses without reading the body closes the connection: open another,
@@ -267,8 +277,14 @@ fn main() {
             all.ok += t.ok;
             all.shed += t.shed;
             all.other += t.other;
+            for (why, n) in t.why {
+                *all.why.entry(why).or_default() += n;
+            }
         }
         let elapsed = start.elapsed().as_secs_f64();
+        for (why, n) in &all.why {
+            eprintln!("failed {n}x: {why}");
+        }
         all.latencies.sort_unstable();
         let pct = |p: f64| -> u32 {
             if all.latencies.is_empty() {

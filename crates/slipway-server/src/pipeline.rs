@@ -22,16 +22,55 @@ pub(crate) struct Decoded<T> {
 /// Tells admission a request's rows, before its data is decoded.
 pub(crate) type Claim<'c> = dyn FnMut(usize) -> Result<(), ApiError> + 'c;
 
-/// Runs one request through reading its `body`, admission, `decode`, conform, the engine and
-/// `encode`, and counts it. A full model refuses before the body is parsed. `decode` must call
+/// Where a request's body comes from: read whole for a request the model admits, or read and
+/// dropped, unkept, for one it refuses (HTTP/1.1 keeps the connection only once the body is
+/// read; refusing without reading it made clients see resets instead of 503s).
+pub(crate) trait Incoming {
+    type Body;
+    /// The whole body.
+    fn read(self) -> impl Future<Output = Result<Self::Body, ApiError>> + Send;
+    /// Reads the body to its end without keeping it (up to the body limit).
+    fn discard(self) -> impl Future<Output = ()> + Send;
+}
+
+/// A REST body.
+impl Incoming for axum::body::Body {
+    type Body = axum::body::Bytes;
+
+    async fn read(self) -> Result<Self::Body, ApiError> {
+        read_body(self).await
+    }
+
+    async fn discard(self) {
+        use http_body_util::BodyExt;
+        let mut body = http_body_util::Limited::new(self, crate::MAX_BODY);
+        while let Some(Ok(_)) = body.frame().await {}
+    }
+}
+
+/// A body already decoded (a gRPC message).
+pub(crate) struct Ready<T>(pub T);
+
+impl<T: Send> Incoming for Ready<T> {
+    type Body = T;
+
+    async fn read(self) -> Result<T, ApiError> {
+        Ok(self.0)
+    }
+
+    async fn discard(self) {}
+}
+
+/// Runs one request through admission, reading its `body`, `decode`, conform, the engine and
+/// `encode`, and counts it. A full model refuses before the body is kept or parsed. `decode` must call
 /// the claim it is given with the request's rows before it allocates for the request's data
 /// (it may call it again with the same count).
-pub(crate) async fn infer<B, T, R>(
+pub(crate) async fn infer<I: Incoming, T, R>(
     st: &Shared,
     served: &Arc<Served>,
     protocol: &'static str,
-    body: impl std::future::Future<Output = Result<B, ApiError>>,
-    decode: impl FnOnce(B, &mut Claim<'_>) -> Result<Decoded<T>, ApiError>,
+    body: I,
+    decode: impl FnOnce(I::Body, &mut Claim<'_>) -> Result<Decoded<T>, ApiError>,
     encode: impl FnOnce(Vec<Tensor>, T) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
     let _in_flight = st.metrics.in_flight();
@@ -39,11 +78,16 @@ pub(crate) async fn infer<B, T, R>(
     // The engine counts what reaches it; what is refused before is counted here, once.
     let mut reached_engine = false;
     let result = async {
-        // The body is read before a full model refuses: refusing without reading it made the
-        // server close the connection under the client's feet (resets instead of 503s), and
-        // it gained no goodput (bench/goodput.py). A full model still refuses before parsing.
-        let body = body.await?;
-        let mut admission = served.scheduler.admit()?;
+        // A full model refuses before the body is kept or parsed: its bytes are read and
+        // dropped, which is what a refusal costs (bench/goodput.py).
+        let mut admission = match served.scheduler.admit() {
+            Ok(admission) => admission,
+            Err(refused) => {
+                body.discard().await;
+                return Err(refused.into());
+            }
+        };
+        let body = body.read().await?;
         let decoded = {
             // A request of no rows still takes a turn of the model: it holds one.
             let mut claim = |rows: usize| admission.claim(rows.max(1)).map_err(ApiError::from);

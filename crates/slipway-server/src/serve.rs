@@ -44,6 +44,35 @@ pub enum Stopped {
     Abandoned,
 }
 
+/// Connections a listener holds before they are accepted. The kernel's default for a plain
+/// `bind` is 128: a burst of connections larger than that, while the network thread is busy,
+/// overflows the queue and clients see resets (512 clients connecting at once to a one-core
+/// server did). The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` (`host:port`; port 0 picks a free one) with [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} names no address"),
+        )
+    }))
+}
+
 /// Serves `engine` as `config` says until `shutdown` resolves, then drains.
 pub async fn serve(
     config: ServerConfig,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use slipway_engine::Engine;
 
 mod common;
-use common::{onnx_package, repo};
+use common::onnx_package;
 
 /// The clients' Python, creating its virtual environment when needed (once: the tests that
 /// call this run in parallel).
@@ -60,7 +60,7 @@ fn python() -> PathBuf {
 /// for the repository extension, runs `script HTTP_ADDR GRPC_ADDR` and requires it to pass.
 async fn run_client(script: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let credit_dir = repo().join("conformance/native/native_logistic_credit");
+    let credit_dir = slipway_testkit::credit_package();
     let cancer_dir = onnx_package(dir.path());
     let engine = Arc::new(Engine::new(2));
     // Loaded through the repository, so that unload and load work as `slipway serve`'s do.

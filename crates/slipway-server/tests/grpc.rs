@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Value as Json;
 use slipway_core::{Tensor, TensorData};
 use slipway_engine::Engine;
 use slipway_server::grpc::pb;
@@ -13,7 +12,6 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 mod common;
-use common::repo;
 
 /// The server, with a gRPC client connected to it.
 struct Server {
@@ -39,32 +37,7 @@ async fn start() -> Server {
     }
 }
 
-/// The credit fixture's rows as tensors (missing numbers filled in).
-fn credit_tensors() -> Vec<Tensor> {
-    let fixture: Json = serde_json::from_slice(
-        &std::fs::read(repo().join("conformance/cases/native_logistic_credit.json")).unwrap(),
-    )
-    .unwrap();
-    fixture["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let values = i["data"].as_array().unwrap();
-            let data = if i["datatype"] == "FP64" {
-                TensorData::Fp64(values.iter().map(|x| x.as_f64().unwrap_or(1.0)).collect())
-            } else {
-                TensorData::Bytes(
-                    values
-                        .iter()
-                        .map(|x| x.as_str().unwrap().as_bytes().to_vec())
-                        .collect(),
-                )
-            };
-            Tensor::vector(i["name"].as_str().unwrap(), data)
-        })
-        .collect()
-}
+use slipway_testkit::credit_tensors;
 
 fn input_of(t: &Tensor, datatype: &str) -> pb::model_infer_request::InferInputTensor {
     pb::model_infer_request::InferInputTensor {

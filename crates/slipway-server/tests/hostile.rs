@@ -8,14 +8,7 @@ use serde_json::{Value as Json, json};
 use slipway_core::{CoreError, Model, Signature, Tensor};
 
 mod common;
-use common::repo;
-
-async fn get(url: &str) -> (u16, Json) {
-    let r = reqwest::Client::new().get(url).send().await.unwrap();
-    let status = r.status().as_u16();
-    let body = r.bytes().await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
-}
+use common::get;
 
 async fn post(url: &str, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, Json) {
     let r = reqwest::Client::new()
@@ -35,7 +28,7 @@ async fn post(url: &str, body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, Jso
 /// One record from the credit fixture's first row (missing numbers given as 1).
 fn record() -> serde_json::Map<String, Json> {
     let fixture: Json = serde_json::from_slice(
-        &std::fs::read(repo().join("conformance/cases/native_logistic_credit.json")).unwrap(),
+        &std::fs::read(slipway_testkit::case("native_logistic_credit.json")).unwrap(),
     )
     .unwrap();
     fixture["inputs"]
@@ -164,7 +157,11 @@ async fn v1_refuses_wrong_types_and_unknown_columns_by_name() {
     assert_eq!(status, 200, "{body}");
     // An ONNX graph's float inputs take NaN for a missing value too.
     let cancer = format!("{}/v1/models/cancer:predict", s.http);
-    let (status, _, body) = post(&cancer, br#"{"instances":[{"f0": 14.2}]}"#.to_vec()).await;
+    let (status, _, body) = post(
+        &cancer,
+        br#"{"instances":[{"mean_radius": 14.2}]}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(predicts(&s).await);
 }
@@ -273,4 +270,34 @@ async fn a_model_failure_is_a_500_whose_detail_stays_in_the_log() {
     assert!(!text.contains("Gather") && !text.contains("/srv"), "{text}");
     assert!(text.contains("x-request-id"), "{text}");
     assert!(headers.contains_key("x-request-id"));
+}
+
+/// A burst of connections larger than the kernel's default listen queue (128) waits to be
+/// accepted instead of being dropped: with the default queue, connection 130 onwards got no
+/// answer to its SYN while the server was busy (and, under load, clients saw resets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_listen_queue() {
+    let listener = slipway_server::listen("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Nothing accepts while the burst connects: the listen queue alone must hold it.
+    let connected = tokio::task::spawn_blocking(move || {
+        (0..400)
+            .map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let refused = connected.iter().filter(|c| c.is_err()).count();
+    assert_eq!(refused, 0, "{refused} of 400 connections were not taken");
+    let mut accepted = 0;
+    while accepted < 400 {
+        tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
+            .await
+            .expect("every queued connection is accepted")
+            .unwrap();
+        accepted += 1;
+    }
+    drop(connected);
 }

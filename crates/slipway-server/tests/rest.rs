@@ -8,7 +8,7 @@ use slipway_core::{Tensor, TensorData};
 use slipway_engine::Engine;
 
 mod common;
-use common::repo;
+use common::{get, repo};
 
 /// The server, with its REST address as `url`.
 struct Server {
@@ -24,13 +24,6 @@ async fn start() -> Server {
         engine: Arc::clone(&server.engine),
         _server: server,
     }
-}
-
-async fn get(url: &str) -> (u16, Json) {
-    let r = reqwest::Client::new().get(url).send().await.unwrap();
-    let status = r.status().as_u16();
-    let body = r.bytes().await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
 }
 
 async fn post(
@@ -50,45 +43,29 @@ async fn post(
     )
 }
 
-/// The credit fixture's rows as JSON inputs (missing numbers filled in: JSON has no NaN).
+/// The credit fixture's rows as JSON inputs and as the tensors they decode to.
 fn credit_inputs() -> (Vec<Json>, Vec<Tensor>) {
-    let fixture: Json = serde_json::from_slice(
-        &std::fs::read(repo().join("conformance/cases/native_logistic_credit.json")).unwrap(),
-    )
-    .unwrap();
-    let mut json_inputs = Vec::new();
-    let mut tensors = Vec::new();
-    for i in fixture["inputs"].as_array().unwrap() {
-        let name = i["name"].as_str().unwrap().to_string();
-        let n = i["data"].as_array().unwrap().len();
-        let (data, tensor) = if i["datatype"] == "FP64" {
-            let v: Vec<f64> = i["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap_or(1.0))
-                .collect();
-            (json!(v), TensorData::Fp64(v))
-        } else {
-            let v: Vec<String> = i["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_str().unwrap().to_string())
-                .collect();
-            (
-                json!(v),
-                TensorData::Bytes(v.iter().map(|s| s.as_bytes().to_vec()).collect()),
-            )
-        };
-        json_inputs
-            .push(json!({"name": name, "datatype": i["datatype"], "shape": [n], "data": data}));
-        tensors.push(Tensor {
-            name,
-            shape: vec![n],
-            data: tensor,
-        });
-    }
+    let tensors = slipway_testkit::credit_tensors();
+    let json_inputs = tensors
+        .iter()
+        .map(|t| {
+            let (datatype, data) = match &t.data {
+                TensorData::Fp64(v) => ("FP64", json!(v)),
+                TensorData::Bytes(v) => (
+                    "BYTES",
+                    json!(
+                        v.iter()
+                            .map(|b| String::from_utf8_lossy(b))
+                            .collect::<Vec<_>>()
+                    ),
+                ),
+                other @ (TensorData::Bool(_) | TensorData::Int64(_) | TensorData::Fp32(_)) => {
+                    panic!("the credit fixture has no {other:?} column")
+                }
+            };
+            json!({"name": t.name, "datatype": datatype, "shape": t.shape, "data": data})
+        })
+        .collect();
     (json_inputs, tensors)
 }
 

@@ -7,13 +7,12 @@ use std::time::Duration;
 use slipway_engine::Engine;
 
 mod common;
-use common::{Slow, repo};
+use common::Slow;
 
 /// Serves the slow credit model, sends one V1 request, signals shutdown while it runs, and
 /// returns the request's status (if it was answered) and whether the server drained.
 async fn shut_down_during_a_request(delay: Duration, drain: Duration) -> (Option<u16>, bool) {
-    let mut loaded =
-        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
+    let mut loaded = slipway_testkit::load_credit();
     loaded.model = Arc::new(Slow {
         inner: loaded.model,
         delay,
@@ -77,15 +76,13 @@ async fn the_drain_deadline_bounds_the_wait() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
-    use slipway_server::grpc::pb;
-    let mut loaded =
-        slipway_runtime::load(&repo().join("conformance/native/native_logistic_credit")).unwrap();
-    let signature = loaded.model.signature().clone();
+/// An engine serving the credit model `delay` slower per request, one row in hand at a time
+/// (one worker, no batching, `queue_capacity` 1): a second request is refused while one runs.
+fn one_at_a_time(delay: Duration) -> Arc<Engine> {
+    let mut loaded = slipway_testkit::load_credit();
     loaded.model = Arc::new(Slow {
         inner: loaded.model,
-        delay: Duration::from_millis(300),
+        delay,
     });
     let mut config = slipway_engine::ModelConfig::default();
     config
@@ -93,6 +90,14 @@ async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
         .unwrap();
     let engine = Arc::new(Engine::with_defaults(config));
     engine.add("credit", "1", loaded);
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
+    use slipway_server::grpc::pb;
+    let signature = slipway_testkit::load_credit().model.signature().clone();
+    let engine = one_at_a_time(Duration::from_millis(300));
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
@@ -197,4 +202,79 @@ async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
         server.await.unwrap().unwrap(),
         slipway_server::Stopped::Drained
     );
+}
+
+/// Reads one HTTP/1.1 response (head and `Content-Length` body) from `tcp`: its status.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed the connection mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    head[9..12].parse().unwrap()
+}
+
+/// A request a full model refuses has its body read and dropped, so its connection stays open
+/// for the next request (refusing without reading it made hyper close the connection, and
+/// clients saw resets instead of 503s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_keeps_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let engine = one_at_a_time(Duration::from_millis(1500));
+    let http = slipway_server::listen("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(slipway_server::serve(
+        slipway_server::ServerConfig {
+            http,
+            grpc: None,
+            drain: Duration::from_secs(10),
+            v1_unknown_columns: slipway_server::UnknownColumns::default(),
+        },
+        engine,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let body = r#"{"instances": [{"age_in_years": 41}]}"#;
+    let url = format!("http://{addr}/v1/models/credit:predict");
+    let busy = tokio::spawn(reqwest::Client::new().post(url).body(body).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A body larger than one read, so that refusing it means reading it.
+    let big = format!(
+        r#"{{"instances": [{{"age_in_years": 41}}], "pad": "{}"}}"#,
+        "x".repeat(200_000)
+    );
+    let request = |body: &str| {
+        format!(
+            "POST /v1/models/credit:predict HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    tcp.write_all(request(&big).as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut tcp).await, 503);
+    tcp.write_all(format!("GET /v2/health/live HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut tcp).await, 200);
+    assert_eq!(busy.await.unwrap().unwrap().status(), 200);
+    stop.send(()).unwrap();
 }

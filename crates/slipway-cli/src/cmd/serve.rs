@@ -307,13 +307,13 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
             slipway_server::yield_to_models();
         }
-        let listener = tokio::net::TcpListener::bind(&http)
+        let listener = slipway_server::listen(&http)
             .await
             .with_context(|| format!("cannot listen on {http}"))?;
         let addr = listener.local_addr()?;
         let grpc_listener = match &grpc {
             Some(a) => Some(
-                tokio::net::TcpListener::bind(a)
+                slipway_server::listen(a)
                     .await
                     .with_context(|| format!("cannot listen on {a} (--grpc)"))?,
             ),

@@ -2,17 +2,13 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// A bundled data set.
-pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(name)
-}
+#[allow(unused_imports)] // each test binary uses its own share of these
+pub use slipway_testkit::{credit_package, data};
 
 /// Runs `slipway` with `args`.
 pub fn slipway(args: &[&str]) -> Output {

@@ -197,7 +197,14 @@ impl Scheduler {
             self.core.push(job);
             return Ok(());
         }
-        self.core.send(job)
+        self.core.send(job)?;
+        if on_one_thread() {
+            // The worker just woken shares the core with this thread, which would otherwise
+            // keep it until its time slice ends (milliseconds): meanwhile the job's rows stay
+            // in hand and the model refuses requests it has time for (bench/goodput.py).
+            std::thread::yield_now();
+        }
+        Ok(())
     }
 
     /// Whether a request of `rows` runs on the network thread (see
@@ -211,8 +218,7 @@ impl Scheduler {
             && c.max_queue_delay.is_zero()
             && rows <= most
             && self.batches.fits(most, c.inline_budget)
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+            && on_one_thread()
     }
 
     /// Lets the workers finish what is queued for them, then waits for them to stop; requests
@@ -240,4 +246,10 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Whether the caller runs on a single-threaded tokio runtime (`slipway serve` on one core).
+fn on_one_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }

@@ -86,16 +86,9 @@ impl Grpc {
             })
         };
         let encode = |outputs, ()| codec::encode(&served, req.id.clone(), &req.outputs, outputs);
-        pipeline::infer(
-            st,
-            &served,
-            "grpc",
-            std::future::ready(Ok(())),
-            decode,
-            encode,
-        )
-        .await
-        .map_err(Status::from)
+        pipeline::infer(st, &served, "grpc", pipeline::Ready(()), decode, encode)
+            .await
+            .map_err(Status::from)
     }
 }
 

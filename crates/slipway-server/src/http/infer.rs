@@ -72,13 +72,5 @@ async fn run(
         }
         Ok(response)
     };
-    pipeline::infer(
-        st,
-        &served,
-        "rest_v2",
-        pipeline::read_body(body),
-        decode,
-        encode,
-    )
-    .await
+    pipeline::infer(st, &served, "rest_v2", body, decode, encode).await
 }

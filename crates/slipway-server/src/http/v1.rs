@@ -34,13 +34,5 @@ pub(super) async fn predict(
     };
     let encode =
         |outputs: Vec<slipway_core::Tensor>, rows: usize| Ok(ok_json(&predictions(&outputs, rows)));
-    pipeline::infer(
-        &st,
-        &served,
-        "rest_v1",
-        pipeline::read_body(body),
-        decode,
-        encode,
-    )
-    .await
+    pipeline::infer(&st, &served, "rest_v1", body, decode, encode).await
 }
