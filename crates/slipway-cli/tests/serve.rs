@@ -349,6 +349,26 @@ fn a_toml_config_file_serves_too() {
     let (code, err) = fails(&["serve", "--config", s(&config)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("htp"), "{err}");
+    // A value read as its flag reads it is refused as the flag would be, naming the key.
+    std::fs::write(&config, "nan = \"sometimes\"\n").unwrap();
+    let (code, err) = fails(&["serve", "--config", s(&config)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nan") && err.contains("sometimes"), "{err}");
+    // A flag wins over the file: the file's address is taken, the flag's is free.
+    std::fs::write(
+        &config,
+        format!(
+            "http = \"127.0.0.1:1\"\npackages = [{:?}]\n",
+            pkg.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = start_serve(
+        &["--config", s(&config), "--http", "127.0.0.1:0"],
+        Stdio::null(),
+    );
+    assert_ne!(addr, "127.0.0.1:1");
+    stop(&mut child);
     // A model's settings that make no sense are refused, naming the setting.
     std::fs::write(
         &config,

@@ -24,6 +24,14 @@ pub struct RegistryPath {
     pub path: PathBuf,
 }
 
+impl Default for RegistryPath {
+    fn default() -> Self {
+        RegistryPath {
+            path: slipway_registry::DEFAULT_REGISTRY.into(),
+        }
+    }
+}
+
 impl RegistryPath {
     /// Opens an existing registry (every command but `register` and `import`).
     pub fn open(&self) -> Result<Registry> {

@@ -11,10 +11,15 @@ use slipway_registry::Reference;
 
 use crate::cmd::registry::RegistryPath;
 
-#[derive(Args)]
+/// `slipway serve`'s settings, from its flags and `SLIPWAY_*` variables, or from a TOML file
+/// (`--config`), which has the same names (`packages` for the folders, `[model_config.NAME]`
+/// tables for `--model-config`, `registry` for the registry's path).
+#[derive(Args, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// Package folders to serve, each under its package name (version 1).
     #[arg(value_name = "PKG_DIR")]
+    #[serde(rename = "packages")]
     pub dirs: Vec<PathBuf>,
     /// A registry version to serve: NAME@ALIAS, NAME:VERSION or NAME (the latest). Repeatable.
     #[arg(long = "model", value_name = "REF")]
@@ -24,6 +29,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_ALIAS", value_name = "ALIAS")]
     pub alias: Option<String>,
     #[command(flatten)]
+    #[serde(deserialize_with = "registry_path")]
     pub registry: RegistryPath,
     /// Where REST listens (port 0 picks a free port, printed at start) [default: 127.0.0.1:8080].
     #[arg(long, env = "SLIPWAY_HTTP", value_name = "ADDR")]
@@ -36,6 +42,7 @@ pub struct ServeArgs {
     /// it as it is) or `reject` (400 / INVALID_ARGUMENT). Infinities are always refused
     /// [default: missing].
     #[arg(long, env = "SLIPWAY_NAN", value_name = "POLICY")]
+    #[serde(deserialize_with = "parsed")]
     pub nan: Option<NanPolicy>,
     /// On SIGTERM or ctrl-c, how long to let in-flight requests finish before exiting anyway, in
     /// milliseconds [default: 10000].
@@ -73,56 +80,124 @@ pub struct ServeArgs {
     /// max_batch_size, max_queue_delay_us, preferred_batch_sizes (8|16), queue_capacity,
     /// inline_budget_us, batching=off. Repeatable.
     #[arg(long = "model-config", value_name = "NAME:SETTINGS")]
+    #[serde(rename = "model_config", deserialize_with = "model_tables")]
     pub model_configs: Vec<String>,
     /// What the V1 records API does with a record field that is not one of the model's
     /// columns: `refuse` (400, the default) or `ignore`.
     #[arg(long, env = "SLIPWAY_V1_UNKNOWN_COLUMNS", value_name = "refuse|ignore")]
+    #[serde(deserialize_with = "parsed")]
     pub v1_unknown_columns: Option<slipway_server::UnknownColumns>,
     /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
     /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
-    /// A TOML file with any of: http, grpc, workers, watch_ms, nan, drain_ms, max_batch_size,
-    /// max_queue_delay_us, preferred_batch_sizes, queue_capacity, inline_budget_us,
-    /// v1_unknown_columns, registry, models = [..], packages = [..], and [model_config.NAME] tables with one model's settings.
+    /// A TOML file with any of: http, grpc, alias, workers, watch_ms, nan, drain_ms,
+    /// max_batch_size, max_queue_delay_us, preferred_batch_sizes, queue_capacity,
+    /// inline_budget_us, v1_unknown_columns, registry, models = [..], packages = [..], and
+    /// [model_config.NAME] tables with one model's settings.
     /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
     #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 }
 
-/// `slipway serve --config FILE`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    http: Option<String>,
-    grpc: Option<String>,
-    workers: Option<usize>,
-    watch_ms: Option<u64>,
-    nan: Option<String>,
-    drain_ms: Option<u64>,
-    max_batch_size: Option<usize>,
-    max_queue_delay_us: Option<u64>,
-    preferred_batch_sizes: Option<Vec<usize>>,
-    queue_capacity: Option<usize>,
-    inline_budget_us: Option<u64>,
-    v1_unknown_columns: Option<String>,
-    #[serde(default)]
-    model_config: std::collections::BTreeMap<String, toml::Table>,
-    registry: Option<PathBuf>,
-    #[serde(default)]
-    models: Vec<String>,
-    #[serde(default)]
-    packages: Vec<PathBuf>,
-}
-
-impl Config {
-    fn read(path: &std::path::Path) -> Result<Config> {
+impl ServeArgs {
+    /// Reads a `--config` file.
+    fn read(path: &std::path::Path) -> Result<ServeArgs> {
         let text =
             std::fs::read_to_string(path).map_err(|e| slipway_learn::LearnError::io(path, e))?;
         toml::from_str(&text).map_err(|e| {
             slipway_registry::RegistryError::Invalid(format!("{}: {e}", path.display())).into()
         })
     }
+
+    /// These settings over `file`'s: what the command line (flags and `SLIPWAY_*` variables)
+    /// left unset comes from the file; its lists add to the command line's, its per-model
+    /// tables first so that flags for the same model win. Every field is named, so a new
+    /// setting cannot be forgotten here.
+    fn over(mut self, file: ServeArgs) -> ServeArgs {
+        let ServeArgs {
+            dirs,
+            models,
+            alias,
+            registry,
+            http,
+            grpc,
+            nan,
+            drain_ms,
+            workers,
+            max_batch_size,
+            max_queue_delay_us,
+            preferred_batch_sizes,
+            queue_capacity,
+            inline_budget_us,
+            mut model_configs,
+            v1_unknown_columns,
+            watch_ms,
+            config: _,
+        } = file;
+        self.dirs.extend(dirs);
+        self.models.extend(models);
+        model_configs.append(&mut self.model_configs);
+        self.model_configs = model_configs;
+        // The registry flag has a default: the file's applies when neither flag nor variable set one.
+        if std::env::var_os("SLIPWAY_REGISTRY").is_none()
+            && self.registry.path.as_os_str() == slipway_registry::DEFAULT_REGISTRY
+        {
+            self.registry = registry;
+        }
+        self.alias = self.alias.or(alias);
+        self.http = self.http.or(http);
+        self.grpc = self.grpc.or(grpc);
+        self.nan = self.nan.or(nan);
+        self.drain_ms = self.drain_ms.or(drain_ms);
+        self.workers = self.workers.or(workers);
+        self.max_batch_size = self.max_batch_size.or(max_batch_size);
+        self.max_queue_delay_us = self.max_queue_delay_us.or(max_queue_delay_us);
+        self.preferred_batch_sizes = self.preferred_batch_sizes.or(preferred_batch_sizes);
+        self.queue_capacity = self.queue_capacity.or(queue_capacity);
+        self.inline_budget_us = self.inline_budget_us.or(inline_budget_us);
+        self.v1_unknown_columns = self.v1_unknown_columns.or(v1_unknown_columns);
+        self.watch_ms = self.watch_ms.or(watch_ms);
+        self
+    }
+}
+
+/// A TOML string read with the value's `FromStr`, as its flag is.
+fn parsed<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `registry = "PATH"`.
+fn registry_path<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<RegistryPath, D::Error> {
+    Ok(RegistryPath {
+        path: serde::Deserialize::deserialize(d)?,
+    })
+}
+
+/// `[model_config.NAME]` tables as `--model-config NAME:KEY=VALUE,…` strings.
+fn model_tables<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    let tables: std::collections::BTreeMap<String, toml::Table> =
+        serde::Deserialize::deserialize(d)?;
+    Ok(tables
+        .iter()
+        .map(|(name, table)| {
+            let settings: Vec<String> = table
+                .iter()
+                .map(|(k, v)| format!("{k}={}", toml_setting(v)))
+                .collect();
+            format!("{name}:{}", settings.join(","))
+        })
+        .collect())
 }
 
 /// A `[model_config.NAME]` value as `ModelConfig::apply` reads it (lists joined with `|`).
@@ -157,55 +232,8 @@ fn init_logs() {
 
 pub fn run(mut args: ServeArgs) -> Result<()> {
     init_logs();
-    if let Some(path) = &args.config {
-        let c = Config::read(path)?;
-        args.http = args.http.or(c.http);
-        args.workers = args.workers.or(c.workers);
-        args.watch_ms = args.watch_ms.or(c.watch_ms);
-        args.grpc = args.grpc.or(c.grpc);
-        args.max_batch_size = args.max_batch_size.or(c.max_batch_size);
-        args.max_queue_delay_us = args.max_queue_delay_us.or(c.max_queue_delay_us);
-        args.preferred_batch_sizes = args.preferred_batch_sizes.or(c.preferred_batch_sizes);
-        args.queue_capacity = args.queue_capacity.or(c.queue_capacity);
-        args.inline_budget_us = args.inline_budget_us.or(c.inline_budget_us);
-        // The file's per-model tables come first, so flags for the same model win.
-        let mut from_file = Vec::new();
-        for (name, table) in &c.model_config {
-            let settings: Vec<String> = table
-                .iter()
-                .map(|(k, v)| format!("{k}={}", toml_setting(v)))
-                .collect();
-            from_file.push(format!("{name}:{}", settings.join(",")));
-        }
-        from_file.append(&mut args.model_configs);
-        args.model_configs = from_file;
-        args.drain_ms = args.drain_ms.or(c.drain_ms);
-        if args.v1_unknown_columns.is_none()
-            && let Some(u) = c.v1_unknown_columns
-        {
-            args.v1_unknown_columns = Some(u.parse().map_err(|e: String| {
-                slipway_registry::RegistryError::Invalid(format!(
-                    "{}: v1_unknown_columns: {e}",
-                    path.display()
-                ))
-            })?);
-        }
-        if args.nan.is_none()
-            && let Some(n) = c.nan
-        {
-            args.nan = Some(n.parse().map_err(|e: String| {
-                slipway_registry::RegistryError::Invalid(format!("{}: nan: {e}", path.display()))
-            })?);
-        }
-        args.models.extend(c.models);
-        args.dirs.extend(c.packages);
-        // The registry flag has a default: the file's applies when neither flag nor variable set one.
-        if let Some(r) = c.registry
-            && std::env::var_os("SLIPWAY_REGISTRY").is_none()
-            && args.registry.path.as_os_str() == slipway_registry::DEFAULT_REGISTRY
-        {
-            args.registry.path = r;
-        }
+    if let Some(path) = args.config.clone() {
+        args = args.over(ServeArgs::read(&path)?);
     }
     let http = args.http.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
     let watch_ms = args.watch_ms.unwrap_or(1000);
