@@ -190,22 +190,25 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         reg,
         "--json",
     ]);
-    // A gate that fails exits 3 with the table; nothing moves.
-    let (code, err) = fails(&[
-        "promote",
-        "credit:2",
-        "--to",
-        "production",
-        "--require",
-        "roc_auc>=0.99",
-        "--registry",
-        reg,
-    ]);
-    assert_eq!(code, 3);
-    assert!(
-        err.contains("roc_auc >= 0.99") && err.contains("FAIL"),
-        "{err}"
-    );
+    // A gate that fails exits 3 with the table; nothing moves. A gate on a metric Slipway never
+    // records is a mistake in the command, not a failed model: exit 2, naming the metrics.
+    for (gate, exit, says) in [
+        ("roc_auc>=0.99", 3, &["roc_auc >= 0.99", "FAIL"]),
+        ("auc>=0.7", 2, &["`auc`", "roc_auc, roc_auc_ovr"]),
+    ] {
+        let (code, err) = fails(&[
+            "promote",
+            "credit:2",
+            "--to",
+            "production",
+            "--require",
+            gate,
+            "--registry",
+            reg,
+        ]);
+        assert_eq!(code, exit, "{gate}: {err}");
+        assert!(says.iter().all(|w| err.contains(w)), "{gate}: {err}");
+    }
     // Gates stored for the alias apply to every promotion.
     let g = ok_json(&[
         "models",
@@ -220,14 +223,15 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         "--json",
     ]);
     assert_eq!(g["gates"][0], "roc_auc>=0.95");
-    let (code, err) = fails(&[
+    let promote_1 = [
         "promote",
         "credit:1",
         "--to",
         "production",
         "--registry",
         reg,
-    ]);
+    ];
+    let (code, err) = fails(&promote_1);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("roc_auc >= 0.95"), "{err}");
     ok_json(&[
@@ -259,6 +263,17 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         "the stored gate and the given one"
     );
     assert_eq!(v["to"], 1);
+    // Promoting the version the alias already points at moves nothing and records nothing.
+    let again = ok_json(&[&promote_1[..], &["--json"]].concat());
+    assert_eq!(
+        (&again["from"], &again["to"]),
+        (&Value::from(1), &Value::from(1))
+    );
+    let said = String::from_utf8_lossy(&slipway(&promote_1).stdout).into_owned();
+    assert!(
+        said.contains("already points at 1; nothing moved"),
+        "{said}"
+    );
     // Champion/challenger on labelled data: the same model does not beat itself.
     let (code, err) = fails(&[
         "promote",
@@ -485,4 +500,57 @@ fn export_and_import_move_a_version_between_registries() {
     assert!(err.contains("no registry at"), "{err}");
     let (code, _) = fails(&["import", s(&pkg.join("slipway.json")), "--registry", s(&c)]);
     assert_eq!(code, 2);
+}
+
+/// With no user name in the environment (a container, a CI job), the audit names the numeric
+/// user and the host rather than "unknown"; `rollback --reason` is kept beside the move.
+#[test]
+fn who_acted_is_recorded_without_a_user_name_and_rollbacks_keep_their_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(tmp.path(), "pkg");
+    let reg = tmp.path().join("reg");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .arg("--registry")
+            .arg(&reg)
+            .env_remove("SLIPWAY_USER")
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    run(&[
+        "register",
+        s(&pkg),
+        "--name",
+        "credit",
+        "--alias",
+        "production",
+    ]);
+    run(&["register", s(&pkg), "--name", "credit"]);
+    run(&["promote", "credit:2", "--to", "production"]);
+    run(&[
+        "rollback",
+        "credit",
+        "--alias",
+        "production",
+        "--reason",
+        "INC-1234: approvals fell",
+    ]);
+    let out = run(&["models", "history", "credit", "--json"]);
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let moves = history["history"].as_array().unwrap();
+    let last = moves.last().unwrap();
+    assert_eq!(last["reason"], "rollback from 2: INC-1234: approvals fell");
+    for m in moves {
+        let by = m["by"].as_str().unwrap();
+        assert!(by.starts_with("uid ") && by.contains('@'), "{m}");
+    }
 }

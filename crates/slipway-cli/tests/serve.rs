@@ -591,3 +591,18 @@ fn requests_cut_off_at_the_drain_deadline_make_a_non_zero_exit() {
     assert_eq!(status.code(), Some(75), "{status:?}");
     let _ = waiting.join();
 }
+
+#[test]
+fn a_busy_port_is_named_with_its_reason_before_any_model_loads() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let pkg = credit_package();
+    let (code, err) = fails(&["serve", s(&pkg), "--http", &addr]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}"))
+            && err.contains("another program listens there; choose another port with --http"),
+        "{err}"
+    );
+    assert!(!err.contains("loaded"), "models were loaded first: {err}");
+}

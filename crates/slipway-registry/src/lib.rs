@@ -440,6 +440,10 @@ impl Registry {
                 model, version, alias, &checks,
             )));
         }
+        // An alias already at the version does not move: nothing is recorded.
+        if self.meta.aliases(model)?.get(alias) == Some(&version) {
+            return Ok((checks, Some(version)));
+        }
         let from = self
             .meta
             .move_alias(model, alias, Some(version), by, reason, "promote")?;
@@ -447,8 +451,15 @@ impl Registry {
     }
 
     /// Moves `alias` back to the version it pointed at before its current one (walking back
-    /// through earlier promotions on repeated calls). Returns `(from, to)`.
-    pub fn rollback(&mut self, model: &str, alias: &str, by: &str) -> Result<(u32, u32)> {
+    /// through earlier promotions on repeated calls), recording `reason` beside the move.
+    /// Returns `(from, to)`.
+    pub fn rollback(
+        &mut self,
+        model: &str,
+        alias: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<(u32, u32)> {
         let aliases = self.meta.aliases(model)?;
         let current = *aliases.get(alias).ok_or_else(|| {
             RegistryError::NotFound(format!("model `{model}` has no alias `{alias}`"))
@@ -482,7 +493,11 @@ impl Registry {
             alias,
             Some(target),
             by,
-            &format!("rollback from {current}"),
+            &if reason.is_empty() {
+                format!("rollback from {current}")
+            } else {
+                format!("rollback from {current}: {reason}")
+            },
             "rollback",
         )?;
         Ok((current, target))

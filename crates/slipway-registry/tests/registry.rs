@@ -121,9 +121,12 @@ fn register_promote_rollback_delete_and_audit() {
     assert_eq!(from, None);
     let (_, from) = reg.promote(&promotion(2, "production", &[])).unwrap();
     assert_eq!(from, Some(1));
-    assert_eq!(reg.rollback("bc", "production", "tester").unwrap(), (2, 1));
+    assert_eq!(
+        reg.rollback("bc", "production", "tester", "").unwrap(),
+        (2, 1)
+    );
     assert!(matches!(
-        reg.rollback("bc", "production", "tester"),
+        reg.rollback("bc", "production", "tester", ""),
         Err(RegistryError::Conflict(_))
     ));
     let history = reg.meta().alias_history("bc").unwrap();
@@ -315,15 +318,15 @@ fn review_regressions() {
     for v in [1, 2, 2] {
         reg.promote(&promotion(v, "production", &[])).unwrap();
     }
-    assert_eq!(reg.rollback("bc", "production", "t").unwrap(), (2, 1));
-    assert!(reg.rollback("bc", "production", "t").is_err());
+    assert_eq!(reg.rollback("bc", "production", "t", "").unwrap(), (2, 1));
+    assert!(reg.rollback("bc", "production", "t", "").is_err());
     for v in [3, 1] {
         reg.promote(&promotion(v, "canary", &[])).unwrap();
     }
     reg.promote(&promotion(3, "canary", &[])).unwrap();
-    assert_eq!(reg.rollback("bc", "canary", "t").unwrap(), (3, 1));
-    assert_eq!(reg.rollback("bc", "canary", "t").unwrap(), (1, 3));
-    assert!(reg.rollback("bc", "canary", "t").is_err());
+    assert_eq!(reg.rollback("bc", "canary", "t", "").unwrap(), (3, 1));
+    assert_eq!(reg.rollback("bc", "canary", "t", "").unwrap(), (1, 3));
+    assert!(reg.rollback("bc", "canary", "t", "").is_err());
 
     // Stored gates also guard `register --alias`.
     reg.set_gates(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use slipway_registry::{Gate, Reference, RegisterOptions, RegistryError, VersionRecord, printable};
+use slipway_registry::{Reference, RegisterOptions, RegistryError, VersionRecord, printable};
 
 use crate::cmd::registry::{RegistryPath, who};
 use crate::output;
@@ -205,7 +205,12 @@ pub fn models(command: ModelsCommand) -> Result<()> {
                     );
                     return Ok(());
                 }
-                println!("model {} — {} versions", reference.model, versions.len());
+                println!(
+                    "model {} — {} version{}",
+                    reference.model,
+                    versions.len(),
+                    if versions.len() == 1 { "" } else { "s" }
+                );
                 println!(
                     "  {:>7}  {:<24}  {:<10}  {:>8}  {:<12}  aliases",
                     "version", "created", "by", "roc_auc", "digest"
@@ -281,10 +286,7 @@ pub fn models(command: ModelsCommand) -> Result<()> {
         } => {
             let mut registry = registry.open()?;
             if clear || !require.is_empty() {
-                let gates = require
-                    .iter()
-                    .map(|g| g.parse::<Gate>())
-                    .collect::<Result<Vec<_>, _>>()?;
+                let gates = super::registry::parse_gates(&require)?;
                 registry.set_gates(&model, &alias, &gates, &who())?;
             }
             let gates = registry.meta().gates(&model, &alias)?;

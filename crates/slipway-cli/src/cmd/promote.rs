@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use slipway_registry::{Check, Gate, Promotion, Reference, Registry, RegistryError, VersionRecord};
+use slipway_registry::{Check, Promotion, Reference, Registry, RegistryError, VersionRecord};
 
-use crate::cmd::registry::{RegistryPath, who};
+use crate::cmd::registry::{RegistryPath, parse_gates, who};
 use crate::output;
 
 #[derive(Args)]
@@ -57,11 +57,7 @@ fn metric_on(
 
 pub fn promote(args: PromoteArgs) -> Result<()> {
     let reference: Reference = args.reference.parse()?;
-    let gates = args
-        .require
-        .iter()
-        .map(|g| g.parse::<Gate>())
-        .collect::<Result<Vec<_>, _>>()?;
+    let gates = parse_gates(&args.require)?;
     let mut registry = args.registry.open()?;
     let candidate = registry.resolve(&reference)?;
     let mut extra = Vec::new();
@@ -128,32 +124,44 @@ pub fn promote(args: PromoteArgs) -> Result<()> {
         for c in &checks {
             println!("  pass  {}", c.rule);
         }
-        println!(
-            "{}@{}: {} → {}",
-            candidate.model,
-            args.alias,
-            from.map_or("none".into(), |v| v.to_string()),
-            candidate.version
-        );
+        if from == Some(candidate.version) {
+            println!(
+                "{}@{} already points at {}; nothing moved",
+                candidate.model, args.alias, candidate.version
+            );
+        } else {
+            println!(
+                "{}@{}: {} → {}",
+                candidate.model,
+                args.alias,
+                from.map_or("none".into(), |v| v.to_string()),
+                candidate.version
+            );
+        }
     }
     Ok(())
 }
 
 #[derive(Args)]
 pub struct RollbackArgs {
+    /// The model whose alias moves back, e.g. credit.
     pub model: String,
     /// The alias to move back to the version it pointed at before.
     #[arg(long)]
     pub alias: String,
+    /// Why (kept in the alias history beside the move).
+    #[arg(long, default_value = "")]
+    pub reason: String,
     #[command(flatten)]
     pub registry: RegistryPath,
+    /// Print the move as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn rollback(args: RollbackArgs) -> Result<()> {
     let mut registry = args.registry.open()?;
-    let (from, to) = registry.rollback(&args.model, &args.alias, &who())?;
+    let (from, to) = registry.rollback(&args.model, &args.alias, &who(), &args.reason)?;
     if args.json {
         output::print_json(
             &json!({ "model": args.model, "alias": args.alias, "from": from, "to": to }),

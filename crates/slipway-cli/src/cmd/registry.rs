@@ -44,11 +44,52 @@ impl RegistryPath {
     }
 }
 
-/// Who is acting, for the audit log: `SLIPWAY_USER`, else `USER`.
+/// `--require` gates, each naming one of Slipway's metrics: a name it never records (`auc` for
+/// `roc_auc`) is a mistake in the command (exit 2), not a model that failed the gate (exit 3).
+pub fn parse_gates(require: &[String]) -> Result<Vec<slipway_registry::Gate>> {
+    require
+        .iter()
+        .map(|text| {
+            let gate: slipway_registry::Gate = text.parse()?;
+            if !slipway_learn::metrics::METRIC_NAMES.contains(&gate.metric.as_str()) {
+                return Err(slipway_registry::RegistryError::Invalid(format!(
+                    "gate `{text}` names `{}`, which is not a metric Slipway records; metrics: {}",
+                    slipway_registry::printable(&gate.metric),
+                    slipway_learn::metrics::METRIC_NAMES.join(", ")
+                ))
+                .into());
+            }
+            Ok(gate)
+        })
+        .collect()
+}
+
+/// Who is acting, for the audit log: `SLIPWAY_USER`, else `USER`, else `LOGNAME`, else
+/// `uid N@host`.
 pub fn who() -> String {
-    std::env::var("SLIPWAY_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
+    for var in ["SLIPWAY_USER", "USER", "LOGNAME"] {
+        if let Ok(name) = std::env::var(var)
+            && !name.is_empty()
+        {
+            return name;
+        }
+    }
+    // A container or CI job often sets no user name: the numeric user and the host still say
+    // who it was.
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().next().map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("uid {uid}@{host}")
 }
 
 /// The folder of a package given as a folder or as a registry reference.
@@ -100,7 +141,8 @@ pub fn registry(command: RegistryCommand) -> Result<()> {
                 );
             } else if problems.is_empty() {
                 println!(
-                    "ok: {versions} versions, every blob matches its digest and size, every manifest its package"
+                    "ok: {versions} version{}, every blob matches its digest and size, every manifest its package",
+                    if versions == 1 { "" } else { "s" }
                 );
             } else {
                 for p in &problems {

@@ -260,6 +260,22 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         )
         .into());
     }
+    // The ports are taken before any model is loaded: a busy port is reported at once.
+    let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
+    let (listener, grpc_listener) = runtime.block_on(async {
+        let listener = slipway_server::listen(&http)
+            .await
+            .map_err(|e| cannot_listen(&http, "--http", &e))?;
+        let grpc_listener = match &args.grpc {
+            Some(a) => Some(
+                slipway_server::listen(a)
+                    .await
+                    .map_err(|e| cannot_listen(a, "--grpc", &e))?,
+            ),
+            None => None,
+        };
+        anyhow::Ok((listener, grpc_listener))
+    })?;
     let start = std::time::Instant::now();
     let workers = args
         .workers
@@ -299,7 +315,6 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     }
     let engine = Arc::new(engine);
     let drain = std::time::Duration::from_millis(args.drain_ms.unwrap_or(10_000));
-    let grpc = args.grpc.clone();
     for dir in &args.dirs {
         let loaded = slipway_runtime::load(dir)?;
         let name = loaded.manifest.name.clone();
@@ -329,28 +344,17 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             log_event,
         )
     });
-    let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         // On one core this thread is the network runtime: it yields the core to the models.
         if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
             slipway_server::yield_to_models();
         }
-        let listener = slipway_server::listen(&http)
-            .await
-            .with_context(|| format!("cannot listen on {http}"))?;
         let addr = listener.local_addr()?;
-        let grpc_listener = match &grpc {
-            Some(a) => Some(
-                slipway_server::listen(a)
-                    .await
-                    .with_context(|| format!("cannot listen on {a} (--grpc)"))?,
-            ),
-            None => None,
-        };
         let grpc_text = match &grpc_listener {
             Some(l) => format!(" and grpc://{} (OIP v2 gRPC)", l.local_addr()?),
             None => String::new(),
         };
+        let shutdown = shutdown_signal();
         println!(
             "serving {} model(s) on http://{addr} (OIP v2 REST){grpc_text}; ready in {} ms — ctrl-c to stop",
             engine.models().len(),
@@ -366,7 +370,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             v1_unknown_columns: args.v1_unknown_columns.unwrap_or_default(),
         };
         let stopped =
-            slipway_server::serve(config, Arc::clone(&engine), shutdown_signal()).await?;
+            slipway_server::serve(config, Arc::clone(&engine), shutdown).await?;
         if stopped == slipway_server::Stopped::Abandoned {
             eprintln!(
                 "stopped after {} ms with requests still running (--drain-ms): they were abandoned",
@@ -383,6 +387,19 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         eprintln!("stopped: in-flight requests finished");
         anyhow::Ok(())
     })
+}
+
+/// A listener that could not be opened, with the reason and what to do.
+fn cannot_listen(addr: &str, flag: &str, e: &std::io::Error) -> anyhow::Error {
+    let kind = e.kind();
+    let hint = if kind == std::io::ErrorKind::AddrInUse {
+        format!(": another program listens there; choose another port with {flag}")
+    } else if kind == std::io::ErrorKind::PermissionDenied {
+        format!(": ports below 1024 need privileges; choose another with {flag}")
+    } else {
+        String::new()
+    };
+    anyhow::anyhow!("cannot listen on {addr} ({e}){hint}")
 }
 
 /// One repository event as a log line with its fields (JSON when stderr is not a terminal).
@@ -420,24 +437,45 @@ fn log_event(event: &Event) {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that resolves on ctrl-c or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a SIGTERM sent as soon as the server says it
+/// is ready must drain it, not kill it (a test saw exactly that race).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = int => {},
+                () = term => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

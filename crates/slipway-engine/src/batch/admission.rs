@@ -92,18 +92,11 @@ impl<'a> Admission<'a> {
         // not even for an instant (a front door reading it would refuse for nothing).
         let more = rows - self.rows;
         let mut now = self.in_flight.load(Ordering::Acquire);
-        let mut looked_again = false;
         loop {
             if now
                 .checked_add(more)
                 .is_none_or(|total| total > self.capacity)
             {
-                // Once, on one core: let the workers run what they hold, then look again.
-                if !looked_again && super::yielded_to_workers() {
-                    looked_again = true;
-                    now = self.in_flight.load(Ordering::Acquire);
-                    continue;
-                }
                 return Err(EngineError::Overloaded(format!(
                     "{} rows are already in hand for this model (it takes {}); retry shortly",
                     now - self.rows,

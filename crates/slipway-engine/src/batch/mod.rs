@@ -156,10 +156,7 @@ impl Scheduler {
     /// request holds no rows until it [`claim`](Admission::claim)s its real count.
     pub fn admit(&self) -> Result<Admission<'_>, EngineError> {
         let capacity = self.core.config.queue_capacity;
-        let mut now = self.in_flight.load(Ordering::Acquire);
-        if now >= capacity && yielded_to_workers() {
-            now = self.in_flight.load(Ordering::Acquire);
-        }
+        let now = self.in_flight.load(Ordering::Acquire);
         if now >= capacity {
             return Err(EngineError::Overloaded(format!(
                 "{now} rows are already in hand for this model (it takes {capacity}); retry shortly"
@@ -200,7 +197,17 @@ impl Scheduler {
             self.core.push(job);
             return Ok(());
         }
-        self.core.send(job)
+        self.core.send(job)?;
+        if rows > self.core.config.max_batch_size.max(1) && on_one_thread() {
+            // A job that runs alone gains nothing from waiting for others, and its worker shares
+            // this core: without a yield it waits out this thread's time slice (the kernel does
+            // not preempt at wake-up), and the rows it holds make the model refuse requests it
+            // has time for (1.3 ms of queue for 25 µs of model; 57-67 % goodput under overload,
+            // bench/goodput.py). Jobs that can merge are left to gather: yielding for them ran
+            // each alone (a wide MLP's single-row throughput fell 9×, bench/serve.sh).
+            std::thread::yield_now();
+        }
+        Ok(())
     }
 
     /// Whether a request of `rows` runs on the network thread (see
@@ -241,22 +248,6 @@ impl Scheduler {
                 )));
             }
         }
-    }
-}
-
-/// Before refusing for want of room on one core: lets the model's workers run first, and says
-/// whether it did (then the caller looks again). A worker woken by this thread shares its core
-/// and would otherwise wait out this thread's time slice (milliseconds; the kernel does not
-/// preempt at wake-up), while the rows of the jobs it has not run yet make the model refuse
-/// requests it has time for: 1.3 ms of queue for 25 µs of model, and 57-67 % goodput under
-/// overload (bench/goodput.py). Yielding on every hand-over instead cost batching: the worker
-/// then ran each request alone (a wide MLP's single-row throughput fell 9×).
-pub(crate) fn yielded_to_workers() -> bool {
-    if on_one_thread() {
-        std::thread::yield_now();
-        true
-    } else {
-        false
     }
 }
 
