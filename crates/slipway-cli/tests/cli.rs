@@ -381,6 +381,40 @@ fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
     assert_eq!(code, 66);
     assert!(err.contains("/no/such.csv"), "{err}");
 
+    // `--out` onto a file: the package is a folder, said so (was "Not a directory").
+    let a_file = file("taken", "not a package");
+    let (code, err) = fails(&[
+        "train",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--target",
+        "creditability",
+        "--out",
+        s(&a_file),
+    ]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("is a file, and a package is a folder"),
+        "{err}"
+    );
+    // `predict --out` into a folder that does not exist names the folder, not an internal
+    // temporary file.
+    let missing = tmp.path().join("no/such/folder/scores.csv");
+    let (code, err) = fails(&[
+        "predict",
+        "--model",
+        s(&slipway_testkit::credit_package()),
+        "--data",
+        s(&data("german_credit.csv")),
+        "--out",
+        s(&missing),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("does not exist; create it first") && !err.contains("partial"),
+        "{err}"
+    );
+
     let (code, err) = train(&file("empty.csv", ""), "y", &[]);
     assert_eq!(code, 65);
     assert!(err.contains("empty.csv: the file is empty"), "{err}");

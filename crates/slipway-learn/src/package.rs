@@ -25,6 +25,12 @@ use slipway_core::manifest::files::{MANIFEST, NATIVE_PAYLOAD as PAYLOAD};
 /// place, so `dir` always holds either the old package or the new one, never a mix. An existing
 /// `dir` is replaced only if it is empty or a package; anything else is refused.
 pub fn write(dir: &Path, manifest: &Manifest, network: &Network) -> Result<Manifest> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(LearnError::package(
+            dir,
+            "is a file, and a package is a folder; choose another --out",
+        ));
+    }
     if dir.exists() {
         let entries = std::fs::read_dir(dir).map_err(|e| LearnError::io(dir, e))?;
         for entry in entries {

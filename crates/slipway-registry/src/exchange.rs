@@ -26,7 +26,7 @@ impl Registry {
         check_record(version)?;
         let tmp = out.with_extension(format!("partial.{}", std::process::id()));
         let written = (|| -> Result<()> {
-            let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+            let file = std::fs::File::create(&tmp).map_err(|e| io(out, e))?;
             let mut builder = tar::Builder::new(file);
             let record = serde_json::json!({
                 "model": version.model,

@@ -26,6 +26,7 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub registry: RegistryPath,
+    /// Print the result as one JSON object, for scripts and CI pipelines.
     #[arg(long)]
     pub json: bool,
 }
@@ -107,6 +108,7 @@ pub struct ImportArgs {
     pub alias: Option<String>,
     #[command(flatten)]
     pub registry: RegistryPath,
+    /// Print the result as one JSON object, for scripts and CI pipelines.
     #[arg(long)]
     pub json: bool,
 }

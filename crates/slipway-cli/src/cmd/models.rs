@@ -21,6 +21,7 @@ pub struct RegisterArgs {
     /// Point this alias (e.g. staging) at the new version.
     #[arg(long)]
     pub alias: Option<String>,
+    /// What this version is, for people reading `models show` (e.g. "MLP 32x16, Q3 data").
     #[arg(long, default_value = "")]
     pub description: String,
     /// A tag KEY=VALUE (repeatable).
@@ -104,28 +105,35 @@ pub enum ModelsCommand {
     List {
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },
     /// A model's versions, or one version (credit:3, credit@production) with metrics and lineage.
     Show {
+        /// A model (credit) or one version: credit:3, credit@production.
         reference: String,
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },
     /// Every move of a model's aliases: who, when, from, to, why.
     History {
+        /// The model, e.g. credit.
         model: String,
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },
     /// Show or set the gates every promotion to an alias must pass.
     Gates {
+        /// The model, e.g. credit.
         model: String,
+        /// The alias the gates guard, e.g. production.
         #[arg(long)]
         alias: String,
         /// A gate such as 'roc_auc>=0.75' (repeatable); replaces the stored ones.
@@ -136,14 +144,17 @@ pub enum ModelsCommand {
         clear: bool,
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },
     /// Delete a version (refused while an alias points at it).
     Delete {
+        /// The version to delete: NAME:VERSION, e.g. credit:2.
         reference: String,
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },

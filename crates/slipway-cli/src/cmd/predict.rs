@@ -59,10 +59,21 @@ pub fn run(args: PredictArgs) -> Result<()> {
         let stdout = std::io::stdout();
         predict_csv(&dir, &args.data, stdout.lock(), &options, &mut progress)?
     } else {
+        if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(LearnError::Param(format!(
+                "--out {}: the folder {} does not exist; create it first (mkdir -p {}) or choose another --out",
+                args.out.display(),
+                parent.display(),
+                parent.display()
+            ))
+            .into());
+        }
         // Write beside the destination and rename, so a failed run never leaves half a file.
         let tmp = args.out.with_extension("partial");
         let file = std::fs::File::create(&tmp).map_err(|e| LearnError::Io {
-            path: tmp.clone(),
+            path: args.out.clone(),
             source: e,
         })?;
         let result =

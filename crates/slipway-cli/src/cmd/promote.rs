@@ -31,6 +31,7 @@ pub struct PromoteArgs {
     pub reason: String,
     #[command(flatten)]
     pub registry: RegistryPath,
+    /// Print the result as one JSON object, for scripts and CI pipelines.
     #[arg(long)]
     pub json: bool,
 }

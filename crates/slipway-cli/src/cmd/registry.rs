@@ -114,6 +114,7 @@ pub enum RegistryCommand {
     Verify {
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },
@@ -124,6 +125,7 @@ pub enum RegistryCommand {
         limit: usize,
         #[command(flatten)]
         registry: RegistryPath,
+        /// Print the result as one JSON object, for scripts and CI pipelines.
         #[arg(long)]
         json: bool,
     },
