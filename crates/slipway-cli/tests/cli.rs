@@ -381,6 +381,14 @@ fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
     assert_eq!(code, 66);
     assert!(err.contains("/no/such.csv"), "{err}");
 
+    // Logistic regression (the default) on a measurement: refused, naming the model that fits
+    // (it built a 129-class classifier with accuracy 0.13, without a word).
+    let (code, err) = train(&data("auto_mpg.csv"), "Miles_per_Gallon", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("distinct numbers") && err.contains("--model linear"),
+        "{err}"
+    );
     // `--out` onto a file: the package is a folder, said so (was "Not a directory").
     let a_file = file("taken", "not a package");
     let (code, err) = fails(&[

@@ -354,11 +354,34 @@ pub fn evaluate(
     }
 }
 
+/// Most distinct numbers a logistic model's target may have before it is taken for a
+/// measurement rather than class labels.
+pub const MOST_NUMERIC_CLASSES: usize = 20;
+
+/// Logistic regression on a numeric target with many distinct values (miles per gallon) would
+/// build one class per value: refused, naming the model that fits a measurement.
+fn refuse_numeric_classes(params: &TrainParams, target: &Target, name: &str) -> Result<()> {
+    if let Target::Classes { classes, .. } = target
+        && params.model == ModelKind::Logistic
+        && classes.len() > MOST_NUMERIC_CLASSES
+        && classes.iter().all(|c| c.parse::<f64>().is_ok())
+    {
+        return Err(LearnError::Param(format!(
+            "the target `{name}` holds {} distinct numbers, a measurement rather than classes: \
+             use --model linear (or --model mlp, which picks regression); logistic regression \
+             would make one class per value",
+            classes.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads, splits, fits the pipeline and the estimator, and evaluates on the test rows.
 pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result<Trained> {
     let params = &spec.params;
     params.validate()?;
     let data = dataset::load(&spec.data, &spec.dataset, params.target_kind())?;
+    refuse_numeric_classes(params, &data.target, &data.target_name)?;
     let task = task_of(&data.target);
     let rows = data.rows();
     let test_size = if spec.test_data.is_some() {
