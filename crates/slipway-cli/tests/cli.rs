@@ -73,6 +73,28 @@ fn train_eval_predict_credit_model() {
             + eval["report"]["confusion"]["fn"].as_u64().unwrap(),
         300
     );
+    // It is the training file: said so, with the held-out figures beside (it was silent).
+    assert_eq!(eval["trained_on_this_data"], true);
+    assert_eq!(eval["held_out_metrics"], manifest["metrics"]);
+    let out = slipway(&["eval", "--model", s(&pkg), "--data", s(&credit)]);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && warned.contains("was trained on (same SHA-256)")
+            && warned.contains("held-out figures")
+            && warned.contains("roc_auc 0."),
+        "{warned}"
+    );
+    // A file it was not trained on gets no warning.
+    let other = tmp.path().join("first_rows.csv");
+    let text = std::fs::read_to_string(&credit).unwrap();
+    std::fs::write(
+        &other,
+        text.lines().take(301).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let fresh = ok_json(&["eval", "--model", s(&pkg), "--data", s(&other), "--json"]);
+    assert_eq!(fresh["trained_on_this_data"], false);
 
     // Predict keeps an id column and agrees with eval's confusion matrix.
     let with_id = tmp.path().join("with_id.csv");

@@ -4,7 +4,13 @@
 //! an earlier one made, exactly as a reader following the README would. A block that cannot run
 //! here says so in the line before it, `<!-- readme-test: skip: REASON -->`; the test prints
 //! every skipped block with its reason, and refuses a skip without one.
+//!
+//! Each block runs in its own process group, which is killed when the block ends, so a server a
+//! block started in the background never outlives it (even when the block fails half-way).
 
+#![cfg(unix)]
+
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,34 +75,46 @@ fn blocks(readme: &str) -> Vec<Block> {
     out
 }
 
-/// Runs `script` with bash (`-euo pipefail`) in `dir`, killing it after `limit`; panics with
-/// the block's place and output if it fails.
+/// Runs `script` with bash (`-euo pipefail`) in `dir`, in its own process group, killing the
+/// group when the script ends or after `limit`; panics with the block's place and output if it
+/// fails. Output goes to files, so a background process holding it cannot stall the test.
 fn run(block: &Block, dir: &Path, path: &str, limit: Duration) {
-    let mut child = Command::new("bash")
+    let logs = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (logs.path().join("out"), logs.path().join("err"));
+    let mut command = Command::new("bash");
+    command
         .args(["-euo", "pipefail", "-c", &block.script])
         .current_dir(dir)
         .env("PATH", path)
-        .env_remove("SLIPWAY_REGISTRY")
-        .env_remove("SLIPWAY_CONFIG")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bash runs");
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .process_group(0);
+    // The reader's environment must not change what the README does.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SLIPWAY_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command.spawn().expect("bash runs");
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
         }
         if start.elapsed() > limit {
-            let _ = child.kill();
             break None;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let out = child.wait_with_output().unwrap();
-    let tail = |bytes: &[u8]| {
-        let text = String::from_utf8_lossy(bytes);
+    // Whatever the block left running (a server started with `&`) goes with it.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
+    let tail = |path: &Path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     };
@@ -114,8 +132,8 @@ fn run(block: &Block, dir: &Path, path: &str, limit: Duration) {
                 None => format!("did not finish in {limit:?}"),
             },
             block.script,
-            tail(&out.stdout),
-            tail(&out.stderr),
+            tail(&out_path),
+            tail(&err_path),
         ),
     }
 }

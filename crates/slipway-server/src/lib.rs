@@ -23,7 +23,7 @@ mod v1;
 
 pub use error::{ApiError, MAX_MESSAGE};
 pub use http::router;
-pub use serve::{LISTEN_BACKLOG, ServerConfig, Stopped, listen, serve};
+pub use serve::{LISTEN_BACKLOG, ServerConfig, Stopped, bind, listen, serve};
 pub use state::{Shared, UnknownColumns};
 
 /// Largest request body (REST) or message (gRPC) accepted; Triton's REST default is 64 MiB.

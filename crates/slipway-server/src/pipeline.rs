@@ -44,9 +44,15 @@ impl Incoming for axum::body::Body {
     async fn discard(self) {
         use http_body_util::BodyExt;
         let mut body = http_body_util::Limited::new(self, crate::MAX_BODY);
-        while let Some(Ok(_)) = body.frame().await {}
+        // A client that trickles its body is not waited for: past the bound the connection is
+        // closed instead (as hyper does with a body left unread).
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(DISCARD_WITHIN, drain).await;
     }
 }
+
+/// How long a refused request's body may take to arrive before its connection is dropped.
+const DISCARD_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A body already decoded (a gRPC message).
 pub(crate) struct Ready<T>(pub T);

@@ -50,18 +50,26 @@ pub enum Stopped {
 /// server did). The kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// Listens on `addr` (`host:port`; port 0 picks a free one) with [`LISTEN_BACKLOG`].
-pub async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+/// Binds `addr` (`host:port`; port 0 picks a free one) without listening yet: a port that is
+/// taken is found now, while connections are still refused until [`TcpSocket::listen`]
+/// (`slipway serve` binds before it loads its models and listens once they are ready). Each
+/// address `addr` resolves to is tried in turn.
+///
+/// [`TcpSocket::listen`]: tokio::net::TcpSocket::listen
+pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpSocket> {
     let mut last = None;
     for a in tokio::net::lookup_host(addr).await? {
         let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
+            tokio::net::TcpSocket::new_v4()
         } else {
-            tokio::net::TcpSocket::new_v6()?
+            tokio::net::TcpSocket::new_v6()
         };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
-            Ok(listener) => return Ok(listener),
+        // On Unix, SO_REUSEADDR only lets a restarted server take its port back from
+        // connections in TIME_WAIT; on Windows it would let two servers share a port.
+        #[cfg(unix)]
+        let socket = socket.and_then(|s| s.set_reuseaddr(true).map(|()| s));
+        match socket.and_then(|s| s.bind(a).map(|()| s)) {
+            Ok(socket) => return Ok(socket),
             Err(e) => last = Some(e),
         }
     }
@@ -71,6 +79,11 @@ pub async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
             format!("{addr} names no address"),
         )
     }))
+}
+
+/// Binds and listens on `addr` with [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    bind(addr).await?.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `engine` as `config` says until `shutdown` resolves, then drains.

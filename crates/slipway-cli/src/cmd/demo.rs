@@ -218,7 +218,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("  export SLIPWAY_REGISTRY={reg}");
     println!("  slipway models show credit");
     println!(
-        "  slipway eval --model credit@production --data {}",
+        "  slipway eval --model credit@production --data LABELLED.csv   # on applicants it has not seen;"
+    );
+    println!(
+        "  #   on {} it warns: it was trained on that file, and its held-out figures are above",
         data.display()
     );
     println!(

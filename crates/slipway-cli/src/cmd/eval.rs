@@ -32,6 +32,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
     let e = slipway_runtime::evaluate(&dir, &args.data, args.threshold)?;
     let m = &e.manifest;
+    // The package records the SHA-256 of the file it was trained on: evaluating on that file
+    // scores the model on rows it learned from, which flatters it.
+    let trained_on_it =
+        !m.lineage.dataset_sha256.is_empty() && m.lineage.dataset_sha256 == e.dataset_sha256;
     if args.json {
         output::print_json(&json!({
             "package": args.model,
@@ -39,10 +43,29 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "rows": e.rows,
             "dropped_missing_target": e.rows_dropped,
             "unseen_categories": e.unseen_categories,
+            "trained_on_this_data": trained_on_it,
+            "held_out_metrics": m.metrics,
             "metrics": e.report.scalars(),
             "report": e.report,
         }));
         return Ok(());
+    }
+    if trained_on_it {
+        let held_out: Vec<String> = ["roc_auc", "accuracy", "r2", "rmse", "macro_f1"]
+            .iter()
+            .filter_map(|k| m.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
+            .collect();
+        eprintln!(
+            "warning: {} is the file `{}` was trained on (same SHA-256), so these figures include rows it learned from and flatter it. Its held-out figures, recorded at training ({}): {}. For an honest figure, evaluate on rows it has not seen: a held-out file, or train with --test-data F.csv.",
+            args.data.display(),
+            printable(&m.name),
+            printable(&m.evaluated_on),
+            if held_out.is_empty() {
+                "none".to_string()
+            } else {
+                held_out.join(", ")
+            }
+        );
     }
     if e.rows_dropped > 0 {
         eprintln!(

@@ -260,21 +260,23 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         )
         .into());
     }
-    // The ports are taken before any model is loaded: a busy port is reported at once.
+    // The ports are bound before any model is loaded, so a busy port is reported at once; they
+    // listen once the models are ready.
     let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
-    let (listener, grpc_listener) = runtime.block_on(async {
-        let listener = slipway_server::listen(&http)
+    let (http_socket, grpc_socket) = runtime.block_on(async {
+        let http_socket = slipway_server::bind(&http)
             .await
             .map_err(|e| cannot_listen(&http, "--http", &e))?;
-        let grpc_listener = match &args.grpc {
-            Some(a) => Some(
-                slipway_server::listen(a)
+        let grpc_socket = match &args.grpc {
+            Some(a) => Some((
+                a.clone(),
+                slipway_server::bind(a)
                     .await
                     .map_err(|e| cannot_listen(a, "--grpc", &e))?,
-            ),
+            )),
             None => None,
         };
-        anyhow::Ok((listener, grpc_listener))
+        anyhow::Ok((http_socket, grpc_socket))
     })?;
     let start = std::time::Instant::now();
     let workers = args
@@ -349,6 +351,17 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
             slipway_server::yield_to_models();
         }
+        let listener = http_socket
+            .listen(slipway_server::LISTEN_BACKLOG)
+            .map_err(|e| cannot_listen(&http, "--http", &e))?;
+        let grpc_listener = match grpc_socket {
+            Some((a, socket)) => Some(
+                socket
+                    .listen(slipway_server::LISTEN_BACKLOG)
+                    .map_err(|e| cannot_listen(&a, "--grpc", &e))?,
+            ),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let grpc_text = match &grpc_listener {
             Some(l) => format!(" and grpc://{} (OIP v2 gRPC)", l.local_addr()?),

@@ -197,8 +197,9 @@ impl Scheduler {
             self.core.push(job);
             return Ok(());
         }
+        let alone = job.key.is_none() || rows > self.core.config.max_batch_size.max(1);
         self.core.send(job)?;
-        if rows > self.core.config.max_batch_size.max(1) && on_one_thread() {
+        if alone && on_one_thread() {
             // A job that runs alone gains nothing from waiting for others, and its worker shares
             // this core: without a yield it waits out this thread's time slice (the kernel does
             // not preempt at wake-up), and the rows it holds make the model refuse requests it
