@@ -390,6 +390,21 @@ fn a_toml_config_file_serves_too() {
         "german_credit:instances=two",
     ]);
     assert!(err.contains("instances must be a whole number"), "{err}");
+    // Settings for a model that is not served (a misspelt name) are refused, naming the served.
+    let (code, err) = fails(&[
+        "serve",
+        s(&pkg),
+        "--http",
+        "127.0.0.1:0",
+        "--model-config",
+        "german_credti:instances=2",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no model named `german_credti` is served here")
+            && err.contains("german_credit"),
+        "{err}"
+    );
 }
 
 #[test]

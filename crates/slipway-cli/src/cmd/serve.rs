@@ -335,9 +335,13 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
                 .repository()
                 .add(&reference.model.clone(), Source::Registry(reference));
         }
+        refuse_unserved_settings(&engine, &args.model_configs)?;
         for event in engine.repository().sync(&engine) {
             log_event(&event);
         }
+    }
+    if args.models.is_empty() {
+        refuse_unserved_settings(&engine, &args.model_configs)?;
     }
     let watcher = (watch_ms > 0 && !args.models.is_empty()).then(|| {
         slipway_engine::Watcher::start(
@@ -400,6 +404,31 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         eprintln!("stopped: in-flight requests finished");
         anyhow::Ok(())
     })
+}
+
+/// Per-model settings for a name the server does not serve are a mistake (a misspelt name
+/// would otherwise leave the real model on the defaults without a word): refused, listing the
+/// names it serves.
+fn refuse_unserved_settings(engine: &Engine, settings: &[String]) -> Result<()> {
+    for spec in settings {
+        let name = spec.split_once(':').map_or(spec.as_str(), |(n, _)| n);
+        if engine.repository().state(name).is_none() {
+            let served: Vec<String> = engine
+                .repository()
+                .entries(engine)
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            return Err(slipway_registry::RegistryError::Invalid(format!(
+                "--model-config {}: no model named `{}` is served here; the served models are {}",
+                slipway_registry::printable(spec),
+                slipway_registry::printable(name),
+                served.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A listener that could not be opened, with the reason and what to do.
