@@ -411,6 +411,21 @@ fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
         err.contains("distinct numbers") && err.contains("--model linear"),
         "{err}"
     );
+    // A mistyped package folder is named as such, not only as a missing registry.
+    let (code, err) = fails(&[
+        "eval",
+        "--model",
+        "credti-mlp",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--registry",
+        s(&tmp.path().join("no-registry")),
+    ]);
+    assert_eq!(code, 66, "{err}");
+    assert!(
+        err.contains("`credti-mlp` is no package folder here") && err.contains("no registry at"),
+        "{err}"
+    );
     // `--out` onto a file: the package is a folder, said so (was "Not a directory").
     let a_file = file("taken", "not a package");
     let (code, err) = fails(&[

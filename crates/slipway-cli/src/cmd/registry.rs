@@ -100,9 +100,34 @@ pub fn package_dir(model: &str, registry: &RegistryPath) -> Result<PathBuf> {
     }
     match model.parse::<Reference>() {
         Ok(reference) if !model.contains('/') => {
-            let registry = registry.open()?;
-            let version = registry.resolve(&reference)?;
-            Ok(registry.materialize(&version)?)
+            // Not a folder here, so a registry reference. A bare name could have been either:
+            // when neither is found, say both.
+            let bare = !model.contains([':', '@']);
+            let neither = |found: &str| {
+                RegistryError::NotFound(format!(
+                    "`{}` is no package folder here, and {found}: check the folder's path or the model's name",
+                    printable(model)
+                ))
+            };
+            let opened = registry.open().map_err(|e| match e.downcast::<RegistryError>() {
+                Ok(RegistryError::NotFound(_)) if bare => neither(&format!(
+                    "there is no registry at {} to look it up in (--registry / SLIPWAY_REGISTRY name one)",
+                    registry.path.display()
+                ))
+                .into(),
+                Ok(other) => other.into(),
+                Err(other) => other,
+            })?;
+            let version = opened.resolve(&reference).map_err(|e| {
+                if let RegistryError::NotFound(why) = &e
+                    && bare
+                {
+                    neither(&format!("in {}: {why}", registry.path.display()))
+                } else {
+                    e
+                }
+            })?;
+            Ok(opened.materialize(&version)?)
         }
         Ok(_) | Err(_) => Ok(path.to_path_buf()),
     }
