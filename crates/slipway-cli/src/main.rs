@@ -55,6 +55,11 @@ enum Command {
     /// Check the registry's integrity, or read its audit log.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// Print a shell completion script, e.g. `slipway completions bash > ~/.local/share/bash-completion/completions/slipway`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::registry::export(args),
         Command::Import(args) => cmd::registry::import(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,6 +102,19 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// Writes the completion script for `shell` to stdout (built whole first: the generator
+/// panics on a write error, and a reader such as `head` may close the pipe early).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "slipway", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        Ok(()) | Err(_) => Ok(()),
     }
 }
 

@@ -979,3 +979,22 @@ fn train_with_a_matrix_input() {
         "{err}"
     );
 }
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_slipway()"),
+        ("zsh", "#compdef slipway"),
+        ("fish", "complete -c slipway"),
+    ] {
+        let out = slipway(&["completions", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && script.contains(marker), "{shell}");
+        // Every command is offered.
+        for command in ["train", "promote", "serve", "completions"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let (code, err) = common::fails(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+}
