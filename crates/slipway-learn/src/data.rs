@@ -123,13 +123,27 @@ impl Frame {
         self.names.iter().position(|n| n == name)
     }
 
-    /// The index of a column, or an error that lists the columns there are.
+    /// The index of a column, or an error that lists the columns there are (and, when the
+    /// header is one column holding `;`, a tab or `|`, says the file is separated by that).
     pub fn require(&self, name: &str) -> Result<usize> {
         self.index_of(name).ok_or_else(|| {
+            let separated = match self.names.as_slice() {
+                [only] => [(';', "semicolon"), ('\t', "tab"), ('|', "pipe")]
+                    .into_iter()
+                    .find(|(c, _)| only.contains(*c)),
+                _ => None,
+            };
+            let hint = separated.map_or(String::new(), |(c, what)| {
+                format!(
+                    "; the header is one column holding `{}`, so the file looks {what}-separated, and Slipway reads comma-separated CSV: convert it first (e.g. with csvformat -d '{}' from csvkit)",
+                    c.escape_default(),
+                    c.escape_default()
+                )
+            });
             LearnError::data(
                 &self.path,
                 format!(
-                    "no column named `{name}`; the columns are: {}",
+                    "no column named `{name}`; the columns are: {}{hint}",
                     self.names.join(", ")
                 ),
             )
@@ -168,6 +182,27 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// When a file that should be a CSV starts like a known binary format, says which.
+fn not_text_hint(path: &Path) -> Option<String> {
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    let head = &head[..n];
+    let what = if head.starts_with(&[0x1f, 0x8b]) {
+        "gzip-compressed: gunzip it first"
+    } else if head.starts_with(b"PK\x03\x04") {
+        "a zip archive (an Excel .xlsx?): export the sheet as CSV"
+    } else if head.starts_with(b"PAR1") {
+        "a Parquet file: export it as CSV"
+    } else if head.starts_with(&[0xd0, 0xcf, 0x11, 0xe0]) {
+        "an old Excel .xls: export the sheet as CSV"
+    } else {
+        return None;
+    };
+    Some(format!("; this is not a CSV: it is {what}"))
+}
+
 /// Maps a csv error to one line naming the file and line.
 pub fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError {
     let line = err.position().map(|p| p.line());
@@ -175,7 +210,13 @@ pub fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError 
     let message = if let csv::ErrorKind::UnequalLengths { len, .. } = err.kind() {
         format!("this row has {len} fields but the header has {header_len}")
     } else if let csv::ErrorKind::Utf8 { err, .. } = err.kind() {
-        format!("invalid UTF-8 ({err})")
+        format!(
+            "invalid UTF-8 ({err}){}",
+            not_text_hint(path).unwrap_or_else(|| {
+                "; a CSV must be UTF-8 text (re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8)"
+                    .into()
+            })
+        )
     } else if let csv::ErrorKind::Io(e) = err.kind() {
         e.to_string()
     } else {
