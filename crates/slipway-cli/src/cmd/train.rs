@@ -156,7 +156,7 @@ pub struct ModelOptions {
     /// Probability at or above which a binary prediction is the positive class.
     #[arg(long, default_value_t = 0.5, value_parser = crate::cmd::threshold)]
     pub threshold: f64,
-    /// The package's name (default: the data file's name).
+    /// The package's name (default: the --out folder's name; for `tune`, the data file's).
     #[arg(long)]
     pub name: Option<String>,
     /// How the served package takes its inputs.
@@ -252,7 +252,15 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let spec = args.model.spec()?;
+    let mut spec = args.model.spec()?;
+    // The package is named after its folder unless --name says otherwise: two models trained
+    // from one CSV into credit-logistic/ and credit-mlp/ are served under those names.
+    if args.model.name.is_none()
+        && let Some(folder) = args.out.file_name().and_then(|n| n.to_str())
+        && !folder.is_empty()
+    {
+        spec.name = folder.to_string();
+    }
     let bar = EpochBar::new(
         !args.json && spec.params.model == ModelKind::Mlp,
         spec.params.epochs,
