@@ -61,6 +61,16 @@ fn train_eval_predict_credit_model() {
         "01f2981fc8f44de5ed05b904318afb1e78390c34def2cb46015e0c3f99be286c"
     );
     assert_eq!(manifest["target"]["positive_class"], "bad");
+    // `models show` takes the package folder too (it took registry references only).
+    let shown = ok_json(&["models", "show", s(&pkg), "--json"]);
+    assert_eq!(
+        (&shown["registered"], &shown["metrics"], &shown["signature"]),
+        (
+            &Value::from(false),
+            &manifest["metrics"],
+            &manifest["signature"]
+        )
+    );
     // Named after its folder, not after the data file (both models of one CSV were "german_credit").
     assert_eq!(manifest["name"], pkg.file_name().unwrap().to_str().unwrap());
     assert_eq!(manifest["features"].as_array().unwrap().len(), 20);

@@ -201,6 +201,14 @@ pub fn models(command: ModelsCommand) -> Result<()> {
             registry,
             json,
         } => {
+            // A package folder (not registered yet) shows what its manifest says.
+            let folder = std::path::Path::new(&reference);
+            if folder
+                .join(slipway_core::manifest::files::MANIFEST)
+                .is_file()
+            {
+                return show_folder(folder, json);
+            }
             let reference: Reference = reference.parse()?;
             let registry = registry.open()?;
             let aliases = registry.meta().aliases(&reference.model)?;
@@ -335,6 +343,38 @@ pub fn models(command: ModelsCommand) -> Result<()> {
     }
 }
 
+/// `models show FOLDER`: a package folder's manifest, as a registered version's is shown.
+fn show_folder(folder: &std::path::Path, json: bool) -> Result<()> {
+    let manifest = slipway_learn::package::read_manifest(folder)?;
+    let m = serde_json::to_value(&manifest)?;
+    if json {
+        output::print_json(&json!({
+            "package": folder.display().to_string(),
+            "name": manifest.name,
+            "registered": false,
+            "payload": m["payload"],
+            "metrics": m["metrics"],
+            "task": m["task"],
+            "lineage": m["lineage"],
+            "params": m["params"],
+            "signature": m["signature"],
+        }));
+        return Ok(());
+    }
+    println!(
+        "{} (package folder `{}`, not registered)",
+        printable(&manifest.name),
+        folder.display()
+    );
+    println!(
+        "  payload      {} (sha256 {})",
+        printable(&manifest.payload.file),
+        manifest.payload.sha256
+    );
+    print_manifest(&m);
+    Ok(())
+}
+
 fn print_version(v: &VersionRecord, aliases: &BTreeMap<String, u32>) {
     let here: Vec<String> = aliases
         .iter()
@@ -350,7 +390,11 @@ fn print_version(v: &VersionRecord, aliases: &BTreeMap<String, u32>) {
     for (k, t) in &v.tags {
         println!("  tag          {}={}", printable(k), printable(t));
     }
-    let m = &v.manifest;
+    print_manifest(&v.manifest);
+}
+
+/// What a manifest says: task, lineage, metrics, signature.
+fn print_manifest(m: &serde_json::Value) {
     println!(
         "  task         {}  ({} model)",
         printable(m["task"].as_str().unwrap_or("?")),
