@@ -98,9 +98,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Our errors are one complete line each; the chain would repeat the cause.
-            eprintln!("error: {err}");
-            ExitCode::from(exit_code(&err))
+            let code = exit_code(&err);
+            // Our errors are one complete line each; the chain would repeat the cause. A
+            // pipeline that asked for JSON gets its error as JSON too, on stderr.
+            if std::env::args_os().any(|a| a == "--json") {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": err.to_string(), "exit_code": code })
+                );
+            } else {
+                eprintln!("error: {err}");
+            }
+            ExitCode::from(code)
         }
     }
 }

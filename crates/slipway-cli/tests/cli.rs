@@ -433,6 +433,25 @@ fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
     let (code, err) = train(&gz, "y", &[]);
     assert_eq!(code, 65, "{err}");
     assert!(err.contains("gzip-compressed: gunzip it first"), "{err}");
+    // With --json, the error is one JSON object on stderr, with the exit code.
+    let out = slipway(&[
+        "eval",
+        "--model",
+        "no-such-package",
+        "--data",
+        s(&data("german_credit.csv")),
+        "--registry",
+        s(&tmp.path().join("no-registry")),
+        "--json",
+    ]);
+    let err: Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(66));
+    assert_eq!(err["exit_code"], 66);
+    assert!(
+        err["error"].as_str().unwrap().contains("no-such-package"),
+        "{err}"
+    );
     // A mistyped package folder is named as such, not only as a missing registry.
     let (code, err) = fails(&[
         "eval",
