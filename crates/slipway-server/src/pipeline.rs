@@ -135,7 +135,7 @@ pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
 }
 
 /// A REST body read whole, up to [`crate::MAX_BODY`] bytes (after decompression).
-pub(crate) async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, crate::MAX_BODY)
         .await
         .map_err(|e| {

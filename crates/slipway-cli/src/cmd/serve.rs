@@ -335,13 +335,14 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
                 .repository()
                 .add(&reference.model.clone(), Source::Registry(reference));
         }
-        refuse_unserved_settings(&engine, &args.model_configs)?;
+    }
+    // Every name is known now (folders loaded, registry models added): settings for another
+    // name are refused before any registry model is loaded.
+    refuse_unserved_settings(&engine, &args.model_configs)?;
+    if !args.models.is_empty() {
         for event in engine.repository().sync(&engine) {
             log_event(&event);
         }
-    }
-    if args.models.is_empty() {
-        refuse_unserved_settings(&engine, &args.model_configs)?;
     }
     let watcher = (watch_ms > 0 && !args.models.is_empty()).then(|| {
         slipway_engine::Watcher::start(
