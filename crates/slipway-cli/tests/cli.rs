@@ -75,6 +75,42 @@ fn train_eval_predict_credit_model() {
     assert_eq!(manifest["name"], pkg.file_name().unwrap().to_str().unwrap());
     assert_eq!(manifest["features"].as_array().unwrap().len(), 20);
     assert_eq!(manifest["signature"]["inputs"][0]["datatype"], "BYTES");
+    // `models example`: categories (most frequent first) and ranges from the profile, and a
+    // record of typical values; the text form prints both curl commands.
+    let ex = ok_json(&["models", "example", s(&pkg), "--json"]);
+    let housing = ex["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "housing")
+        .unwrap();
+    assert_eq!(
+        housing["categories"],
+        serde_json::json!(["own", "rent", "for free"])
+    );
+    assert_eq!(ex["v1"]["instances"][0]["housing"], "own");
+    let age = ex["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "age_in_years")
+        .unwrap();
+    assert_eq!(
+        (age["min"].as_f64(), age["max"].as_f64()),
+        (Some(19.0), Some(75.0))
+    );
+    assert_eq!(ex["v1"]["instances"][0]["age_in_years"], age["median"]);
+    assert_eq!(ex["v2"]["inputs"].as_array().unwrap().len(), 20);
+    let text = slipway(&["models", "example", s(&pkg), "--url", "http://scoring:9000"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("`probability` is that of `bad`")
+            && text.contains("age_in_years")
+            && text.contains("19 … 75")
+            && text.contains("curl -s http://scoring:9000/v1/models/")
+            && text.contains("curl -s http://scoring:9000/v2/models/"),
+        "{text}"
+    );
 
     // Evaluating on all rows gives a report of the same shape.
     let eval = ok_json(&["eval", "--model", s(&pkg), "--data", s(&credit), "--json"]);

@@ -65,6 +65,54 @@ fn an_imported_gradient_boosting_model_evaluates_and_scores() {
     assert_eq!(e["rows"], 569);
     let auc = e["metrics"]["roc_auc"].as_f64().unwrap();
     assert!(auc > 0.98, "{auc}");
+    // eval names the version as `models show` does.
+    assert_eq!(
+        (&e["model"], &e["version"]),
+        (&serde_json::json!("cancer"), &serde_json::json!(1))
+    );
+    let text = slipway(&[
+        "eval",
+        "--model",
+        "cancer@production",
+        "--data",
+        s(&data("breast_cancer.csv")),
+        "--registry",
+        s(&reg),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let digest = e["digest"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("cancer:1 (sha256 {})", &digest[..12])),
+        "{text}"
+    );
+
+    // `models example`: the graph's 30 columns, one matrix row for V2, a record for V1.
+    let ex = ok_json(&[
+        "models",
+        "example",
+        "cancer@production",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    assert_eq!(ex["model"], "cancer");
+    assert_eq!(ex["columns"].as_array().unwrap().len(), 30);
+    assert_eq!(ex["columns"][0]["name"], "mean_radius");
+    assert_eq!(ex["columns"][0]["kind"], "number");
+    assert_eq!(ex["v2"]["inputs"][0]["name"], "X");
+    assert_eq!(ex["v2"]["inputs"][0]["shape"], serde_json::json!([1, 30]));
+    assert_eq!(ex["v1"]["instances"][0].as_object().unwrap().len(), 30);
+    let body = slipway(&[
+        "models",
+        "example",
+        "cancer",
+        "--registry",
+        s(&reg),
+        "--body",
+        "v2",
+    ]);
+    let v2: serde_json::Value = serde_json::from_slice(&body.stdout).unwrap();
+    assert_eq!(v2, ex["v2"]);
 
     let out = dir.path().join("scores.csv");
     let p = slipway(&[

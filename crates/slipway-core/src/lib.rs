@@ -13,7 +13,7 @@ pub use manifest::{
     Activation, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec, OnnxSpec,
     TargetSpec, Task,
 };
-pub use tensor::{DataType, Signature, Tensor, TensorData, TensorSpec};
+pub use tensor::{DataType, Family, Signature, Tensor, TensorData, TensorSpec};
 
 /// Errors of the contract types.
 #[derive(Debug, thiserror::Error)]

@@ -255,6 +255,17 @@ pub struct Manifest {
     pub lineage: Lineage,
 }
 
+/// The parts of an answer, one shape per task whatever the framework: the outputs of a native
+/// package, the columns of `predict`'s CSV and the fields of a V1 prediction. Binary:
+/// `probability` (of `classes[1]`) and `label`; multiclass: `probabilities` (in `classes` order)
+/// and `label`; regression: `prediction`.
+pub mod answer {
+    pub const PROBABILITY: &str = "probability";
+    pub const PROBABILITIES: &str = "probabilities";
+    pub const LABEL: &str = "label";
+    pub const PREDICTION: &str = "prediction";
+}
+
 impl Manifest {
     /// Parses and checks a manifest.
     pub fn from_json(text: &str) -> Result<Self, CoreError> {
@@ -277,6 +288,45 @@ impl Manifest {
             serde_json::from_value(value).map_err(|e| CoreError::InvalidManifest(e.to_string()))?;
         manifest.check()?;
         Ok(manifest)
+    }
+
+    /// The output that holds the scores: class probabilities or the prediction.
+    pub fn scores_output(&self) -> &str {
+        match (&self.model.onnx, self.task) {
+            (Some(spec), _) => &spec.scores,
+            (None, Task::BinaryClassification) => answer::PROBABILITY,
+            (None, Task::MulticlassClassification) => answer::PROBABILITIES,
+            (None, Task::Regression) => answer::PREDICTION,
+        }
+    }
+
+    /// The decision threshold chosen at training (0.5 unless `--threshold` said otherwise).
+    pub fn threshold(&self) -> f64 {
+        self.target.threshold.unwrap_or(0.5)
+    }
+
+    /// The label for one row of scores (binary: the positive class's probability, at or above
+    /// `threshold` → `classes[1]`; multiclass: the most probable class, the first on a tie;
+    /// regression: empty). One rule for `predict`, `eval`, V1 and V2, whatever the framework.
+    pub fn label(&self, scores: &[f64], threshold: f64) -> &str {
+        let classes = &self.target.classes;
+        let at = match self.task {
+            Task::BinaryClassification => {
+                usize::from(scores.first().is_some_and(|&p| p >= threshold))
+            }
+            Task::MulticlassClassification => {
+                scores
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                    )
+                    .0
+            }
+            Task::Regression => return "",
+        };
+        classes.get(at).map_or("", String::as_str)
     }
 
     /// Checks that the parts agree with each other: the layer stack chains, its input width is

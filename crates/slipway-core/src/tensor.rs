@@ -23,7 +23,35 @@ pub enum DataType {
     Bf16,
 }
 
+/// What a datatype's values are, whatever their width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// FP16, BF16, FP32, FP64.
+    Float,
+    /// Signed and unsigned integers of every width.
+    Integer,
+    Bool,
+    Bytes,
+}
+
 impl DataType {
+    /// What its values are.
+    pub fn family(self) -> Family {
+        match self {
+            DataType::Fp16 | DataType::Bf16 | DataType::Fp32 | DataType::Fp64 => Family::Float,
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Uint8
+            | DataType::Uint16
+            | DataType::Uint32
+            | DataType::Uint64 => Family::Integer,
+            DataType::Bool => Family::Bool,
+            DataType::Bytes => Family::Bytes,
+        }
+    }
+
     /// Every datatype, in the protocol's order.
     pub const ALL: [DataType; 14] = [
         DataType::Bool,

@@ -4,7 +4,7 @@
 //! reading them is `package`'s job.
 
 use serde::Serialize;
-use slipway_core::manifest::{FORMAT_VERSION, Payload, files, rfc3339};
+use slipway_core::manifest::{FORMAT_VERSION, Payload, answer, files, rfc3339};
 use slipway_core::{
     DataType, FeatureKind, FeatureSpec, Framework, Lineage, Manifest, ModelSpec, Signature,
     TargetSpec, Task, TensorSpec,
@@ -73,15 +73,19 @@ pub fn signature_for(
     let outputs = match task {
         Task::BinaryClassification => {
             vec![
-                spec("probability", DataType::Fp64, vec![-1]),
-                spec("label", DataType::Bytes, vec![-1]),
+                spec(answer::PROBABILITY, DataType::Fp64, vec![-1]),
+                spec(answer::LABEL, DataType::Bytes, vec![-1]),
             ]
         }
         Task::MulticlassClassification => vec![
-            spec("probabilities", DataType::Fp64, vec![-1, n_classes as i64]),
-            spec("label", DataType::Bytes, vec![-1]),
+            spec(
+                answer::PROBABILITIES,
+                DataType::Fp64,
+                vec![-1, n_classes as i64],
+            ),
+            spec(answer::LABEL, DataType::Bytes, vec![-1]),
         ],
-        Task::Regression => vec![spec("prediction", DataType::Fp64, vec![-1])],
+        Task::Regression => vec![spec(answer::PREDICTION, DataType::Fp64, vec![-1])],
     };
     Signature { inputs, outputs }
 }

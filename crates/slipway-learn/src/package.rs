@@ -18,6 +18,7 @@ use crate::error::{LearnError, Result};
 use crate::nn::{Dense, Network};
 use crate::pipeline::{EncodeError, Field, RowEncoder};
 
+use slipway_core::manifest::answer;
 use slipway_core::manifest::files::{MANIFEST, NATIVE_PAYLOAD as PAYLOAD};
 
 /// Writes a package into `dir` and returns the manifest as written, with the payload digest
@@ -233,7 +234,7 @@ impl NativeModel {
 
     /// The decision threshold chosen at training (0.5 unless `--threshold` said otherwise).
     pub fn threshold(&self) -> f64 {
-        self.manifest.target.threshold.unwrap_or(0.5)
+        self.manifest.threshold()
     }
 
     /// What the model predicts.
@@ -246,24 +247,9 @@ impl NativeModel {
         self.network.forward(x)
     }
 
-    /// The label for one row of outputs.
+    /// The label for one row of outputs (the manifest's one rule).
     pub fn label<'a>(&'a self, out: &[f64], threshold: f64) -> &'a str {
-        let classes = &self.manifest.target.classes;
-        match self.manifest.task {
-            Task::BinaryClassification => &classes[usize::from(out[0] >= threshold)],
-            Task::MulticlassClassification => {
-                let best = out
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f64::NEG_INFINITY),
-                        |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
-                    )
-                    .0;
-                &classes[best]
-            }
-            Task::Regression => "",
-        }
+        self.manifest.label(out, threshold)
     }
 }
 
@@ -461,19 +447,22 @@ impl Model for NativeModel {
         };
         Ok(match self.manifest.task {
             Task::BinaryClassification => vec![
-                Tensor::vector("probability", TensorData::Fp64(out.column(0).to_vec())),
-                Tensor::vector("label", TensorData::Bytes(labels())),
+                Tensor::vector(
+                    answer::PROBABILITY,
+                    TensorData::Fp64(out.column(0).to_vec()),
+                ),
+                Tensor::vector(answer::LABEL, TensorData::Bytes(labels())),
             ],
             Task::MulticlassClassification => vec![
                 Tensor {
-                    name: "probabilities".into(),
+                    name: answer::PROBABILITIES.into(),
                     shape: vec![n, out.ncols()],
                     data: TensorData::Fp64(out.iter().copied().collect()),
                 },
-                Tensor::vector("label", TensorData::Bytes(labels())),
+                Tensor::vector(answer::LABEL, TensorData::Bytes(labels())),
             ],
             Task::Regression => vec![Tensor::vector(
-                "prediction",
+                answer::PREDICTION,
                 TensorData::Fp64(out.column(0).to_vec()),
             )],
         })

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use slipway_core::Task;
+use slipway_core::manifest::answer;
+use slipway_core::{Manifest, Task};
 
 use crate::data::{csv_error, csv_reader};
 use crate::error::{LearnError, Result};
@@ -43,26 +44,26 @@ pub struct PredictSummary {
     pub unseen_categories: u64,
 }
 
-/// The output columns for a model.
-pub fn output_header(model: &NativeModel, id: Option<&str>) -> Vec<String> {
+/// The output columns for a model: an id column if asked, then the answer's parts (one shape
+/// per task, [`answer`]), multiclass probabilities one column per class.
+pub fn output_header(manifest: &Manifest, id: Option<&str>) -> Vec<String> {
     let mut header: Vec<String> = id.map(str::to_string).into_iter().collect();
-    match model.task() {
+    match manifest.task {
         Task::BinaryClassification => {
-            header.push("probability".into());
-            header.push("label".into());
+            header.push(answer::PROBABILITY.into());
+            header.push(answer::LABEL.into());
         }
         Task::MulticlassClassification => {
             header.extend(
-                model
-                    .manifest
+                manifest
                     .target
                     .classes
                     .iter()
-                    .map(|c| format!("probability_{c}")),
+                    .map(|c| format!("{}_{c}", answer::PROBABILITY)),
             );
-            header.push("label".into());
+            header.push(answer::LABEL.into());
         }
-        Task::Regression => header.push("prediction".into()),
+        Task::Regression => header.push(answer::PREDICTION.into()),
     }
     header
 }
@@ -127,7 +128,7 @@ pub fn predict_csv_with_progress(
         LearnError::io(&options.output, io)
     };
     writer
-        .write_record(output_header(model, options.id_column.as_deref()))
+        .write_record(output_header(&model.manifest, options.id_column.as_deref()))
         .map_err(out_err)?;
 
     let chunk = options.chunk_rows.max(1);

@@ -11,6 +11,7 @@
 //! package in chunks, and [`package_onnx`] turns an `.onnx` file into a package folder.
 
 pub mod evaluate;
+pub mod example;
 pub mod import;
 pub mod onnx;
 pub mod predict;

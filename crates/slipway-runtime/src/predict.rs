@@ -12,7 +12,9 @@ use slipway_learn::data::{
     Column, Frame, MISSING_CODE, csv_error, csv_reader, is_missing, parse_number,
 };
 use slipway_learn::package::{NativeModel, read_manifest};
-use slipway_learn::predict::{PredictOptions, PredictSummary, predict_csv_with_progress};
+use slipway_learn::predict::{
+    PredictOptions, PredictSummary, output_header, predict_csv_with_progress,
+};
 
 use crate::{Loaded, RuntimeError, load, tabular};
 
@@ -117,15 +119,7 @@ fn onnx(
     let mut writer = csv::WriterBuilder::new()
         .buffer_capacity(1 << 20)
         .from_writer(output);
-    let mut header: Vec<String> = options.id_column.iter().cloned().collect();
-    match m.task {
-        Task::BinaryClassification => header.extend(["probability".into(), "label".into()]),
-        Task::MulticlassClassification => {
-            header.extend(m.target.classes.iter().map(|c| format!("probability_{c}")));
-            header.push("label".into());
-        }
-        Task::Regression => header.push("prediction".into()),
-    }
+    let header = output_header(m, options.id_column.as_deref());
     writer.write_record(&header).map_err(out_err)?;
     let threshold = options
         .threshold
@@ -158,27 +152,14 @@ fn onnx(
                 if id.is_some() {
                     writer.write_field(&ids[i]).map_err(out_err)?;
                 }
-                match m.task {
-                    Task::BinaryClassification => {
-                        writer.write_field(row[0].to_string()).map_err(out_err)?;
-                        let positive = usize::from(row[0] >= threshold);
-                        writer
-                            .write_field(&m.target.classes[positive])
-                            .map_err(out_err)?;
-                    }
-                    Task::MulticlassClassification => {
-                        let mut best = 0;
-                        for (j, v) in row.iter().enumerate() {
-                            writer.write_field(v.to_string()).map_err(out_err)?;
-                            if *v > row[best] {
-                                best = j;
-                            }
-                        }
-                        writer
-                            .write_field(&m.target.classes[best])
-                            .map_err(out_err)?;
-                    }
-                    Task::Regression => writer.write_field(row[0].to_string()).map_err(out_err)?,
+                for v in row {
+                    writer.write_field(v.to_string()).map_err(out_err)?;
+                }
+                if m.task != Task::Regression {
+                    let scores = row.to_vec();
+                    writer
+                        .write_field(m.label(&scores, threshold))
+                        .map_err(out_err)?;
                 }
                 writer.write_record(None::<&[u8]>).map_err(out_err)?;
             }

@@ -169,41 +169,62 @@ pub fn score(
     let spec = manifest.model.onnx.as_ref().ok_or("not an ONNX package")?;
     let inputs = inputs(spec, model, frame, columns, rows)?;
     let outputs = model.infer(&inputs).map_err(|e| e.to_string())?;
-    let find = |name: &str| {
-        outputs
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| format!("the graph gave no output `{name}`"))
-    };
-    let scores = find(&spec.scores)?;
+    Ok(Scored {
+        out: read_scores(manifest, &outputs, rows.len())?,
+    })
+}
+
+/// The scores in a model's outputs for `n` rows, whatever the framework: binary `[n, 1]`, the
+/// probability of `classes[1]` (the second column of a two-column output); multiclass
+/// `[n, classes]`; regression `[n, 1]`, the prediction.
+pub fn read_scores(
+    manifest: &Manifest,
+    outputs: &[Tensor],
+    n: usize,
+) -> Result<Array2<f64>, String> {
+    let name = manifest.scores_output();
+    if n == 0 {
+        let width = match manifest.task {
+            Task::MulticlassClassification => manifest.target.classes.len(),
+            Task::BinaryClassification | Task::Regression => 1,
+        };
+        return Ok(Array2::zeros((0, width)));
+    }
+    let scores = outputs
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("the model gave no output `{name}`"))?;
     let values: Vec<f64> = match &scores.data {
         TensorData::Fp32(v) => v.iter().map(|&x| f64::from(x)).collect(),
         TensorData::Fp64(v) => v.clone(),
         TensorData::Int64(v) => v.iter().map(|&x| x as f64).collect(),
         TensorData::Bool(_) | TensorData::Bytes(_) => {
-            return Err(format!("output `{}` is not numeric", spec.scores));
+            return Err(format!("output `{name}` is not numeric"));
         }
     };
-    let n = rows.len();
     let width = values.len().checked_div(n).unwrap_or(0);
-    let out = match manifest.task {
+    if width * n != values.len() {
+        return Err(format!(
+            "output `{name}` has {} values, which is not a whole number per row of {n}",
+            values.len()
+        ));
+    }
+    match manifest.task {
         Task::BinaryClassification if width == 2 => {
-            Array2::from_shape_fn((n, 1), |(i, _)| values[i * 2 + 1])
+            Ok(Array2::from_shape_fn((n, 1), |(i, _)| values[i * 2 + 1]))
         }
         Task::BinaryClassification | Task::Regression if width == 1 => {
-            Array2::from_shape_vec((n, 1), values).map_err(|e| e.to_string())?
+            Array2::from_shape_vec((n, 1), values).map_err(|e| e.to_string())
         }
         Task::MulticlassClassification if width == manifest.target.classes.len() => {
-            Array2::from_shape_vec((n, width), values).map_err(|e| e.to_string())?
+            Array2::from_shape_vec((n, width), values).map_err(|e| e.to_string())
         }
         Task::BinaryClassification | Task::MulticlassClassification | Task::Regression => {
-            return Err(format!(
-                "output `{}` has {width} columns, which does not fit a {} model with {} classes",
-                spec.scores,
+            Err(format!(
+                "output `{name}` has {width} columns, which does not fit a {} model with {} classes",
                 manifest.task,
                 manifest.target.classes.len()
-            ));
+            ))
         }
-    };
-    Ok(Scored { out })
+    }
 }

@@ -15,6 +15,10 @@ pub struct Metadata {
     pub platform: &'static str,
     pub inputs: Vec<TensorMeta>,
     pub outputs: Vec<TensorMeta>,
+    /// REST only (the gRPC message has no such field): the model's columns (kinds, categories,
+    /// ranges seen in training) and an example request for V1 and V2, as `slipway models
+    /// example` prints them.
+    pub parameters: slipway_runtime::example::Example,
 }
 
 /// One tensor of a model's signature, as the protocol names it.
@@ -43,6 +47,7 @@ impl Metadata {
             platform: served.platform(),
             inputs: tensors(&sig.inputs),
             outputs: tensors(&sig.outputs),
+            parameters: slipway_runtime::example::example(&served.manifest),
         }
     }
 }

@@ -103,6 +103,43 @@ async fn health_and_metadata() {
         m["inputs"][0],
         json!({"name": "X", "datatype": "FP32", "shape": [-1, 30]})
     );
+    // The metadata's example requests work as they are, in both protocols, for both models.
+    for model in ["credit", "cancer"] {
+        let (_, m) = get(&format!("{}/v2/models/{model}", s.url)).await;
+        let example = &m["parameters"];
+        let columns = example["columns"].as_array().unwrap();
+        assert_eq!(columns.len(), if model == "credit" { 20 } else { 30 });
+        let v2 = serde_json::to_vec(&example["v2"]).unwrap();
+        let (status, _, bytes) =
+            post(&format!("{}/v2/models/{model}/infer", s.url), v2, None).await;
+        assert_eq!(status, 200, "{model}: {}", String::from_utf8_lossy(&bytes));
+        let v1 = serde_json::to_vec(&example["v1"]).unwrap();
+        let (status, _, bytes) =
+            post(&format!("{}/v1/models/{model}:predict", s.url), v1, None).await;
+        assert_eq!(status, 200, "{model}: {}", String::from_utf8_lossy(&bytes));
+    }
+    let (_, m) = get(&format!("{}/v2/models/credit", s.url)).await;
+    let housing = m["parameters"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "housing")
+        .unwrap();
+    assert_eq!(housing["kind"], "category");
+    assert_eq!(housing["categories"][0], housing["most_frequent"]);
+    assert_eq!(
+        m["parameters"]["v1"]["instances"][0]["housing"],
+        housing["most_frequent"]
+    );
+    let age = m["parameters"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "age_in_years")
+        .unwrap();
+    assert_eq!(age["kind"], "number");
+    assert!(age["min"].as_f64().unwrap() <= age["median"].as_f64().unwrap());
+    assert!(age["median"].as_f64().unwrap() <= age["max"].as_f64().unwrap());
     assert_eq!(
         get(&format!("{}/v2/models/credit/ready", s.url)).await,
         (200, json!({"name": "credit", "ready": true}))
@@ -351,6 +388,65 @@ async fn v1_records_api() {
     assert_eq!(preds.len(), 2);
     assert!(preds[0]["probability"].as_f64().unwrap() >= 0.0);
     assert!(["good", "bad"].contains(&preds[0]["label"].as_str().unwrap()));
+    assert_eq!(preds[0].as_object().unwrap().len(), 2, "{}", preds[0]);
+
+    // An imported ONNX graph of the same task answers in the same shape: the positive class's
+    // probability (the graph's second probability column, as V2 gives it) and the class name,
+    // not the graph's own `label` and two-column `probabilities`.
+    let csv = std::fs::read_to_string(slipway_testkit::data("breast_cancer.csv")).unwrap();
+    let mut lines = csv.lines();
+    let names: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.take(3).map(|l| l.split(',').collect()).collect();
+    let records: Vec<Json> = rows
+        .iter()
+        .map(|row| {
+            let obj: serde_json::Map<String, Json> = names[..30]
+                .iter()
+                .zip(row)
+                .map(|(n, v)| (n.to_string(), json!(v.parse::<f64>().unwrap())))
+                .collect();
+            Json::Object(obj)
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"instances": records})).unwrap();
+    let (status, _, bytes) = post(&format!("{}/v1/models/cancer:predict", s.url), body, None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let v1: Json = serde_json::from_slice(&bytes).unwrap();
+    let matrix: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r[..30].iter().map(|v| v.parse::<f64>().unwrap()))
+        .collect();
+    let body = serde_json::to_vec(
+        &json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [3, 30], "data": matrix}]}),
+    )
+    .unwrap();
+    let (status, _, bytes) = post(&format!("{}/v2/models/cancer/infer", s.url), body, None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let v2: Json = serde_json::from_slice(&bytes).unwrap();
+    let proba = v2["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "probabilities")
+        .unwrap();
+    let graph_labels = v2["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "label")
+        .unwrap();
+    for (k, p) in v1["predictions"].as_array().unwrap().iter().enumerate() {
+        let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["label", "probability"], "{p}");
+        let want = proba["data"][2 * k + 1].as_f64().unwrap();
+        assert!(
+            (p["probability"].as_f64().unwrap() - want).abs() < 1e-6,
+            "{p} vs {want}"
+        );
+        let label = if want >= 0.5 { "malignant" } else { "benign" };
+        assert_eq!(p["label"], label, "{p}");
+        assert_eq!(p["label"], graph_labels["data"][k], "{p}");
+    }
 
     let (status, _, bytes) = post(
         &format!("{}/v1/models/credit:predict", s.url),

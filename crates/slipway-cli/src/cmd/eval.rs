@@ -29,8 +29,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
-    let e = slipway_runtime::evaluate(&dir, &args.data, args.threshold)?;
+    let package = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
+    let e = slipway_runtime::evaluate(&package.dir, &args.data, args.threshold)?;
     let m = &e.manifest;
     // The package records the SHA-256 of the file it was trained on: evaluating on that file
     // scores the model on rows it learned from, which flatters it.
@@ -39,6 +39,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.json {
         output::print_json(&json!({
             "package": args.model,
+            "model": package.version.as_ref().map_or(&m.name, |v| &v.model),
+            "version": package.version.as_ref().map(|v| v.version),
+            "digest": package.version.as_ref().map(|v| &v.digest),
             "data": args.data.display().to_string(),
             "rows": e.rows,
             "dropped_missing_target": e.rows_dropped,
@@ -81,11 +84,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     println!(
-        "{} `{}` ({}, {}) on {}: {} rows\n",
-        printable(&m.model.kind),
-        printable(&m.name),
+        "{} — {} {} model — on {}: {} rows\n",
+        package.id(),
         m.task,
-        slipway_registry::short(&m.payload.sha256),
+        printable(&m.model.kind),
         args.data.display(),
         e.rows
     );

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod eval;
+pub mod example;
 pub mod exchange;
 pub mod models;
 pub mod predict;

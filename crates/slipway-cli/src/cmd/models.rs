@@ -119,6 +119,9 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What a model's inputs are (kinds, categories, ranges seen in training) and an example
+    /// request for V1 and V2 that works as printed.
+    Example(crate::cmd::example::ExampleArgs),
     /// Every move of a model's aliases: who, when, from, to, why.
     History {
         /// The model, e.g. credit.
@@ -265,6 +268,7 @@ pub fn models(command: ModelsCommand) -> Result<()> {
             print_version(&v, &aliases);
             Ok(())
         }
+        ModelsCommand::Example(args) => crate::cmd::example::run(args),
         ModelsCommand::History {
             model,
             registry,

@@ -38,7 +38,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
+    let dir = crate::cmd::registry::package_dir(&args.model, &args.registry)?.dir;
     let options = ScoreOptions {
         output: args.out.clone(),
         id_column: args.id_column.clone(),

@@ -92,11 +92,45 @@ pub fn who() -> String {
     format!("uid {uid}@{host}")
 }
 
+/// A package found by [`package_dir`]: its folder and, when it came from the registry, the
+/// version it is.
+pub struct Package {
+    pub dir: PathBuf,
+    pub version: Option<slipway_registry::VersionRecord>,
+}
+
+impl Package {
+    /// How `models show` names it: `credit:3 (sha256 1a2b3c4d5e6f)` for a registered version,
+    /// `package folder DIR` otherwise.
+    pub fn id(&self) -> String {
+        match &self.version {
+            Some(v) => format!(
+                "{}:{} (sha256 {})",
+                v.model,
+                v.version,
+                slipway_registry::short(&v.digest)
+            ),
+            None => format!("package folder {}", self.dir.display()),
+        }
+    }
+
+    /// The name a server serves it under: the registry's model name, or the package's own.
+    pub fn served_name(&self, manifest: &slipway_core::Manifest) -> String {
+        self.version
+            .as_ref()
+            .map_or_else(|| manifest.name.clone(), |v| v.model.clone())
+    }
+}
+
 /// The folder of a package given as a folder or as a registry reference.
-pub fn package_dir(model: &str, registry: &RegistryPath) -> Result<PathBuf> {
+pub fn package_dir(model: &str, registry: &RegistryPath) -> Result<Package> {
     let path = Path::new(model);
+    let folder = |dir: &Path| Package {
+        dir: dir.to_path_buf(),
+        version: None,
+    };
     if path.exists() {
-        return Ok(path.to_path_buf());
+        return Ok(folder(path));
     }
     match model.parse::<Reference>() {
         Ok(reference) if !model.contains('/') => {
@@ -127,9 +161,12 @@ pub fn package_dir(model: &str, registry: &RegistryPath) -> Result<PathBuf> {
                     e
                 }
             })?;
-            Ok(opened.materialize(&version)?)
+            Ok(Package {
+                dir: opened.materialize(&version)?,
+                version: Some(version),
+            })
         }
-        Ok(_) | Err(_) => Ok(path.to_path_buf()),
+        Ok(_) | Err(_) => Ok(folder(path)),
     }
 }
 

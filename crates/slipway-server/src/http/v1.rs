@@ -32,7 +32,8 @@ pub(super) async fn predict(
             rest: rows,
         })
     };
-    let encode =
-        |outputs: Vec<slipway_core::Tensor>, rows: usize| Ok(ok_json(&predictions(&outputs, rows)));
+    let encode = |outputs: Vec<slipway_core::Tensor>, rows: usize| {
+        Ok(ok_json(&predictions(&served.manifest, &outputs, rows)?))
+    };
     pipeline::infer(&st, &served, "rest_v1", body, decode, encode).await
 }

@@ -3,7 +3,7 @@
 //! decode through these, so a value reads the same however it was sent (a proptest below holds
 //! binary and JSON to the same INT64 and FP32 values for every integer and half-float type).
 
-use slipway_core::DataType;
+use slipway_core::{DataType, Family};
 
 use super::{BadRequest, bad};
 
@@ -20,19 +20,11 @@ pub fn datatype(name: &str) -> Result<DataType, BadRequest> {
 /// The in-memory form a wire datatype decodes to: floats of 32 bits or fewer become FP32
 /// (exactly), integers INT64 (range-checked), the rest stay as they are.
 pub fn held(dt: DataType) -> DataType {
-    match dt {
-        DataType::Fp16 | DataType::Bf16 | DataType::Fp32 => DataType::Fp32,
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::Uint8
-        | DataType::Uint16
-        | DataType::Uint32
-        | DataType::Uint64 => DataType::Int64,
-        DataType::Bool => DataType::Bool,
-        DataType::Fp64 => DataType::Fp64,
-        DataType::Bytes => DataType::Bytes,
+    match dt.family() {
+        Family::Float if dt == DataType::Fp64 => DataType::Fp64,
+        Family::Float => DataType::Fp32,
+        Family::Integer => DataType::Int64,
+        Family::Bool | Family::Bytes => dt,
     }
 }
 

@@ -15,16 +15,19 @@
 //! records (4 million `{}` in 12 MB) is refused once it passes the model's capacity, having
 //! cost at most that many rows of buffers.
 
+mod answer;
+
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Value as Json, json};
-use slipway_core::{DataType, FeatureKind, Framework, Tensor, TensorData};
+use slipway_core::{DataType, Family, FeatureKind, Framework, Tensor, TensorData};
 use slipway_engine::Served;
 
 use crate::error::clip;
 use crate::state::UnknownColumns;
 use crate::{ApiError, pipeline::Claim};
+
+pub use answer::predictions;
 
 /// What a column takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,20 +138,11 @@ impl Plan {
                         let input = sig.inputs.iter().find(|i| i.name == *f).ok_or_else(|| {
                             ApiError::Internal(format!("the graph lacks input `{f}`"))
                         })?;
-                        let kind = match input.datatype {
-                            DataType::Fp32 | DataType::Fp64 | DataType::Fp16 | DataType::Bf16 => {
-                                Kind::Number
-                            }
-                            DataType::Bool => Kind::Bool,
-                            DataType::Bytes => Kind::Word,
-                            DataType::Int8
-                            | DataType::Int16
-                            | DataType::Int32
-                            | DataType::Int64
-                            | DataType::Uint8
-                            | DataType::Uint16
-                            | DataType::Uint32
-                            | DataType::Uint64 => Kind::Integer,
+                        let kind = match input.datatype.family() {
+                            Family::Float => Kind::Number,
+                            Family::Bool => Kind::Bool,
+                            Family::Bytes => Kind::Word,
+                            Family::Integer => Kind::Integer,
                         };
                         columns.push((f.clone(), kind));
                         inputs.push((f.clone(), input.datatype, input.shape.len() == 2));
@@ -607,62 +601,9 @@ fn store(b: &mut Buffer, kind: Kind, cell: Cell) -> Result<(), String> {
     Ok(())
 }
 
-/// The predictions: one object per record, each output's row by output name (a scalar for a
-/// `[rows]` output, a list for `[rows, k]`).
-pub fn predictions(outputs: &[Tensor], rows: usize) -> Json {
-    let list: Vec<Json> = (0..rows)
-        .map(|r| {
-            let mut obj = serde_json::Map::new();
-            for t in outputs {
-                obj.insert(t.name.clone(), row_json(t, r, rows));
-            }
-            Json::Object(obj)
-        })
-        .collect();
-    json!({ "predictions": list })
-}
-
-/// Row `r` of an output: a scalar for `[rows]`, a list for `[rows, k]`; `null` where the
-/// output has no such element.
-fn row_json(t: &Tensor, r: usize, rows: usize) -> Json {
-    let per = t.data.len().checked_div(rows).unwrap_or(0);
-    let one = |i: usize| -> Json {
-        match &t.data {
-            TensorData::Bool(v) => v.get(i).map_or(Json::Null, |&x| json!(x)),
-            TensorData::Int64(v) => v.get(i).map_or(Json::Null, |&x| json!(x)),
-            TensorData::Fp32(v) => v
-                .get(i)
-                .and_then(|&x| serde_json::Number::from_f64(f64::from(x)))
-                .map_or(Json::Null, Json::Number),
-            TensorData::Fp64(v) => v
-                .get(i)
-                .and_then(|&x| serde_json::Number::from_f64(x))
-                .map_or(Json::Null, Json::Number),
-            TensorData::Bytes(v) => v
-                .get(i)
-                .map_or(Json::Null, |x| json!(String::from_utf8_lossy(x))),
-        }
-    };
-    if t.shape.len() == 1 || per == 1 {
-        one(r * per)
-    } else {
-        Json::Array((r * per..(r + 1) * per).map(one).collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_empty_output_gives_null_not_a_panic() {
-        let t = Tensor {
-            name: "p".into(),
-            shape: vec![0],
-            data: TensorData::Fp64(Vec::new()),
-        };
-        assert_eq!(predictions(&[t], 2)["predictions"][1]["p"], Json::Null);
-    }
 
     #[test]
     fn cells_are_stored_by_kind_or_refused() {
