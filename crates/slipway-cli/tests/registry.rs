@@ -26,6 +26,19 @@ fn package(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// A copy of `pkg` that differs in its decision threshold: another package (the registry reuses
+/// the version of a package it already has), without training again.
+fn variant(pkg: &Path, i: u32) -> PathBuf {
+    let out = pkg.with_file_name(format!("variant-{i}"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(pkg.join("model.safetensors"), out.join("model.safetensors")).unwrap();
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(pkg.join("slipway.json")).unwrap()).unwrap();
+    m["target"]["threshold"] = (0.3 + f64::from(i) * 0.01).into();
+    std::fs::write(out.join("slipway.json"), m.to_string()).unwrap();
+    out
+}
+
 fn versions(registry: &Path) -> Vec<u64> {
     let v = ok_json(&[
         "models",
@@ -58,12 +71,14 @@ fn eight_processes_register_at_once_and_each_gets_its_own_version() {
         s(&registry),
         "--json",
     ]);
-    let children: Vec<_> = (0..8)
-        .map(|_| {
+    let packages: Vec<PathBuf> = (0..8).map(|i| variant(&pkg, i)).collect();
+    let children: Vec<_> = packages
+        .iter()
+        .map(|p| {
             Command::new(env!("CARGO_BIN_EXE_slipway"))
                 .args([
                     "register",
-                    s(&pkg),
+                    s(p),
                     "--name",
                     "credit",
                     "--registry",
@@ -112,10 +127,11 @@ fn registrations_killed_at_any_point_leave_the_registry_consistent() {
         "--json",
     ]);
     for i in 0..16u64 {
+        let p = variant(&pkg, i as u32);
         let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
             .args([
                 "register",
-                s(&pkg),
+                s(&p),
                 "--name",
                 "credit",
                 "--alias",
@@ -181,7 +197,8 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         reg,
         "--json",
     ]);
-    ok_json(&[
+    // The same package again (a demo rerun, a retried pipeline step) is the version there is.
+    let again = ok_json(&[
         "register",
         s(&pkg),
         "--name",
@@ -190,6 +207,26 @@ fn promotion_lifecycle_and_bad_input_through_the_cli() {
         reg,
         "--json",
     ]);
+    assert_eq!(
+        (&again["version"], &again["reused"]),
+        (&Value::from(1), &Value::from(true))
+    );
+    let said = slipway(&["register", s(&pkg), "--name", "credit", "--registry", reg]);
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(said.starts_with("already registered as credit:1"), "{said}");
+    let second = ok_json(&[
+        "register",
+        s(&variant(&pkg, 1)),
+        "--name",
+        "credit",
+        "--registry",
+        reg,
+        "--json",
+    ]);
+    assert_eq!(
+        (&second["version"], &second["reused"]),
+        (&Value::from(2), &Value::from(false))
+    );
     // A gate that fails exits 3 with the table; nothing moves. A gate on a metric Slipway never
     // records is a mistake in the command, not a failed model: exit 2, naming the metrics.
     for (gate, exit, says) in [
@@ -534,7 +571,8 @@ fn who_acted_is_recorded_without_a_user_name_and_rollbacks_keep_their_reason() {
         "--alias",
         "production",
     ]);
-    run(&["register", s(&pkg), "--name", "credit"]);
+    let second = variant(&pkg, 1);
+    run(&["register", s(&second), "--name", "credit"]);
     run(&["promote", "credit:2", "--to", "production"]);
     run(&[
         "rollback",

@@ -22,6 +22,7 @@ fn register(
         },
     )
     .unwrap()
+    .record
 }
 
 fn promote(reg: &mut Registry, model: &str, version: u32) {

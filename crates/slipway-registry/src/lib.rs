@@ -104,6 +104,15 @@ impl std::fmt::Display for Reference {
     }
 }
 
+/// What [`Registry::register`] did.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The version that holds the package.
+    pub record: VersionRecord,
+    /// The model already had this package as `record`; nothing new was added.
+    pub reused: bool,
+}
+
 /// What a registration says about the package.
 #[derive(Debug, Clone, Default)]
 pub struct RegisterOptions {
@@ -231,14 +240,42 @@ impl Registry {
 
     /// Registers a package folder as the next version of a model. The files are stored as
     /// blobs first; the version appears, whole, in one database transaction after them.
-    pub fn register(&mut self, dir: &Path, options: &RegisterOptions) -> Result<VersionRecord> {
+    ///
+    /// A package the model already has — the same files, apart from the time of training in
+    /// its lineage (a deterministic retraining, or the same folder registered twice) — is not
+    /// made a new version: the existing one is returned with `reused` set (and `alias`, if
+    /// given, moved to it). Two processes registering the same package at the same instant may
+    /// still both add a version; the numbering stays gapless either way.
+    pub fn register(&mut self, dir: &Path, options: &RegisterOptions) -> Result<Registered> {
         check_name("model", &options.name)?;
         if let Some(a) = &options.alias {
             check_name("alias", a)?;
         }
         let (manifest, files) = self.store_package(dir)?;
         self.check_stored_gates(&options.name, options.alias.as_deref(), &manifest)?;
-        self.meta.insert_version(NewVersion {
+        if let Some(existing) = self.same_package(&options.name, &manifest, &files)? {
+            if let Some(alias) = &options.alias {
+                let here = self.meta.aliases(&options.name)?.get(alias).copied();
+                if here != Some(existing.version) {
+                    self.meta.move_alias(
+                        &options.name,
+                        alias,
+                        Some(existing.version),
+                        &options.by,
+                        &format!(
+                            "register with --alias (the package already is version {})",
+                            existing.version
+                        ),
+                        "register",
+                    )?;
+                }
+            }
+            return Ok(Registered {
+                record: existing,
+                reused: true,
+            });
+        }
+        let record = self.meta.insert_version(NewVersion {
             model: options.name.clone(),
             digest: package_digest(&files),
             manifest,
@@ -248,7 +285,46 @@ impl Registry {
             by: options.by.clone(),
             alias: options.alias.clone(),
             action: "register".into(),
+        })?;
+        Ok(Registered {
+            record,
+            reused: false,
         })
+    }
+
+    /// The version of `model` holding the same package as `manifest` and `files`, apart from
+    /// the training time in the lineage.
+    fn same_package(
+        &self,
+        model: &str,
+        manifest: &serde_json::Value,
+        files: &[FileEntry],
+    ) -> Result<Option<VersionRecord>> {
+        let versions = match self.meta.versions(model) {
+            Ok(v) => v,
+            Err(RegistryError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let timeless = |m: &serde_json::Value| {
+            let mut m = m.clone();
+            if let Some(lineage) = m.get_mut("lineage").and_then(|l| l.as_object_mut()) {
+                lineage.remove("created_at");
+            }
+            m
+        };
+        let others = |fs: &[FileEntry]| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> = fs
+                .iter()
+                .filter(|f| f.name != MANIFEST)
+                .map(|f| (f.name.clone(), f.sha256.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        let (want, want_files) = (timeless(manifest), others(files));
+        Ok(versions
+            .into_iter()
+            .find(|v| others(&v.files) == want_files && timeless(&v.manifest) == want))
     }
 
     fn store_package(&self, dir: &Path) -> Result<(serde_json::Value, Vec<FileEntry>)> {

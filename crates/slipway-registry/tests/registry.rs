@@ -63,8 +63,11 @@ fn register_promote_rollback_delete_and_audit() {
     let mut reg = Registry::open(&root).unwrap();
     let p1 = package(tmp.path(), 1);
     let p2 = package(tmp.path(), 2);
-    let v1 = reg.register(&p1, &opts("bc", Some("staging"))).unwrap();
-    let v2 = reg.register(&p2, &opts("bc", None)).unwrap();
+    let v1 = reg
+        .register(&p1, &opts("bc", Some("staging")))
+        .unwrap()
+        .record;
+    let v2 = reg.register(&p2, &opts("bc", None)).unwrap().record;
     assert_eq!((v1.version, v2.version), (1, 2));
     assert_eq!(v1.files.len(), 2);
     assert!(v1.manifest["metrics"]["roc_auc"].as_f64().unwrap() > 0.9);
@@ -167,7 +170,10 @@ fn register_promote_rollback_delete_and_audit() {
         ]
     );
     // Numbers are never reused.
-    assert_eq!(reg.register(&p2, &opts("bc", None)).unwrap().version, 3);
+    assert_eq!(
+        reg.register(&p2, &opts("bc", None)).unwrap().record.version,
+        3
+    );
     assert!(reg.verify().unwrap().problems.is_empty());
 }
 
@@ -178,7 +184,8 @@ fn tampered_or_missing_blobs_are_named_and_verify_reports_them() {
     let mut reg = Registry::open(&root).unwrap();
     let v = reg
         .register(&package(tmp.path(), 1), &opts("bc", None))
-        .unwrap();
+        .unwrap()
+        .record;
     let dir = reg.materialize(&v).unwrap();
     assert!(dir.join("slipway.json").is_file() && dir.join("model.safetensors").is_file());
     let payload = v
@@ -306,13 +313,64 @@ fn readers_do_not_wait_on_a_writer() {
 /// Cases found in review: each once let a damaged or hostile input move an alias, write outside
 /// the registry, or rollback loop.
 #[test]
+fn the_same_package_registered_again_is_the_same_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(&tmp.path().join("reg")).unwrap();
+    let p1 = package(tmp.path(), 1);
+    let first = reg.register(&p1, &opts("bc", None)).unwrap();
+    assert!(!first.reused);
+    // The same folder again: no new version; an alias given moves to the one there is.
+    let again = reg.register(&p1, &opts("bc", Some("staging"))).unwrap();
+    assert!(again.reused);
+    assert_eq!(again.record.version, first.record.version);
+    assert_eq!(reg.meta().aliases("bc").unwrap()["staging"], 1);
+    let history = reg.meta().alias_history("bc").unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(
+        history[0].reason.contains("already is version 1"),
+        "{history:?}"
+    );
+    // Retrained the same way later: only the training time differs, so it is the same model.
+    let later = tmp.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    std::fs::copy(
+        p1.join("model.safetensors"),
+        later.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p1.join("slipway.json")).unwrap()).unwrap();
+    manifest["lineage"]["created_at"] = "2031-01-01T00:00:00Z".into();
+    std::fs::write(later.join("slipway.json"), manifest.to_string()).unwrap();
+    let r = reg.register(&later, &opts("bc", None)).unwrap();
+    assert_eq!((r.reused, r.record.version), (true, 1));
+    // Anything else that differs (here the threshold) is a new version; so is another model name.
+    manifest["target"]["threshold"] = 0.4.into();
+    std::fs::write(later.join("slipway.json"), manifest.to_string()).unwrap();
+    let r = reg.register(&later, &opts("bc", None)).unwrap();
+    assert_eq!((r.reused, r.record.version), (false, 2));
+    let r = reg.register(&p1, &opts("other", None)).unwrap();
+    assert_eq!((r.reused, r.record.version), (false, 1));
+    // The audit log has the three new versions and the alias move of the second call; the
+    // reuses without an alias wrote nothing.
+    let registers = reg
+        .meta()
+        .audit(100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "register")
+        .count();
+    assert_eq!(registers, 3 + 1);
+}
+
+#[test]
 fn review_regressions() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("reg");
     let mut reg = Registry::open(&root).unwrap();
     let p1 = package(tmp.path(), 1);
-    for _ in 0..3 {
-        reg.register(&p1, &opts("bc", None)).unwrap();
+    for p in [p1.clone(), package(tmp.path(), 2), package(tmp.path(), 3)] {
+        reg.register(&p, &opts("bc", None)).unwrap();
     }
     // Rollback walks back as a stack; re-promoting the current version changes nothing.
     for v in [1, 2, 2] {
@@ -419,7 +477,8 @@ fn gates_read_the_digest_checked_manifest_and_verify_reports_an_edited_database_
     let mut reg = Registry::open(&root).unwrap();
     let v = reg
         .register(&package(tmp.path(), 1), &opts("bc", None))
-        .unwrap();
+        .unwrap()
+        .record;
     let auc = v.manifest["metrics"]["roc_auc"].as_f64().unwrap();
     assert!(auc < 1.0, "{auc}");
     assert!(reg.verify().unwrap().problems.is_empty());
@@ -484,7 +543,8 @@ fn import_records_the_sizes_of_the_bytes_not_what_the_tar_claims() {
     let mut reg = Registry::open(&tmp.path().join("a")).unwrap();
     let v = reg
         .register(&package(tmp.path(), 1), &opts("bc", None))
-        .unwrap();
+        .unwrap()
+        .record;
     let tar = tmp.path().join("bc.tar");
     reg.export(&v, &tar).unwrap();
     // The record claims every file is 10 GB; sizes are not part of any digest.
@@ -531,7 +591,8 @@ fn control_characters_in_a_tar_entry_name_are_escaped_in_the_error() {
     let mut reg = Registry::open(&tmp.path().join("a")).unwrap();
     let v = reg
         .register(&package(tmp.path(), 1), &opts("bc", None))
-        .unwrap();
+        .unwrap()
+        .record;
     let tar = tmp.path().join("bc.tar");
     reg.export(&v, &tar).unwrap();
     rewrite_tar(&tar, &|name, bytes| {

@@ -126,7 +126,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     for (label, dir, _) in &results {
         let mut tags = std::collections::BTreeMap::new();
         tags.insert("estimator".to_string(), label.clone());
-        let v = registry.register(
+        let done = registry.register(
             dir,
             &RegisterOptions {
                 name: "credit".into(),
@@ -136,10 +136,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 by: who(),
             },
         )?;
+        let v = done.record;
         if *label == best.0 {
             best_version = v.version;
         }
-        registered.push(format!("credit:{} ({label})", v.version));
+        registered.push(format!(
+            "credit:{} ({label}{})",
+            v.version,
+            if done.reused {
+                ", already there: the same package"
+            } else {
+                ""
+            }
+        ));
     }
     let gate: Gate = "roc_auc>=0.70".parse()?;
     let (_, from) = registry.promote(&Promotion {
@@ -151,11 +160,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
         reason: "demo: best held-out ROC-AUC".into(),
         ..Promotion::default()
     })?;
+    let moved = match from {
+        Some(v) if v == best_version => {
+            format!("@production already points at credit:{v} (gate roc_auc >= 0.70 passed)")
+        }
+        Some(v) => format!(
+            "promoted credit:{best_version} to @production (gate roc_auc >= 0.70 passed; it pointed at credit:{v} before)"
+        ),
+        None => format!(
+            "promoted credit:{best_version} to @production (gate roc_auc >= 0.70 passed; it pointed at nothing before)"
+        ),
+    };
     println!(
-        "\nRegistry {}: registered {}; promoted credit:{best_version} to @production (gate roc_auc >= 0.70 passed; it pointed at {} before).",
+        "\nRegistry {}: registered {}; {moved}.",
         registry_dir.display(),
         registered.join(" and "),
-        from.map_or("nothing".into(), |v| format!("credit:{v}"))
     );
     let production = registry.resolve(&"credit@production".parse()?)?;
     let production_dir = registry.materialize(&production)?;

@@ -215,12 +215,15 @@ fn import_onnx(args: ImportArgs) -> Result<()> {
             by: who(),
         },
     )?;
+    let reused = v.reused;
+    let v = v.record;
     let (manifest, info) = (&packaged.manifest, &packaged.info);
     if args.json {
         output::print_json(&json!({
             "model": v.model,
             "version": v.version,
             "reference": format!("{}:{}", v.model, v.version),
+            "reused": reused,
             "digest": v.digest,
             "engine": info.engine,
             "operators": info.operators,
@@ -232,7 +235,12 @@ fn import_onnx(args: ImportArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "imported {} as {}:{} (package {}…){}",
+        "{} {} as {}:{} (package {}…){}",
+        if reused {
+            "already imported:"
+        } else {
+            "imported"
+        },
         file.display(),
         v.model,
         v.version,

@@ -43,7 +43,7 @@ pub fn register(args: RegisterArgs) -> Result<()> {
         tags.insert(k.trim().to_string(), v.trim().to_string());
     }
     let mut registry = args.registry.open_or_create()?;
-    let v = registry.register(
+    let registered = registry.register(
         &args.dir,
         &RegisterOptions {
             name: args.name.clone(),
@@ -53,17 +53,30 @@ pub fn register(args: RegisterArgs) -> Result<()> {
             by: who(),
         },
     )?;
+    let (reused, v) = (registered.reused, registered.record);
     if args.json {
-        output::print_json(&version_json(&v, None));
+        let mut out = version_json(&v, None);
+        out["reused"] = json!(reused);
+        output::print_json(&out);
     } else {
         println!(
-            "registered {}:{} (package {}…){}",
+            "{} {}:{} (package {}…){}",
+            if reused {
+                "already registered as"
+            } else {
+                "registered"
+            },
             v.model,
             v.version,
             slipway_registry::short(&v.digest),
             args.alias
                 .map_or(String::new(), |a| format!("; @{a} → {}", v.version))
         );
+        if reused {
+            println!(
+                "  the same package, apart from its training time: no new version (versions are content-addressed)"
+            );
+        }
     }
     Ok(())
 }
