@@ -97,6 +97,9 @@ pub fn warnings(trained: &Trained) {
             trained.unseen_categories
         );
     }
+    for w in slipway_learn::pipeline::feature_warnings(&m.features, m.lineage.split[0]) {
+        eprintln!("warning: {w}");
+    }
     if !trained.fit.converged {
         eprintln!(
             "warning: L-BFGS stopped after {} iterations before converging; raise --max-iter",
@@ -123,6 +126,7 @@ pub fn trained_json(trained: &Trained, dir: &Path) -> Value {
             "test": m.lineage.split[2],
         },
         "unseen_categories": trained.unseen_categories,
+        "warnings": slipway_learn::pipeline::feature_warnings(&m.features, m.lineage.split[0]),
         "fit": {
             "seconds": trained.fit.fit_seconds,
             "epochs_run": trained.fit.epochs_run,

@@ -459,16 +459,6 @@ fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
         err.contains("distinct numbers") && err.contains("--model linear"),
         "{err}"
     );
-    // A semicolon-separated file is recognised as one (it said only "no column named y").
-    let (code, err) = train(&file("semi.csv", "x;y\n1;a\n2;b\n"), "y", &[]);
-    assert_eq!(code, 65, "{err}");
-    assert!(err.contains("looks semicolon-separated"), "{err}");
-    // A gzip file is named as one (it said only "invalid UTF-8").
-    let gz = tmp.path().join("data.csv");
-    std::fs::write(&gz, [0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x80, 0x81]).unwrap();
-    let (code, err) = train(&gz, "y", &[]);
-    assert_eq!(code, 65, "{err}");
-    assert!(err.contains("gzip-compressed: gunzip it first"), "{err}");
     // With --json, the error is one JSON object on stderr, with the exit code.
     let out = slipway(&[
         "eval",

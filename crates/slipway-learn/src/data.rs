@@ -4,13 +4,16 @@
 //! bytes, once to fill typed columns (numbers as `f64`, categories as `u32` codes). Raw text is
 //! never held in memory, so a frame costs about eight bytes a cell whatever the file's size.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{LearnError, Result};
+use crate::source;
 
 /// Field values read as missing (after trimming spaces).
 pub const MISSING_TOKENS: &[&str] = &["", "NA", "N/A", "NaN", "nan", "NULL", "null", "?"];
@@ -102,6 +105,8 @@ fn retain_by<T>(v: &mut Vec<T>, keep: &[bool]) {
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     pub kinds: HashMap<String, ColumnKind>,
+    /// The field delimiter (default: sniffed from the header).
+    pub delimiter: Option<u8>,
 }
 
 /// A typed table read from a CSV file.
@@ -135,9 +140,9 @@ impl Frame {
             };
             let hint = separated.map_or(String::new(), |(c, what)| {
                 format!(
-                    "; the header is one column holding `{}`, so the file looks {what}-separated, and Slipway reads comma-separated CSV: convert it first (e.g. with csvformat -d '{}' from csvkit)",
+                    "; the header is one column holding `{}`, so the file looks {what}-separated: pass --delimiter '{}'",
                     c.escape_default(),
-                    c.escape_default()
+                    source::name(c as u8)
                 )
             });
             LearnError::data(
@@ -160,26 +165,13 @@ impl Frame {
     }
 }
 
-fn open(path: &Path) -> Result<std::fs::File> {
-    let file = std::fs::File::open(path).map_err(|e| LearnError::io(path, e))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(LearnError::data(path, "is a folder, not a CSV file"));
-    }
-    Ok(file)
-}
-
-/// A reader that hashes what passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
+/// Whether the file starts as gzip does.
+fn gzip(path: &Path) -> bool {
+    let mut head = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == [0x1f, 0x8b]
 }
 
 /// When a file that should be a CSV starts like a known binary format, says which.
@@ -189,9 +181,7 @@ fn not_text_hint(path: &Path) -> Option<String> {
         .and_then(|mut f| f.read(&mut head))
         .ok()?;
     let head = &head[..n];
-    let what = if head.starts_with(&[0x1f, 0x8b]) {
-        "gzip-compressed: gunzip it first"
-    } else if head.starts_with(b"PK\x03\x04") {
+    let what = if head.starts_with(b"PK\x03\x04") {
         "a zip archive (an Excel .xlsx?): export the sheet as CSV"
     } else if head.starts_with(b"PAR1") {
         "a Parquet file: export it as CSV"
@@ -218,7 +208,11 @@ pub fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError 
             })
         )
     } else if let csv::ErrorKind::Io(e) = err.kind() {
-        e.to_string()
+        if gzip(path) {
+            format!("it is gzip-compressed and does not decompress: {e}")
+        } else {
+            e.to_string()
+        }
     } else {
         err.to_string()
     };
@@ -230,11 +224,20 @@ pub fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError 
     }
 }
 
-/// Opens a CSV for record-by-record reading and returns it with its header.
-pub fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<R>, Vec<String>)> {
+/// A record reader over a CSV file's text.
+pub type CsvReader = csv::Reader<Box<dyn BufRead>>;
+
+/// A CSV reader over a file (gzip-compressed or not) with its header: fields separated by
+/// `delimiter`, or by the one the header shows ([`source`]).
+pub fn csv_reader(path: &Path, delimiter: Option<u8>) -> Result<(CsvReader, Vec<String>)> {
+    reader_over(path, source::open(path, delimiter, None)?)
+}
+
+fn reader_over(path: &Path, source: source::Source) -> Result<(CsvReader, Vec<String>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(input);
+        .delimiter(source.delimiter)
+        .from_reader(source.text);
     let header = reader.headers().map_err(|e| csv_error(path, e, 0))?;
     let names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
     if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
@@ -272,11 +275,11 @@ pub fn csv_reader<R: Read>(path: &Path, input: R) -> Result<(csv::Reader<R>, Vec
 /// Reads a CSV file into a typed frame.
 pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
     // Pass 1: kinds, row count, digest.
-    let hashing = HashingReader {
-        inner: open(path)?,
-        hasher: Sha256::new(),
-    };
-    let (mut reader, names) = csv_reader(path, hashing)?;
+    let hasher = Rc::new(RefCell::new(Sha256::new()));
+    let (mut reader, names) = reader_over(
+        path,
+        source::open(path, options.delimiter, Some(Rc::clone(&hasher)))?,
+    )?;
     for name in options.kinds.keys() {
         if !names.contains(name) {
             return Err(LearnError::data(
@@ -313,7 +316,8 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
     // Drain what the csv reader did not need (a final line without a newline is read already).
     let mut inner = reader.into_inner();
     std::io::copy(&mut inner, &mut std::io::sink()).map_err(|e| LearnError::io(path, e))?;
-    let sha256 = hex(&inner.hasher.finalize());
+    drop(inner);
+    let sha256 = hex(&hasher.replace(Sha256::new()).finalize());
     if rows == 0 {
         return Err(LearnError::data(
             path,
@@ -331,7 +335,7 @@ pub fn read_csv(path: &Path, options: &ReadOptions) -> Result<Frame> {
         .collect();
 
     // Pass 2: typed columns.
-    let (mut reader, _) = csv_reader(path, open(path)?)?;
+    let (mut reader, _) = csv_reader(path, options.delimiter)?;
     let mut columns: Vec<Column> = kinds
         .iter()
         .map(|k| match k {

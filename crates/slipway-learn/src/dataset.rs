@@ -50,6 +50,8 @@ pub struct DatasetSpec {
     pub kinds: HashMap<String, ColumnKind>,
     /// For binary classification: the class whose probability the model gives.
     pub positive_class: Option<String>,
+    /// The field delimiter (default: sniffed from the header).
+    pub delimiter: Option<u8>,
 }
 
 /// Features and target of one CSV file.
@@ -83,6 +85,7 @@ pub fn load(path: &Path, spec: &DatasetSpec, kind: Option<TargetKind>) -> Result
         path,
         &ReadOptions {
             kinds: spec.kinds.clone(),
+            delimiter: spec.delimiter,
         },
     )?;
     let target_idx = frame.require(&spec.target)?;
@@ -127,8 +130,9 @@ pub fn load_for_model(
     features: &[FeatureSpec],
     target_name: &str,
     classes: &[String],
+    delimiter: Option<u8>,
 ) -> Result<Dataset> {
-    let frame = read_for_features(path, features, Some(target_name))?;
+    let frame = read_for_features(path, features, Some(target_name), delimiter)?;
     let target_idx = frame.require(target_name)?;
     let (frame, dropped) = drop_missing_target(frame, target_idx)?;
     let feature_columns = features
@@ -181,11 +185,9 @@ pub fn read_for_features(
     path: &Path,
     features: &[FeatureSpec],
     target: Option<&str>,
+    delimiter: Option<u8>,
 ) -> Result<Frame> {
-    let header = {
-        let file = std::fs::File::open(path).map_err(|e| LearnError::io(path, e))?;
-        data::csv_reader(path, file)?.1
-    };
+    let header = data::csv_reader(path, delimiter)?.1;
     let mut kinds = HashMap::new();
     for f in features {
         if !header.contains(&f.name) {
@@ -215,7 +217,7 @@ pub fn read_for_features(
             ),
         ));
     }
-    data::read_csv(path, &ReadOptions { kinds })
+    data::read_csv(path, &ReadOptions { kinds, delimiter })
 }
 
 fn drop_missing_target(mut frame: Frame, target_idx: usize) -> Result<(Frame, usize)> {

@@ -17,6 +17,7 @@ pub mod package;
 pub mod pipeline;
 pub mod predict;
 pub mod rng;
+pub mod source;
 pub mod split;
 pub mod train;
 

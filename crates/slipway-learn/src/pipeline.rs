@@ -143,6 +143,53 @@ fn fit_categorical(name: String, codes: &[u32], levels: &[String], rows: &[usize
     }
 }
 
+/// A categorical column with at least this many categories, more than half as many as the
+/// training rows, is near-unique (an identifier or a free-text field).
+pub const NEAR_UNIQUE_CATEGORIES: usize = 20;
+/// A category longer than this is worth a warning: every category is stored in the package.
+pub const LONG_CATEGORY_BYTES: usize = 1024;
+/// All of one column's categories together past this size are worth a warning.
+pub const LARGE_CATEGORIES_BYTES: usize = 1 << 20;
+
+/// What about the fitted features a user should hear: near-unique categorical columns (one
+/// feature per value, nothing that generalises) and categories that bloat the package.
+/// `train_rows` is the size of the training split.
+pub fn feature_warnings(features: &[FeatureSpec], train_rows: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in features {
+        let FeatureKind::Categorical { categories, .. } = &f.kind else {
+            continue;
+        };
+        let n = categories.len();
+        if n >= NEAR_UNIQUE_CATEGORIES && n as u64 * 2 > train_rows {
+            out.push(format!(
+                "column `{}` has {n} distinct values in {train_rows} training rows: it looks like an identifier or free text, and one-hot encodes into {n} features that do not generalise; leave it out with --ignore {}, or give it fewer values",
+                f.name, f.name
+            ));
+        }
+        let longest = categories.iter().map(String::len).max().unwrap_or(0);
+        let total: usize = categories.iter().map(String::len).sum();
+        if longest > LONG_CATEGORY_BYTES || total > LARGE_CATEGORIES_BYTES {
+            out.push(format!(
+                "column `{}` has categories of {} in all (the longest {}), every one stored in the package; is it text rather than a category? --ignore {} leaves it out",
+                f.name,
+                bytes(total),
+                bytes(longest),
+                f.name
+            ));
+        }
+    }
+    out
+}
+
+fn bytes(n: usize) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
 /// Total encoded width of the features.
 pub fn width(features: &[FeatureSpec]) -> usize {
     features.iter().map(|f| f.kind.width()).sum()

@@ -23,6 +23,8 @@ pub struct PredictOptions {
     pub threshold: f64,
     /// Rows scored together.
     pub chunk_rows: usize,
+    /// The input's field delimiter (default: sniffed from the header).
+    pub delimiter: Option<u8>,
 }
 
 impl Default for PredictOptions {
@@ -32,6 +34,7 @@ impl Default for PredictOptions {
             id_column: None,
             threshold: 0.5,
             chunk_rows: 4096,
+            delimiter: None,
         }
     }
 }
@@ -87,8 +90,7 @@ pub fn predict_csv_with_progress(
     options: &PredictOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PredictSummary> {
-    let file = std::fs::File::open(input).map_err(|e| LearnError::io(input, e))?;
-    let (mut reader, names) = csv_reader(input, std::io::BufReader::with_capacity(1 << 20, file))?;
+    let (mut reader, names) = csv_reader(input, options.delimiter)?;
     let features = &model.manifest.features;
     let mut columns = Vec::with_capacity(features.len());
     for f in features {

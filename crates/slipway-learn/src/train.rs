@@ -441,7 +441,13 @@ pub fn train(spec: &TrainSpec, on_epoch: &mut dyn FnMut(&EpochReport)) -> Result
     };
     let (report, unseen, test_rows, evaluated_on) = match &spec.test_data {
         Some(path) => {
-            let test = dataset::load_for_model(path, &features, &data.target_name, &classes)?;
+            let test = dataset::load_for_model(
+                path,
+                &features,
+                &data.target_name,
+                &classes,
+                spec.dataset.delimiter,
+            )?;
             let rows = test.rows();
             let (x, unseen) = pipeline::transform(&features, &test.frame, &rows)?;
             let out = network.forward(x.view());

@@ -38,16 +38,22 @@ impl Evaluation {
 }
 
 /// Evaluates the package in `dir` on the labelled CSV `data`; `threshold` overrides the
-/// package's decision threshold (binary models).
+/// package's decision threshold (binary models); `delimiter` the CSV's (default: sniffed).
 pub fn evaluate(
     dir: &Path,
     data: &Path,
     threshold: Option<f64>,
+    delimiter: Option<u8>,
 ) -> Result<Evaluation, RuntimeError> {
     let manifest = read_manifest(dir)?;
     match manifest.framework {
-        Framework::Native => Ok(native(&NativeModel::load(dir)?, data, threshold)?),
-        Framework::Onnx => onnx(&load(dir)?, data, threshold),
+        Framework::Native => Ok(native(
+            &NativeModel::load(dir)?,
+            data,
+            threshold,
+            delimiter,
+        )?),
+        Framework::Onnx => onnx(&load(dir)?, data, threshold, delimiter),
     }
 }
 
@@ -55,9 +61,16 @@ fn native(
     model: &NativeModel,
     data: &Path,
     threshold: Option<f64>,
+    delimiter: Option<u8>,
 ) -> Result<Evaluation, LearnError> {
     let m = &model.manifest;
-    let ds = dataset::load_for_model(data, &m.features, &m.target.name, &m.target.classes)?;
+    let ds = dataset::load_for_model(
+        data,
+        &m.features,
+        &m.target.name,
+        &m.target.classes,
+        delimiter,
+    )?;
     let rows = ds.rows();
     let (x, unseen) = pipeline::transform(&m.features, &ds.frame, &rows)?;
     let threshold = threshold.unwrap_or_else(|| model.threshold());
@@ -77,6 +90,7 @@ pub(crate) fn onnx(
     loaded: &Loaded,
     data: &Path,
     threshold: Option<f64>,
+    delimiter: Option<u8>,
 ) -> Result<Evaluation, RuntimeError> {
     let m = &loaded.manifest;
     let spec = m
@@ -85,7 +99,13 @@ pub(crate) fn onnx(
         .as_ref()
         .ok_or_else(|| LearnError::data(data, "the package is not an ONNX package"))?;
     let features = tabular::numeric_features(spec, &*loaded.model);
-    let ds = dataset::load_for_model(data, &features, &m.target.name, &m.target.classes)?;
+    let ds = dataset::load_for_model(
+        data,
+        &features,
+        &m.target.name,
+        &m.target.classes,
+        delimiter,
+    )?;
     let rows = ds.rows();
     let mut outs = Vec::new();
     for chunk in rows.chunks(CHUNK) {

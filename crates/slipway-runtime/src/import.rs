@@ -45,6 +45,8 @@ pub struct OnnxOptions {
     pub input_shapes: Vec<(String, Vec<i64>)>,
     /// Binary: the decision threshold (default 0.5).
     pub threshold: Option<f64>,
+    /// The field delimiter of `features_from` and `data` (default: sniffed from the header).
+    pub delimiter: Option<u8>,
 }
 
 /// A package written by [`package_onnx`].
@@ -212,7 +214,7 @@ pub fn package_onnx(
     let loaded = crate::load(dir)?;
     let evaluation = match &options.data {
         Some(data) => {
-            let e = crate::evaluate::onnx(&loaded, data, None)?;
+            let e = crate::evaluate::onnx(&loaded, data, None, options.delimiter)?;
             manifest.metrics = e
                 .report
                 .scalars()
@@ -257,8 +259,7 @@ fn features(
         return Ok(f.clone());
     }
     if let Some(csv) = options.features_from.as_ref().or(options.data.as_ref()) {
-        let f = std::fs::File::open(csv).map_err(|e| LearnError::io(csv, e))?;
-        let header = slipway_learn::data::csv_reader(csv, f)?.1;
+        let header = slipway_learn::data::csv_reader(csv, options.delimiter)?.1;
         return Ok(header.into_iter().filter(|h| h != target).collect());
     }
     if sig.inputs.len() > 1 {

@@ -29,6 +29,8 @@ pub struct ScoreOptions {
     pub threshold: Option<f64>,
     /// Rows scored together.
     pub chunk_rows: usize,
+    /// The input's field delimiter (default: sniffed from the header).
+    pub delimiter: Option<u8>,
 }
 
 impl Default for ScoreOptions {
@@ -38,6 +40,7 @@ impl Default for ScoreOptions {
             id_column: None,
             threshold: None,
             chunk_rows: 4096,
+            delimiter: None,
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn predict_csv(
                 id_column: options.id_column.clone(),
                 threshold: options.threshold.unwrap_or_else(|| model.threshold()),
                 chunk_rows: options.chunk_rows,
+                delimiter: options.delimiter,
             };
             Ok(predict_csv_with_progress(
                 &model, input, output, &native, progress,
@@ -85,8 +89,7 @@ fn onnx(
         .iter()
         .map(|f| matches!(f.kind, slipway_core::FeatureKind::Categorical { .. }))
         .collect();
-    let file = std::fs::File::open(input).map_err(|e| LearnError::io(input, e))?;
-    let (mut reader, names) = csv_reader(input, std::io::BufReader::with_capacity(1 << 20, file))?;
+    let (mut reader, names) = csv_reader(input, options.delimiter)?;
     let find = |name: &str, what: &str| {
         names.iter().position(|n| n == name).ok_or_else(|| {
             LearnError::data(

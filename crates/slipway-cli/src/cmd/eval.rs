@@ -19,6 +19,10 @@ pub struct EvalArgs {
     /// Labelled data: a CSV with the model's feature columns and its target column.
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
+    /// The CSV's field delimiter, e.g. ';' or tab (default: read from the header line; a
+    /// gzip-compressed file is read as it is).
+    #[arg(long, value_parser = crate::cmd::delimiter, value_name = "CHAR")]
+    pub delimiter: Option<u8>,
     /// Probability at or above which a binary prediction is the positive class (default: the
     /// one the package was trained with, 0.5 unless `train --threshold` said otherwise).
     #[arg(long, value_parser = crate::cmd::threshold)]
@@ -30,7 +34,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let package = crate::cmd::registry::package_dir(&args.model, &args.registry)?;
-    let e = slipway_runtime::evaluate(&package.dir, &args.data, args.threshold)?;
+    let e = slipway_runtime::evaluate(&package.dir, &args.data, args.threshold, args.delimiter)?;
     let m = &e.manifest;
     // The package records the SHA-256 of the file it was trained on: evaluating on that file
     // scores the model on rows it learned from, which flatters it.

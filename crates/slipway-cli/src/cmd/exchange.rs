@@ -77,6 +77,10 @@ pub struct ImportArgs {
     /// Its header also names the features when --features is not given.
     #[arg(long, value_name = "F.csv", help_heading = "ONNX models")]
     pub data: Option<PathBuf>,
+    /// The CSV's field delimiter, e.g. ';' or tab (default: read from the header line; a
+    /// gzip-compressed file is read as it is).
+    #[arg(long, value_parser = crate::cmd::delimiter, value_name = "CHAR", help_heading = "ONNX models")]
+    pub delimiter: Option<u8>,
     /// ONNX: the target column's name, for `slipway eval` (default: target).
     #[arg(long, help_heading = "ONNX models")]
     pub target: Option<String>,
@@ -193,6 +197,7 @@ fn import_onnx(args: ImportArgs) -> Result<()> {
         label_output: args.label_output.clone(),
         input_shapes,
         threshold: args.threshold,
+        delimiter: args.delimiter,
     };
     let staging = tempfile::tempdir().map_err(|e| LearnError::io(std::path::Path::new("."), e))?;
     let packaged = match slipway_runtime::package_onnx(&bytes, &options, staging.path()) {

@@ -20,6 +20,11 @@ pub fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses `--delimiter`: one ASCII character, or `tab`.
+pub fn delimiter(text: &str) -> Result<u8, String> {
+    slipway_learn::source::parse_delimiter(text)
+}
+
 /// Parses a decision threshold: a probability strictly between 0 and 1.
 pub fn threshold(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {

@@ -22,6 +22,10 @@ pub struct PredictArgs {
     /// Rows to score: a CSV with the model's feature columns (others are ignored).
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
+    /// The CSV's field delimiter, e.g. ';' or tab (default: read from the header line; a
+    /// gzip-compressed file is read as it is).
+    #[arg(long, value_parser = crate::cmd::delimiter, value_name = "CHAR")]
+    pub delimiter: Option<u8>,
     /// Where to write the scores (`-` for standard output).
     #[arg(long, value_name = "F.csv")]
     pub out: PathBuf,
@@ -43,6 +47,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         output: args.out.clone(),
         id_column: args.id_column.clone(),
         threshold: args.threshold,
+        delimiter: args.delimiter,
         ..ScoreOptions::default()
     };
     let start = Instant::now();

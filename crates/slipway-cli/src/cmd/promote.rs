@@ -23,6 +23,10 @@ pub struct PromoteArgs {
     /// Labelled data for a champion/challenger check against the alias's current version.
     #[arg(long, value_name = "F.csv", requires = "must_beat")]
     pub data: Option<PathBuf>,
+    /// The CSV's field delimiter, e.g. ';' or tab (default: read from the header line; a
+    /// gzip-compressed file is read as it is).
+    #[arg(long, value_parser = crate::cmd::delimiter, value_name = "CHAR", requires = "data")]
+    pub delimiter: Option<u8>,
     /// The metric the candidate must beat the current version on, on --data.
     #[arg(long, value_name = "METRIC", requires = "data")]
     pub must_beat: Option<String>,
@@ -41,10 +45,11 @@ fn metric_on(
     registry: &Registry,
     version: &VersionRecord,
     data: &Path,
+    delimiter: Option<u8>,
     metric: &str,
 ) -> Result<f64> {
     let dir = registry.materialize(version)?;
-    let evaluation = slipway_runtime::evaluate(&dir, data, None)?;
+    let evaluation = slipway_runtime::evaluate(&dir, data, None, delimiter)?;
     evaluation.metric(metric).ok_or_else(|| {
         RegistryError::Invalid(format!(
             "metric `{metric}` is not defined for {}:{} on {}",
@@ -74,11 +79,11 @@ pub fn promote(args: PromoteArgs) -> Result<()> {
             .aliases(&candidate.model)?
             .get(&args.alias)
             .copied();
-        let ours = metric_on(&registry, &candidate, data, metric)?;
+        let ours = metric_on(&registry, &candidate, data, args.delimiter, metric)?;
         let check = match champion {
             Some(v) if v != candidate.version => {
                 let record = registry.meta().version(&candidate.model, v)?;
-                let theirs = metric_on(&registry, &record, data, metric)?;
+                let theirs = metric_on(&registry, &record, data, args.delimiter, metric)?;
                 let passed = if higher { ours > theirs } else { ours < theirs };
                 Check {
                     rule: format!(

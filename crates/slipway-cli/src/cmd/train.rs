@@ -79,6 +79,10 @@ pub struct ModelOptions {
     /// Training data: a CSV file with a header row.
     #[arg(long, value_name = "F.csv")]
     pub data: PathBuf,
+    /// The CSV's field delimiter, e.g. ';' or tab (default: read from the header line; a
+    /// gzip-compressed file is read as it is).
+    #[arg(long, value_parser = crate::cmd::delimiter, value_name = "CHAR")]
+    pub delimiter: Option<u8>,
     /// The column to predict.
     #[arg(long, value_name = "COL")]
     pub target: String,
@@ -228,6 +232,7 @@ impl ModelOptions {
                 ignore: self.ignore.clone(),
                 kinds,
                 positive_class: self.positive_class.clone(),
+                delimiter: self.delimiter,
             },
             params,
             name,
