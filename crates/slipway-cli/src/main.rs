@@ -1,6 +1,7 @@
 //! `slipway`: take a tabular model from a CSV to a package you can trust.
 
 mod cmd;
+mod examples;
 mod output;
 
 use std::process::ExitCode;
@@ -26,36 +27,58 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on a CSV, test it on held-out rows and write a package.
+    #[command(after_help = examples::TRAIN)]
     Train(cmd::train::TrainArgs),
     /// Evaluate a package on labelled data.
+    #[command(after_help = examples::EVAL)]
     Eval(cmd::eval::EvalArgs),
     /// Score a CSV of any size with a package (streaming).
+    #[command(after_help = examples::PREDICT)]
     Predict(cmd::predict::PredictArgs),
     /// Search hyperparameters by k-fold cross-validation and train the winner.
+    #[command(after_help = examples::TUNE)]
     Tune(cmd::tune::TuneArgs),
     /// Train and evaluate the credit-risk model on the bundled German credit data.
+    #[command(after_help = examples::DEMO)]
     Demo(cmd::demo::DemoArgs),
     /// Register a package folder as the next version of a model.
+    #[command(after_help = examples::REGISTER)]
     Register(cmd::registry::RegisterArgs),
     /// List, show, trace and delete registered models.
+    #[command(after_help = examples::MODELS)]
     #[command(subcommand)]
     Models(cmd::registry::ModelsCommand),
     /// Point an alias (production, staging, …) at a version, through gates.
+    #[command(after_help = examples::PROMOTE)]
     Promote(cmd::registry::PromoteArgs),
     /// Move an alias back to the version it pointed at before.
+    #[command(after_help = examples::ROLLBACK)]
     Rollback(cmd::registry::RollbackArgs),
     /// Write a registered version as a portable tar (digests checked on import).
+    #[command(after_help = examples::EXPORT)]
     Export(cmd::registry::ExportArgs),
     /// Register a tar written by `slipway export` (every digest checked first), or an ONNX model
     /// (its signature read from the graph, its load tried first).
+    #[command(after_help = examples::IMPORT)]
     Import(cmd::registry::ImportArgs),
     /// Serve models over the Open Inference Protocol v2 (REST and gRPC) and the V1 records API,
     /// with dynamic batching and hot swap by alias.
+    #[command(after_help = examples::SERVE)]
     Serve(cmd::serve::ServeArgs),
     /// Check the registry's integrity, or read its audit log.
+    #[command(after_help = examples::REGISTRY)]
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
     /// Print a shell completion script, e.g. `slipway completions bash > ~/.local/share/bash-completion/completions/slipway`.
+    /// Write man pages (slipway.1, slipway-train.1, …) into a folder, e.g. for `man -l` or
+    /// /usr/local/share/man/man1.
+    #[command(after_help = examples::MAN)]
+    Man {
+        /// The folder to write them into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: std::path::PathBuf,
+    },
+    #[command(after_help = examples::COMPLETIONS)]
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
@@ -94,6 +117,7 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::registry::import(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Completions { shell } => completions(shell),
+        Command::Man { out } => man(&out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,6 +149,19 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         Ok(()) | Err(_) => Ok(()),
     }
+}
+
+/// Writes a man page per command (and subcommand) into `out`, examples included.
+fn man(out: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(out).map_err(|e| LearnError::io(out, e))?;
+    clap_mangen::generate_to(Cli::command(), out).map_err(|e| LearnError::io(out, e))?;
+    println!(
+        "wrote man pages into {}; read one with `man -l {}/slipway-train.1`",
+        out.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// Exit codes follow sysexits(3): 2 for a bad command line (as clap), 65 for bad data, 66 for
@@ -186,5 +223,21 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "slipway", &mut missing);
         assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// Every command ends its help with examples of itself.
+    #[test]
+    fn every_command_has_examples() {
+        for sub in super::Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            let after = sub
+                .get_after_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                after.starts_with("Examples:") && after.contains(&format!("slipway {name}")),
+                "`slipway {name} --help` shows no example of itself: {after:?}"
+            );
+        }
     }
 }
