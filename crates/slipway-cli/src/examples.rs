@@ -6,7 +6,7 @@ Examples:
   slipway train --data credit.csv --target creditability --positive-class bad --out credit-logistic
   slipway train --data credit.csv --target creditability --model mlp --hidden 32,16 --out credit-mlp
   slipway train --data auto_mpg.csv --target Miles_per_Gallon --model linear --ignore Name --out mpg
-  slipway train --data applicants.csv.gz --delimiter ';' --target default --test-data holdout.csv --out credit
+  slipway train --data applicants.csv.gz --delimiter ';' --target default --out credit
   slipway train --data credit.csv --target creditability --json > trained.json   # for a pipeline";
 
 pub const EVAL: &str = "\

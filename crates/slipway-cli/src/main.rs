@@ -69,7 +69,6 @@ enum Command {
     #[command(after_help = examples::REGISTRY)]
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
-    /// Print a shell completion script, e.g. `slipway completions bash > ~/.local/share/bash-completion/completions/slipway`.
     /// Write man pages (slipway.1, slipway-train.1, …) into a folder, e.g. for `man -l` or
     /// /usr/local/share/man/man1.
     #[command(after_help = examples::MAN)]
@@ -78,6 +77,7 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: std::path::PathBuf,
     },
+    /// Print a shell completion script, e.g. `slipway completions bash > ~/.local/share/bash-completion/completions/slipway`.
     #[command(after_help = examples::COMPLETIONS)]
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -223,6 +223,23 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "slipway", &mut missing);
         assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// Every command and subcommand says what it does.
+    #[test]
+    fn every_command_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "slipway", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:#?}");
     }
 
     /// Every command ends its help with examples of itself.

@@ -223,6 +223,23 @@ fn imports_that_do_not_load_register_nothing() {
     assert_eq!(code, 65, "{err}");
     assert!(err.contains("byte ") && err.contains("truncated"), "{err}");
 
+    // Scores that cannot be read in the task's one answer shape are refused at import (they
+    // were registered, and every V1 request, predict and eval then failed).
+    let gb = case("sk_gradient_boosting");
+    for (extra, says) in [
+        (&["--scores-output", "label"][..], "not numbers"),
+        (
+            &["--classes", "a,b,c"][..],
+            "has 2 columns, which does not fit a multiclass",
+        ),
+    ] {
+        let mut args = vec!["import", s(&gb), "--name", "gb", "--registry", s(&reg)];
+        args.extend_from_slice(extra);
+        let (code, err) = fails(&args);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+
     let text = dir.path().join("notes.onnx");
     std::fs::write(&text, "age,income\n41,5000\n").unwrap();
     let (code, err) = fails(&["import", s(&text), "--name", "notes", "--registry", s(&reg)]);

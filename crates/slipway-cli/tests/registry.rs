@@ -506,8 +506,15 @@ fn export_and_import_move_a_version_between_registries() {
         "the same content, the same digest"
     );
     assert_eq!(imported["tags"]["team"], "risk");
+    assert_eq!(imported["reused"], false);
     let audit = ok_json(&["registry", "audit", "--registry", s(&b), "--json"]);
     assert_eq!(audit["audit"][0]["action"], "import");
+    // The same tar again is the version it already made.
+    let again = ok_json(&["import", s(&tar), "--registry", s(&b), "--json"]);
+    assert_eq!(
+        (&again["version"], &again["reused"]),
+        (&imported["version"], &Value::from(true))
+    );
     ok_json(&[
         "eval",
         "--model",

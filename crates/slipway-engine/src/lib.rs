@@ -60,6 +60,8 @@ pub struct Served {
     /// What a front door keeps per served version (the server's metric handles), made on the
     /// first request so later ones look nothing up.
     pub front_door: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    /// Its columns and example requests, built on first use (see [`Served::example`]).
+    example: std::sync::OnceLock<slipway_runtime::example::Example>,
 }
 
 /// Counters of one served version, updated without locks.
@@ -112,6 +114,13 @@ impl Stats {
 }
 
 impl Served {
+    /// Its columns (what training saw of them) and an example request for V1 and V2, built
+    /// once per version.
+    pub fn example(&self) -> &slipway_runtime::example::Example {
+        self.example
+            .get_or_init(|| slipway_runtime::example::example(&self.manifest))
+    }
+
     /// The protocol's platform string: `slipway_native` or `onnx_onnxv1`.
     pub fn platform(&self) -> &'static str {
         match self.manifest.framework {
@@ -238,6 +247,7 @@ impl Engine {
             stats: Stats::default(),
             scheduler,
             front_door: std::sync::OnceLock::new(),
+            example: std::sync::OnceLock::new(),
         });
         let _w = self.writer.lock();
         let mut next = (*self.models.load_full()).clone();

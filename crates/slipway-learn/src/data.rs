@@ -208,7 +208,14 @@ pub fn csv_error(path: &Path, err: csv::Error, header_len: usize) -> LearnError 
             })
         )
     } else if let csv::ErrorKind::Io(e) = err.kind() {
-        if gzip(path) {
+        if gzip(path)
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
             format!("it is gzip-compressed and does not decompress: {e}")
         } else {
             e.to_string()

@@ -1,7 +1,8 @@
 //! Where a CSV's bytes come from: a file, gzip-compressed or not (known by its first bytes,
 //! whatever its name: `applicants.csv.gz` reads as `applicants.csv` does), and the delimiter
 //! its fields are separated by — given with `--delimiter`, or sniffed from the header line:
-//! a comma if the header has one, else whichever of `;`, tab and `|` it holds most.
+//! whichever of `,`, `;`, tab and `|` it holds most outside quotes (a comma on a tie, or when
+//! it holds none: a one-column file).
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read};
@@ -102,8 +103,30 @@ pub fn open(
     Ok(Source { text, delimiter })
 }
 
-/// The delimiter of the header line at the start of `head`: a comma if it has one outside
-/// quotes, else the most frequent of the others, else a comma (a one-column file).
+/// About how many bytes of text `path` holds, for a progress bar: its size, or for a gzip file
+/// the size its trailer records (modulo 4 GiB, as gzip keeps it; a bar over a larger file
+/// stops at its end).
+pub fn text_size(path: &Path) -> u64 {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut magic = [0u8; 2];
+    let mut isize = [0u8; 4];
+    let gzip = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    if gzip
+        && len >= 18
+        && file.seek(SeekFrom::End(-4)).is_ok()
+        && file.read_exact(&mut isize).is_ok()
+    {
+        return u64::from(u32::from_le_bytes(isize)).max(len);
+    }
+    len
+}
+
+/// The delimiter of the header line at the start of `head`: the most frequent of
+/// [`DELIMITERS`] outside quotes, a comma on a tie or when there is none.
 pub fn sniff(head: &[u8]) -> u8 {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
     let mut counts = [0usize; DELIMITERS.len()];
@@ -115,15 +138,11 @@ pub fn sniff(head: &[u8]) -> u8 {
             counts[i] += 1;
         }
     }
-    if counts[0] > 0 {
-        return b',';
-    }
-    let (best, n) = counts
+    let best = counts
         .iter()
         .enumerate()
-        .skip(1)
-        .fold((0, 0), |b, (i, &n)| if n > b.1 { (i, n) } else { b });
-    if n > 0 { DELIMITERS[best].0 } else { b',' }
+        .fold(0, |b, (i, &n)| if n > counts[b] { i } else { b });
+    DELIMITERS[best].0
 }
 
 /// A delimiter as people name it (`;`, `tab`).
@@ -141,12 +160,42 @@ mod tests {
     #[test]
     fn the_header_says_the_delimiter() {
         assert_eq!(sniff(b"a,b;c\n1;2,3\n"), b',');
+        assert_eq!(sniff(b"income, net;age;city\n"), b';');
         assert_eq!(sniff(b"a;b;c\n1,5;2;3\n"), b';');
         assert_eq!(sniff(b"a\tb\n"), b'\t');
         assert_eq!(sniff(b"a|b|c"), b'|');
         assert_eq!(sniff(b"\"x,y\";b\n"), b';');
         assert_eq!(sniff(b"only\n1\n"), b',');
         assert_eq!(sniff(b""), b',');
+    }
+
+    #[test]
+    fn gzip_reads_as_its_text_and_knows_its_size() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let text = "a;b\n".to_string() + &"1;2\n".repeat(5000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let path = dir.path().join("x.csv.gz");
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() < text.len() as u64 / 10);
+        assert_eq!(text_size(&path), text.len() as u64);
+        let hasher = Rc::new(RefCell::new(Sha256::new()));
+        let mut source = open(&path, None, Some(Rc::clone(&hasher))).unwrap();
+        assert_eq!(source.delimiter, b';');
+        let mut read = String::new();
+        source.text.read_to_string(&mut read).unwrap();
+        assert_eq!(read, text);
+        drop(source);
+        // The digest is of the file as stored.
+        let stored = std::fs::read(&path).unwrap();
+        assert_eq!(
+            hasher.borrow().clone().finalize().to_vec(),
+            Sha256::digest(&stored).to_vec()
+        );
+        let plain = dir.path().join("x.csv");
+        std::fs::write(&plain, &text).unwrap();
+        assert_eq!(text_size(&plain), text.len() as u64);
     }
 
     #[test]

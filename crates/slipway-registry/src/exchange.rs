@@ -8,8 +8,8 @@ use std::path::Path;
 use crate::error::{RegistryError, Result};
 use crate::meta::{FileEntry, NewVersion, VersionRecord};
 use crate::{
-    MANIFEST, PACKAGE_FILES, Registry, check_name, check_record, package_digest, printable,
-    sha256_hex,
+    MANIFEST, PACKAGE_FILES, Registered, Registry, check_name, check_record, package_digest,
+    printable, sha256_hex,
 };
 
 /// The registry's record inside an exported package tar.
@@ -71,7 +71,7 @@ impl Registry {
         name: Option<&str>,
         alias: Option<&str>,
         by: &str,
-    ) -> Result<VersionRecord> {
+    ) -> Result<Registered> {
         let Exported {
             record,
             contents,
@@ -88,12 +88,15 @@ impl Registry {
             check_name("alias", a)?;
         }
         self.check_stored_gates(&name, alias, &manifest)?;
+        if let Some(existing) = self.same_package(&name, &manifest, &files)? {
+            return self.reuse(existing, alias, by);
+        }
         for f in &files {
             // read_export checked every file against this digest.
             self.blobs.put_hashed(&contents[&f.name], &f.sha256)?;
         }
         let tags = serde_json::from_value(record["tags"].clone()).unwrap_or_default();
-        self.meta.insert_version(NewVersion {
+        let record = self.meta.insert_version(NewVersion {
             model: name,
             digest,
             manifest,
@@ -103,6 +106,10 @@ impl Registry {
             by: by.to_string(),
             alias: alias.map(str::to_string),
             action: "import".into(),
+        })?;
+        Ok(Registered {
+            record,
+            reused: false,
         })
     }
 }

@@ -566,7 +566,8 @@ fn import_records_the_sizes_of_the_bytes_not_what_the_tar_claims() {
             None,
             "t",
         )
-        .unwrap();
+        .unwrap()
+        .record;
     assert_eq!(imported.files.len(), v.files.len());
     for (got, want) in imported.files.iter().zip(&v.files) {
         assert_eq!(got.name, want.name);

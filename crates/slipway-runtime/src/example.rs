@@ -222,5 +222,5 @@ fn typical(c: &Column) -> Json {
 
 /// `x` to at most six significant digits, so an example reads `33.5`, not `33.499999999`.
 fn tidy(x: f64) -> f64 {
-    format!("{x:.6e}").parse().unwrap_or(x)
+    format!("{x:.5e}").parse().unwrap_or(x)
 }

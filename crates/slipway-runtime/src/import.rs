@@ -58,6 +58,51 @@ pub struct Packaged {
     pub evaluation: Option<Evaluation>,
 }
 
+/// The scores output fits the task as every reader of it expects (`tabular::read_scores`):
+/// numeric, and one column (binary: the positive class's probability; regression), two
+/// (binary: both classes) or one per class (multiclass). An open width is checked when rows run.
+fn check_scores(
+    sig: &Signature,
+    scores: &str,
+    task: Task,
+    classes: usize,
+) -> Result<(), RuntimeError> {
+    let Some(out) = sig.outputs.iter().find(|o| o.name == scores) else {
+        return Err(usage(format!("the graph has no output `{scores}`")));
+    };
+    if !matches!(
+        out.datatype,
+        DataType::Fp32 | DataType::Fp64 | DataType::Int64
+    ) {
+        return Err(usage(format!(
+            "output `{scores}` is {}, not numbers: name the probabilities or predictions with --scores-output",
+            out.datatype
+        )));
+    }
+    let width = match out.shape.as_slice() {
+        [_] => 1,
+        [_, w] => *w,
+        _ => {
+            return Err(usage(format!(
+                "output `{scores}` has shape {:?}; scores are one row per input row, [n] or [n, k]",
+                out.shape
+            )));
+        }
+    };
+    let fits = match task {
+        Task::BinaryClassification => width == 1 || width == 2,
+        Task::MulticlassClassification => usize::try_from(width).is_ok_and(|w| w == classes),
+        Task::Regression => width == 1,
+    };
+    if width >= 0 && !fits {
+        return Err(usage(format!(
+            "output `{scores}` has {width} columns, which does not fit a {task} model with {classes} classes: \
+             check --task, --classes or --scores-output"
+        )));
+    }
+    Ok(())
+}
+
 fn usage(message: String) -> RuntimeError {
     RuntimeError::Package(LearnError::Param(message))
 }
@@ -153,6 +198,7 @@ pub fn package_onnx(
             )));
         }
     };
+    check_scores(&sig, &scores, task, classes.len())?;
     let binary = task == Task::BinaryClassification;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -9,7 +9,7 @@ use slipway_engine::Served;
 
 /// A model's metadata.
 #[derive(Debug, serde::Serialize)]
-pub struct Metadata {
+pub struct Metadata<'a> {
     pub name: String,
     pub versions: Vec<String>,
     pub platform: &'static str,
@@ -17,8 +17,9 @@ pub struct Metadata {
     pub outputs: Vec<TensorMeta>,
     /// REST only (the gRPC message has no such field): the model's columns (kinds, categories,
     /// ranges seen in training) and an example request for V1 and V2, as `slipway models
-    /// example` prints them.
-    pub parameters: slipway_runtime::example::Example,
+    /// example` prints them; built once per version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<&'a slipway_runtime::example::Example>,
 }
 
 /// One tensor of a model's signature, as the protocol names it.
@@ -29,8 +30,17 @@ pub struct TensorMeta {
     pub shape: Vec<i64>,
 }
 
-impl Metadata {
-    pub fn of(served: &Served) -> Metadata {
+impl<'a> Metadata<'a> {
+    /// The metadata with the example in `parameters`, as REST answers it.
+    pub fn with_example(served: &'a Served) -> Metadata<'a> {
+        Metadata {
+            parameters: Some(served.example()),
+            ..Metadata::of(served)
+        }
+    }
+
+    /// The metadata gRPC's message has room for.
+    pub fn of(served: &Served) -> Metadata<'a> {
         let sig = served.signature();
         let tensors = |list: &[TensorSpec]| {
             list.iter()
@@ -47,7 +57,7 @@ impl Metadata {
             platform: served.platform(),
             inputs: tensors(&sig.inputs),
             outputs: tensors(&sig.outputs),
-            parameters: slipway_runtime::example::example(&served.manifest),
+            parameters: None,
         }
     }
 }

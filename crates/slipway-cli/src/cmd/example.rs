@@ -127,7 +127,9 @@ fn print_text(id: &str, served: &str, m: &Manifest, ex: &Example, url: &str) {
     }
     let url = url.trim_end_matches('/');
     println!();
-    println!("V1, records by column name (missing columns are missing values):");
+    println!(
+        "V1, records by column name (a column left out is a missing value, where the model takes one):"
+    );
     println!(
         "  curl -s {url}/v1/models/{served}:predict -H 'Content-Type: application/json' -d '{}'",
         quoted(&ex.v1)

@@ -132,17 +132,25 @@ pub fn import(args: ImportArgs) -> Result<()> {
     // Check the tar first: a bad one creates or changes nothing.
     let exported = slipway_registry::read_export(&args.file)?;
     let mut registry = args.registry.open_or_create()?;
-    let v = registry.import(
+    let done = registry.import(
         exported,
         args.name.as_deref(),
         args.alias.as_deref(),
         &who(),
     )?;
+    let v = &done.record;
     if args.json {
-        output::print_json(&version_json(&v, None));
+        let mut out = version_json(v, None);
+        out["reused"] = json!(done.reused);
+        output::print_json(&out);
     } else {
         println!(
-            "imported {} as {}:{} (package {}…)",
+            "{} {} as {}:{} (package {}…)",
+            if done.reused {
+                "already imported:"
+            } else {
+                "imported"
+            },
             args.file.display(),
             v.model,
             v.version,

@@ -42,6 +42,7 @@ pub fn register(args: RegisterArgs) -> Result<()> {
             .ok_or_else(|| RegistryError::Invalid(format!("tag `{t}` is not KEY=VALUE")))?;
         tags.insert(k.trim().to_string(), v.trim().to_string());
     }
+    let described = !args.description.is_empty() || !tags.is_empty();
     let mut registry = args.registry.open_or_create()?;
     let registered = registry.register(
         &args.dir,
@@ -77,6 +78,12 @@ pub fn register(args: RegisterArgs) -> Result<()> {
                 "  the same package, apart from its training time: no new version (versions are content-addressed)"
             );
         }
+    }
+    if reused && described {
+        eprintln!(
+            "note: {}:{} keeps the description and tags it was registered with; versions do not change",
+            v.model, v.version
+        );
     }
     Ok(())
 }

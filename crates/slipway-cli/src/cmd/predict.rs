@@ -52,7 +52,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     };
     let start = Instant::now();
     let to_stdout = args.out.as_os_str() == "-";
-    let size = std::fs::metadata(&args.data).map_or(0, |m| m.len());
+    let size = slipway_learn::source::text_size(&args.data);
     let bar = output::bytes_bar(!args.json, size);
     let mut progress = |rows: u64, bytes: u64| {
         if let Some(bar) = &bar {

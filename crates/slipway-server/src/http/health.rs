@@ -53,14 +53,18 @@ pub(super) async fn model_metadata(
     State(st): State<AppState>,
     Path(m): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(ok_json(&Metadata::of(st.lookup(&m, None)?.as_ref())))
+    Ok(ok_json(&Metadata::with_example(
+        st.lookup(&m, None)?.as_ref(),
+    )))
 }
 
 pub(super) async fn model_metadata_version(
     State(st): State<AppState>,
     Path((m, v)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Ok(ok_json(&Metadata::of(st.lookup(&m, Some(&v))?.as_ref())))
+    Ok(ok_json(&Metadata::with_example(
+        st.lookup(&m, Some(&v))?.as_ref(),
+    )))
 }
 
 pub(super) async fn model_ready(
