@@ -747,6 +747,27 @@ fn demo_trains_and_scores_the_credit_model() {
         "--json",
     ]);
     assert!(show["metrics"]["roc_auc"].as_f64().unwrap() >= 0.7);
+    // A rerun trains the same models again: no new versions pile up, and it says so.
+    let again = slipway(&["demo", "--dir", s(&dir)]);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        text.contains("already there: the same package")
+            && text.contains("@production already points at credit:"),
+        "{text}"
+    );
+    let listed = ok_json(&[
+        "models",
+        "list",
+        "--registry",
+        s(&dir.join("registry")),
+        "--json",
+    ]);
+    assert_eq!(listed["models"][0]["versions"], 2, "{listed}");
     assert_eq!(
         std::fs::read_to_string(dir.join("scores.csv"))
             .unwrap()

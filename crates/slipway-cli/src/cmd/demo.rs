@@ -237,6 +237,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("  export SLIPWAY_REGISTRY={reg}");
     println!("  slipway models show credit");
     println!(
+        "  slipway models example credit@production     # its inputs, and requests that work as printed"
+    );
+    println!(
         "  slipway eval --model credit@production --data LABELLED.csv   # on applicants it has not seen;"
     );
     println!(
