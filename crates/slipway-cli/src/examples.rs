@@ -92,3 +92,11 @@ pub const MAN: &str = "\
 Examples:
   slipway man --out man/ && man -l man/slipway-train.1
   sudo slipway man --out /usr/local/share/man/man1";
+
+pub const KEYS: &str = "\
+Examples:
+  slipway keys create --name scoring-app --role infer --models 'credit,fraud-*' --expires 90d
+  slipway keys create --name ops --role monitor --rate 20/s
+  slipway keys list
+  slipway keys rotate 3f9a1c0b7d2e --grace 24h
+  slipway keys revoke 3f9a1c0b7d2e";

@@ -69,6 +69,9 @@ enum Command {
     #[command(after_help = examples::REGISTRY)]
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// API keys for `slipway serve`: create, list, revoke, rotate (kept in the registry).
+    #[command(subcommand, after_help = examples::KEYS)]
+    Keys(cmd::keys::KeysCommand),
     /// Write man pages (slipway.1, slipway-train.1, …) into a folder, e.g. for `man -l` or
     /// /usr/local/share/man/man1.
     #[command(after_help = examples::MAN)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { out } => man(&out),
+        Command::Keys(command) => cmd::keys::keys(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

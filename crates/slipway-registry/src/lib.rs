@@ -12,7 +12,9 @@ pub mod blob;
 pub mod error;
 pub mod exchange;
 pub mod gate;
+pub mod keys;
 pub mod meta;
+mod meta_keys;
 mod register;
 pub mod verify;
 
@@ -23,6 +25,7 @@ pub use blob::{BlobStore, FsBlobStore, sha256_hex};
 pub use error::{RegistryError, Result};
 pub use exchange::{Exported, read_export};
 pub use gate::{Check, Gate, format_checks};
+pub use keys::{KeyRecord, Role};
 pub use meta::{
     AliasMove, AuditEntry, FileEntry, MetadataStore, ModelSummary, NewVersion, SqliteStore,
     VersionRecord,

@@ -9,9 +9,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, Result};
+use crate::keys::KeyRecord;
 
 /// The schema this version of Slipway writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One file of a package, stored as a blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,12 +125,19 @@ pub trait MetadataStore: Send {
     fn gates(&self, model: &str, alias: &str) -> Result<Vec<String>>;
     /// Replaces the gates stored for an alias, with an audit line.
     fn set_gates(&mut self, model: &str, alias: &str, gates: &[String], by: &str) -> Result<()>;
+    /// Stores a new API key (its secret's hash only), with an audit line.
+    fn insert_key(&mut self, key: &KeyRecord) -> Result<()>;
+    /// Every API key, revoked and expired ones included, oldest first.
+    fn keys(&self) -> Result<Vec<KeyRecord>>;
+    /// Revokes a key now, or (with `at`, seconds since the epoch) makes it expire then; with an
+    /// audit line saying `action` (`keys.revoke`, `keys.rotate`).
+    fn end_key(&mut self, id: &str, at: Option<u64>, by: &str, action: &str) -> Result<()>;
 }
 
 /// The SQLite metadata store.
 pub struct SqliteStore {
-    conn: Connection,
-    path: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -187,11 +195,25 @@ const MIGRATIONS: &[&str] = &[
         gate TEXT NOT NULL,
         PRIMARY KEY (model_id, alias, gate)
     );",
+    // 3: API keys; only the SHA-256 of each secret is kept.
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('infer', 'monitor', 'deploy', 'admin')),
+        models TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at INTEGER,
+        revoked_at TEXT,
+        rate REAL,
+        rows_rate REAL
+    );",
 ];
 
 /// A database error, worded for people: a read-only registry says so. Write methods call it
 /// from a closure over `&self.path`, which borrows only that field beside `self.conn`.
-fn db_error(path: &Path, e: rusqlite::Error) -> RegistryError {
+pub(crate) fn db_error(path: &Path, e: rusqlite::Error) -> RegistryError {
     let read_only = matches!(&e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ReadOnly || f.code == rusqlite::ErrorCode::CannotOpen);
     let message = if read_only {
@@ -207,7 +229,7 @@ fn db_error(path: &Path, e: rusqlite::Error) -> RegistryError {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -655,6 +677,18 @@ impl MetadataStore for SqliteStore {
             .map_err(self.db())?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.db())
+    }
+
+    fn insert_key(&mut self, key: &KeyRecord) -> Result<()> {
+        crate::meta_keys::insert_key(self, key)
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>> {
+        crate::meta_keys::keys(self)
+    }
+
+    fn end_key(&mut self, id: &str, at: Option<u64>, by: &str, action: &str) -> Result<()> {
+        crate::meta_keys::end_key(self, id, at, by, action)
     }
 
     fn set_gates(&mut self, model: &str, alias: &str, gates: &[String], by: &str) -> Result<()> {

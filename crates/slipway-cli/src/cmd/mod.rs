@@ -4,6 +4,7 @@ pub mod demo;
 pub mod eval;
 pub mod example;
 pub mod exchange;
+pub mod keys;
 pub mod models;
 pub mod predict;
 pub mod promote;
