@@ -6,6 +6,8 @@
 //! | variant | HTTP | gRPC | `code` |
 //! |---|---|---|---|
 //! | `BadRequest` | 400 | INVALID_ARGUMENT | `invalid_request` |
+//! | `Unauthenticated` | 401 + `WWW-Authenticate: Bearer` | UNAUTHENTICATED | `unauthenticated` |
+//! | `Forbidden` | 403 | PERMISSION_DENIED | `forbidden` |
 //! | `NotFound` | 404 | NOT_FOUND | `not_found` |
 //! | `MethodNotAllowed` | 405 | UNIMPLEMENTED | `method_not_allowed` |
 //! | `TooLarge` | 413 | RESOURCE_EXHAUSTED | `too_large` |
@@ -38,6 +40,10 @@ pub const INTERNAL_MESSAGE: &str =
 pub enum ApiError {
     /// The request is malformed or does not fit the model.
     BadRequest(String),
+    /// No key, or a key that is not one (unknown, malformed, revoked, expired).
+    Unauthenticated(String),
+    /// A key that may not do this.
+    Forbidden(String),
     /// No such model, version or route.
     NotFound(String),
     /// The route exists, not with this method.
@@ -65,6 +71,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,6 +89,8 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_) => {
                 tonic::Code::InvalidArgument
             }
+            ApiError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            ApiError::Forbidden(_) => tonic::Code::PermissionDenied,
             ApiError::NotFound(_) => tonic::Code::NotFound,
             ApiError::MethodNotAllowed | ApiError::NotImplemented(_) => tonic::Code::Unimplemented,
             ApiError::TooLarge(_) => tonic::Code::ResourceExhausted,
@@ -93,6 +103,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "invalid_request",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
@@ -108,6 +120,8 @@ impl ApiError {
     pub fn message(&self) -> String {
         let text = match self {
             ApiError::BadRequest(m)
+            | ApiError::Unauthenticated(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::TooLarge(m)
             | ApiError::UnsupportedMediaType(m)
@@ -164,6 +178,12 @@ impl IntoResponse for ApiError {
         if self.retry() {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::Unauthenticated(_) = self {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"slipway\""),
+            );
         }
         if let ApiError::Internal(detail) = self {
             r.extensions_mut().insert(InternalDetail(detail));

@@ -9,6 +9,7 @@
 //! and statistics for both transports), `repository` (index, load, unload), `metrics`,
 //! `serve` (listeners, shutdown and drain).
 
+pub mod auth;
 mod describe;
 mod error;
 pub mod grpc;

@@ -139,6 +139,7 @@ pub struct Metrics {
     rows: Family<Labels, Histogram, fn() -> Histogram>,
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
     models: Family<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    auth_refused: Family<Labels, Counter>,
     _start: Gauge<f64, AtomicU64>,
     /// Held while a scrape rebuilds `models` and encodes, so two scrapes at once never see
     /// each other's half-built list (scrapes only; no request takes it).
@@ -199,6 +200,12 @@ impl Metrics {
             "1 for each model version loaded, with its platform",
             models.clone(),
         );
+        let auth_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth_refused",
+            "Calls refused by the API-key check, by reason (unauthenticated, forbidden, not_found: a model outside the key's scope)",
+            auth_refused.clone(),
+        );
         let start = Gauge::<f64, AtomicU64>::default();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -218,6 +225,7 @@ impl Metrics {
             rows: rows_family,
             in_flight,
             models,
+            auth_refused,
             _start: start,
             scrape: std::sync::Mutex::new(()),
             id: {
@@ -237,6 +245,13 @@ impl Metrics {
             compute: self.compute.get_or_create(&by_model).clone(),
             rows: self.rows.get_or_create(&by_model).clone(),
         }
+    }
+
+    /// Counts a call the key check refused, by the error's `code` (never the token).
+    pub fn auth_refused(&self, reason: &'static str) {
+        self.auth_refused
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
     }
 
     /// Inference requests being answered now.

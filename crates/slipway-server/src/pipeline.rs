@@ -129,6 +129,8 @@ pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
         ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_) => "invalid",
         ApiError::TooLarge(_) => "too_large",
         ApiError::NotFound(_) => "not_found",
+        ApiError::Unauthenticated(_) => "unauthenticated",
+        ApiError::Forbidden(_) => "forbidden",
         ApiError::Unavailable(_) => "unavailable",
         ApiError::MethodNotAllowed | ApiError::Internal(_) | ApiError::NotImplemented(_) => "error",
     }

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub drain: Duration,
     /// What the V1 records API does with a field that is not one of the model's columns.
     pub v1_unknown_columns: UnknownColumns,
+    /// Who may call what: API keys checked on every route and call but health (default: off).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl ServerConfig {
@@ -31,6 +33,7 @@ impl ServerConfig {
             grpc: None,
             drain: Duration::from_secs(10),
             v1_unknown_columns: UnknownColumns::default(),
+            auth: Arc::new(crate::auth::Auth::off()),
         }
     }
 }
@@ -97,6 +100,7 @@ pub async fn serve(
         engine,
         metrics: metrics::Metrics::new(),
         v1_unknown_columns: config.v1_unknown_columns,
+        auth: config.auth,
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

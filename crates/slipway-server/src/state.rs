@@ -36,6 +36,8 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub metrics: metrics::Metrics,
     pub v1_unknown_columns: UnknownColumns,
+    /// Who may call what (off: everyone may).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 impl Shared {
@@ -45,6 +47,7 @@ impl Shared {
             engine,
             metrics: metrics::Metrics::new(),
             v1_unknown_columns: UnknownColumns::default(),
+            auth: Arc::new(crate::auth::Auth::off()),
         })
     }
 

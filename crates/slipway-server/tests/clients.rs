@@ -84,6 +84,7 @@ async fn run_client(script: &str) {
             grpc: Some(grpc),
             drain: std::time::Duration::from_secs(5),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
+            auth: Default::default(),
         },
         Arc::clone(&engine),
         async move {

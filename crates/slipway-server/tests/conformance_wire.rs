@@ -135,6 +135,7 @@ async fn every_exporter_model_answers_over_the_wire_as_onnxruntime_does() {
             grpc: Some(grpc),
             drain: std::time::Duration::from_secs(5),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
+            auth: Default::default(),
         },
         Arc::clone(&engine),
         async move {

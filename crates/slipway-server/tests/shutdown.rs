@@ -31,6 +31,7 @@ async fn shut_down_during_a_request(delay: Duration, drain: Duration) -> (Option
             grpc: None,
             drain,
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
+            auth: Default::default(),
         },
         engine,
         async move {
@@ -112,6 +113,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_grpc_unavailable() {
             grpc: Some(grpc),
             drain: Duration::from_secs(10),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
+            auth: Default::default(),
         },
         engine,
         async move {
@@ -247,6 +249,7 @@ async fn a_refused_request_keeps_its_connection() {
             grpc: None,
             drain: Duration::from_secs(10),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
+            auth: Default::default(),
         },
         engine,
         async move {

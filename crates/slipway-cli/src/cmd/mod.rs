@@ -10,6 +10,7 @@ pub mod predict;
 pub mod promote;
 pub mod registry;
 pub mod serve;
+pub mod serve_auth;
 pub mod train;
 pub mod tune;
 

@@ -87,13 +87,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_V1_UNKNOWN_COLUMNS", value_name = "refuse|ignore")]
     #[serde(deserialize_with = "parsed")]
     pub v1_unknown_columns: Option<slipway_server::UnknownColumns>,
+    /// API keys: `auto` checks them as soon as the registry holds one (a server beyond
+    /// loopback with none refuses to start), `required` always, `none` never (warned about
+    /// beyond loopback) [default: auto].
+    #[arg(long, env = "SLIPWAY_AUTH", value_name = "auto|required|none")]
+    #[serde(deserialize_with = "parsed")]
+    pub auth: Option<crate::cmd::serve_auth::AuthMode>,
     /// How often to check the registry for moved aliases, in milliseconds (0: never). A moved
     /// alias is loaded and warmed off the request path, then swapped in atomically [default: 1000].
     #[arg(long, env = "SLIPWAY_WATCH_MS", value_name = "MS")]
     pub watch_ms: Option<u64>,
     /// A TOML file with any of: http, grpc, alias, workers, watch_ms, nan, drain_ms,
     /// max_batch_size, max_queue_delay_us, preferred_batch_sizes, queue_capacity,
-    /// inline_budget_us, v1_unknown_columns, registry, models = [..], packages = [..], and
+    /// inline_budget_us, v1_unknown_columns, auth, registry, models = [..], packages = [..], and
     /// [model_config.NAME] tables with one model's settings.
     /// Flags and SLIPWAY_* variables win over it; its lists add to the command line's.
     #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
@@ -133,6 +139,7 @@ impl ServeArgs {
             inline_budget_us,
             mut model_configs,
             v1_unknown_columns,
+            auth,
             watch_ms,
             config: _,
         } = file;
@@ -159,6 +166,7 @@ impl ServeArgs {
         self.inline_budget_us = self.inline_budget_us.or(inline_budget_us);
         self.v1_unknown_columns = self.v1_unknown_columns.or(v1_unknown_columns);
         self.watch_ms = self.watch_ms.or(watch_ms);
+        self.auth = self.auth.or(auth);
         self
     }
 }
@@ -260,6 +268,16 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         )
         .into());
     }
+    // Keys before ports: a server that would be open to the network without them stops here.
+    let mut listens = vec![http.as_str()];
+    if let Some(g) = &args.grpc {
+        listens.push(g.as_str());
+    }
+    let auth = crate::cmd::serve_auth::decide(
+        args.auth.unwrap_or_default(),
+        &args.registry.path,
+        &listens,
+    )?;
     // The ports are bound before any model is loaded, so a busy port is reported at once; they
     // listen once the models are ready.
     let runtime = slipway_server::network_runtime().context("starting the async runtime")?;
@@ -351,6 +369,11 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             log_event,
         )
     });
+    crate::cmd::serve_auth::follow(
+        Arc::clone(&auth),
+        args.registry.path.clone(),
+        std::time::Duration::from_millis(if watch_ms > 0 { watch_ms } else { 1000 }),
+    );
     runtime.block_on(async move {
         // On one core this thread is the network runtime: it yields the core to the models.
         if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
@@ -386,6 +409,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             grpc: grpc_listener,
             drain,
             v1_unknown_columns: args.v1_unknown_columns.unwrap_or_default(),
+            auth: Arc::clone(&auth),
         };
         let stopped =
             slipway_server::serve(config, Arc::clone(&engine), shutdown).await?;

@@ -10,9 +10,11 @@ use std::time::Instant;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
+use crate::auth::Need;
 use crate::describe::{Metadata, Stats};
 use crate::pipeline::{self, Decoded};
 use crate::{ApiError, Shared};
+use slipway_registry::Role;
 
 mod codec;
 pub use codec::decode_inputs;
@@ -141,9 +143,13 @@ fn request_id<T>(req: &Request<T>) -> String {
 }
 
 /// Runs `f`, logs it, and returns the request id in the response metadata.
+/// Runs one RPC: the key check for what `need` says the message needs (health needs none),
+/// then `f`, logged with its request id.
 async fn logged<T, R, F>(
     rpc: &str,
+    shared: &Shared,
     req: Request<T>,
+    need: impl FnOnce(&T) -> Need<'_>,
     f: impl FnOnce(T) -> F,
 ) -> Result<Response<R>, Status>
 where
@@ -151,6 +157,16 @@ where
 {
     let start = Instant::now();
     let rid = request_id(&req);
+    let presented = req
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes().to_vec());
+    if let Err(e) = shared.auth.check(presented.as_deref(), need(req.get_ref())) {
+        shared.metrics.auth_refused(e.code());
+        let refused: Result<R, Status> = Err(e.into());
+        log_rpc(rpc, &rid, start, &refused);
+        return refused.map(Response::new);
+    }
     let result = f(req.into_inner()).await;
     log_rpc(rpc, &rid, start, &result);
     let mut response = Response::new(result?);
@@ -208,9 +224,13 @@ impl GrpcInferenceService for Grpc {
         &self,
         req: Request<pb::ServerLiveRequest>,
     ) -> Result<Response<pb::ServerLiveResponse>, Status> {
-        logged("ServerLive", req, |_| async {
-            Ok(pb::ServerLiveResponse { live: true })
-        })
+        logged(
+            "ServerLive",
+            &self.shared,
+            req,
+            |_| Need::Open,
+            |_| async { Ok(pb::ServerLiveResponse { live: true }) },
+        )
         .await
     }
 
@@ -220,9 +240,13 @@ impl GrpcInferenceService for Grpc {
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
         let engine = &self.shared.engine;
         let ready = engine.repository().readiness(engine).is_ok();
-        logged("ServerReady", req, |_| async move {
-            Ok(pb::ServerReadyResponse { ready })
-        })
+        logged(
+            "ServerReady",
+            &self.shared,
+            req,
+            |_| Need::Open,
+            |_| async move { Ok(pb::ServerReadyResponse { ready }) },
+        )
         .await
     }
 
@@ -233,10 +257,16 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         let engine = Arc::clone(&self.shared.engine);
-        logged("ModelReady", req, |r| async move {
-            let ready = engine.get(&r.name, version_of(&r.version)).is_ok();
-            Ok(pb::ModelReadyResponse { ready })
-        })
+        logged(
+            "ModelReady",
+            &self.shared,
+            req,
+            |r| Need::Model(Role::Infer, &r.name),
+            |r| async move {
+                let ready = engine.get(&r.name, version_of(&r.version)).is_ok();
+                Ok(pb::ModelReadyResponse { ready })
+            },
+        )
         .await
     }
 
@@ -244,13 +274,19 @@ impl GrpcInferenceService for Grpc {
         &self,
         req: Request<pb::ServerMetadataRequest>,
     ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
-        logged("ServerMetadata", req, |_| async {
-            Ok(pb::ServerMetadataResponse {
-                name: "slipway".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                extensions: crate::EXTENSIONS.iter().map(|e| (*e).to_string()).collect(),
-            })
-        })
+        logged(
+            "ServerMetadata",
+            &self.shared,
+            req,
+            |_| Need::Key,
+            |_| async {
+                Ok(pb::ServerMetadataResponse {
+                    name: "slipway".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    extensions: crate::EXTENSIONS.iter().map(|e| (*e).to_string()).collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -259,28 +295,34 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
         let shared = Arc::clone(&self.shared);
-        logged("ModelMetadata", req, |r| async move {
-            let served = shared
-                .lookup(&r.name, version_of(&r.version))
-                .map_err(Status::from)?;
-            let m = Metadata::of(&served);
-            let tensors = |list: Vec<crate::describe::TensorMeta>| {
-                list.into_iter()
-                    .map(|t| pb::model_metadata_response::TensorMetadata {
-                        name: t.name,
-                        datatype: t.datatype.into(),
-                        shape: t.shape,
-                    })
-                    .collect()
-            };
-            Ok(pb::ModelMetadataResponse {
-                name: m.name,
-                versions: m.versions,
-                platform: m.platform.into(),
-                inputs: tensors(m.inputs),
-                outputs: tensors(m.outputs),
-            })
-        })
+        logged(
+            "ModelMetadata",
+            &self.shared,
+            req,
+            |r| Need::Model(Role::Infer, &r.name),
+            |r| async move {
+                let served = shared
+                    .lookup(&r.name, version_of(&r.version))
+                    .map_err(Status::from)?;
+                let m = Metadata::of(&served);
+                let tensors = |list: Vec<crate::describe::TensorMeta>| {
+                    list.into_iter()
+                        .map(|t| pb::model_metadata_response::TensorMetadata {
+                            name: t.name,
+                            datatype: t.datatype.into(),
+                            shape: t.shape,
+                        })
+                        .collect()
+                };
+                Ok(pb::ModelMetadataResponse {
+                    name: m.name,
+                    versions: m.versions,
+                    platform: m.platform.into(),
+                    inputs: tensors(m.inputs),
+                    outputs: tensors(m.outputs),
+                })
+            },
+        )
         .await
     }
 
@@ -289,7 +331,14 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let this = self.clone();
-        logged("ModelInfer", req, |r| async move { this.infer(r).await }).await
+        logged(
+            "ModelInfer",
+            &self.shared,
+            req,
+            |r| Need::Model(Role::Infer, &r.model_name),
+            |r| async move { this.infer(r).await },
+        )
+        .await
     }
 
     type ModelStreamInferStream = InferStream;
@@ -300,6 +349,10 @@ impl GrpcInferenceService for Grpc {
         &self,
         req: Request<tonic::Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<InferStream>, Status> {
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes().to_vec());
         let mut incoming = req.into_inner();
         let this = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -315,7 +368,22 @@ impl GrpcInferenceService for Grpc {
                 };
                 let start = Instant::now();
                 let id = next.id.clone();
-                let result = this.infer(next).await;
+                // Each message names its model: each is checked.
+                let allowed = this
+                    .shared
+                    .auth
+                    .check(
+                        presented.as_deref(),
+                        Need::Model(Role::Infer, &next.model_name),
+                    )
+                    .map_err(|e| {
+                        this.shared.metrics.auth_refused(e.code());
+                        Status::from(e)
+                    });
+                let result = match allowed {
+                    Ok(_) => this.infer(next).await,
+                    Err(s) => Err(s),
+                };
                 log_rpc("ModelStreamInfer", &id, start, &result);
                 let answer = match result {
                     Ok(r) => pb::ModelStreamInferResponse {
@@ -345,17 +413,29 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelStatisticsRequest>,
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
         let engine = Arc::clone(&self.shared.engine);
-        logged("ModelStatistics", req, |r| async move {
-            let model_stats = if r.name.is_empty() {
-                engine.models().iter().map(|m| stats_pb(m)).collect()
-            } else {
-                let served = engine
-                    .get(&r.name, version_of(&r.version))
-                    .map_err(status_of)?;
-                vec![stats_pb(&served)]
-            };
-            Ok(pb::ModelStatisticsResponse { model_stats })
-        })
+        logged(
+            "ModelStatistics",
+            &self.shared,
+            req,
+            |r| {
+                if r.name.is_empty() {
+                    Need::Role(Role::Monitor)
+                } else {
+                    Need::Model(Role::Monitor, &r.name)
+                }
+            },
+            |r| async move {
+                let model_stats = if r.name.is_empty() {
+                    engine.models().iter().map(|m| stats_pb(m)).collect()
+                } else {
+                    let served = engine
+                        .get(&r.name, version_of(&r.version))
+                        .map_err(status_of)?;
+                    vec![stats_pb(&served)]
+                };
+                Ok(pb::ModelStatisticsResponse { model_stats })
+            },
+        )
         .await
     }
 
@@ -364,19 +444,25 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
         let shared = Arc::clone(&self.shared);
-        logged("RepositoryIndex", req, |_| async move {
-            Ok(pb::RepositoryIndexResponse {
-                models: crate::repository::index(&shared)
-                    .into_iter()
-                    .map(|m| pb::repository_index_response::ModelIndex {
-                        name: m.name,
-                        version: m.version,
-                        state: m.state.into(),
-                        reason: m.reason,
-                    })
-                    .collect(),
-            })
-        })
+        logged(
+            "RepositoryIndex",
+            &self.shared,
+            req,
+            |_| Need::Role(Role::Deploy),
+            |_| async move {
+                Ok(pb::RepositoryIndexResponse {
+                    models: crate::repository::index(&shared)
+                        .into_iter()
+                        .map(|m| pb::repository_index_response::ModelIndex {
+                            name: m.name,
+                            version: m.version,
+                            state: m.state.into(),
+                            reason: m.reason,
+                        })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -385,10 +471,16 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
         let shared = Arc::clone(&self.shared);
-        logged("RepositoryModelLoad", req, |r| async move {
-            crate::repository::load(&shared, &r.model_name).await?;
-            Ok(pb::RepositoryModelLoadResponse {})
-        })
+        logged(
+            "RepositoryModelLoad",
+            &self.shared,
+            req,
+            |r| Need::Model(Role::Deploy, &r.model_name),
+            |r| async move {
+                crate::repository::load(&shared, &r.model_name).await?;
+                Ok(pb::RepositoryModelLoadResponse {})
+            },
+        )
         .await
     }
 
@@ -397,10 +489,16 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
         let shared = Arc::clone(&self.shared);
-        logged("RepositoryModelUnload", req, |r| async move {
-            crate::repository::unload(&shared, &r.model_name)?;
-            Ok(pb::RepositoryModelUnloadResponse {})
-        })
+        logged(
+            "RepositoryModelUnload",
+            &self.shared,
+            req,
+            |r| Need::Model(Role::Deploy, &r.model_name),
+            |r| async move {
+                crate::repository::unload(&shared, &r.model_name)?;
+                Ok(pb::RepositoryModelUnloadResponse {})
+            },
+        )
         .await
     }
 }

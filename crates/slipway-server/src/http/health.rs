@@ -44,8 +44,18 @@ pub(super) async fn server_metadata() -> Response {
     )
 }
 
-pub(super) async fn model_index(State(st): State<AppState>) -> Response {
-    let names: Vec<String> = st.engine.models().iter().map(|m| m.name.clone()).collect();
+pub(super) async fn model_index(
+    State(st): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+) -> Response {
+    // A key sees the models in its scope only.
+    let names: Vec<String> = st
+        .engine
+        .models()
+        .iter()
+        .map(|m| m.name.clone())
+        .filter(|n| principal.as_ref().is_none_or(|p| p.covers(n)))
+        .collect();
     json_response(StatusCode::OK, &json!({"models": names}))
 }
 

@@ -46,6 +46,36 @@ pub(super) async fn front(request: Request, next: Next) -> Response {
     response
 }
 
+/// With keys on, the call's key must allow what its route needs ([`crate::auth::need_for`]);
+/// the key it was made with rides on the request for handlers that filter by scope.
+pub(super) async fn authorize(
+    axum::extract::State(st): axum::extract::State<super::AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !st.auth.enabled() {
+        return next.run(request).await;
+    }
+    let segments = crate::auth::segments(request.uri().path());
+    let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match st.auth.check(presented, crate::auth::need_for(&refs)) {
+        Ok(principal) => {
+            if let Some(p) = principal {
+                request.extensions_mut().insert(p);
+            }
+            next.run(request).await
+        }
+        Err(e) => {
+            st.metrics.auth_refused(e.code());
+            e.into_response()
+        }
+    }
+}
+
 /// A 413 for a request whose `Content-Length` passes the limit, answered from the header.
 fn declared_too_large(request: &Request) -> Option<ApiError> {
     let declared = request

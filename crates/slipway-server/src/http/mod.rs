@@ -61,6 +61,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         // `Content-Encoding: gzip | deflate` request bodies (tritonclient's
         // request_compression_algorithm); the body limit applies to the decompressed bytes.
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        // Keys are checked before a body is decompressed or read.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            middleware::authorize,
+        ))
         .layer(axum::middleware::from_fn(middleware::front))
         .with_state(shared)
 }

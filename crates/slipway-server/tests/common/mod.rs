@@ -57,6 +57,7 @@ pub async fn start() -> Server {
             grpc: Some(grpc),
             drain: Duration::from_secs(5),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
+            auth: Default::default(),
         },
         Arc::clone(&engine),
         async move {

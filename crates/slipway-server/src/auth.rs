@@ -1,0 +1,256 @@
+//! Who may call what. With keys on, every REST route and gRPC call but health needs an API key
+//! (`Authorization: Bearer sk_…`, the same in gRPC metadata) whose role allows it and whose
+//! scope takes in the model it names. A model outside a key's scope is answered as an unknown
+//! model is, so a key learns nothing about models it may not touch. The keys come from the
+//! registry; whoever runs the server refreshes them ([`Auth::set_keys`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use slipway_registry::keys::parse_token;
+use slipway_registry::{KeyRecord, Role};
+
+use crate::ApiError;
+use crate::error::clip;
+
+/// What a call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// Nothing: health, for load balancers and Kubernetes probes.
+    Open,
+    /// Any working key (server metadata, the model list, an unknown route).
+    Key,
+    /// A key of this role (`/metrics`, all models' statistics, the repository index).
+    Role(Role),
+    /// A key of this role whose scope takes in this model.
+    Model(Role, &'a str),
+}
+
+/// The key a call was made with.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key: Arc<KeyRecord>,
+}
+
+impl Principal {
+    /// Whether the key may see `model` at all.
+    pub fn covers(&self, model: &str) -> bool {
+        self.key.covers(model)
+    }
+}
+
+/// The server's keys and whether it checks them.
+#[derive(Default)]
+pub struct Auth {
+    on: bool,
+    keys: ArcSwap<HashMap<String, Arc<KeyRecord>>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("on", &self.on)
+            .field("keys", &self.keys.load().len())
+            .finish()
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+const NO_KEY: &str = "this server needs an API key: send `Authorization: Bearer sk_…` (`slipway keys create` makes one)";
+const NOT_A_KEY: &str = "the API key is not one this server knows";
+
+impl Auth {
+    /// No checks: every call is allowed (a loopback server without keys, or `--auth none`).
+    pub fn off() -> Auth {
+        Auth::default()
+    }
+
+    /// Checks on, with these keys.
+    pub fn on(keys: Vec<KeyRecord>) -> Auth {
+        let auth = Auth {
+            on: true,
+            keys: ArcSwap::default(),
+        };
+        auth.set_keys(keys);
+        auth
+    }
+
+    /// Whether calls are checked.
+    pub fn enabled(&self) -> bool {
+        self.on
+    }
+
+    /// Replaces the keys (a new, revoked or rotated key takes effect for the next call).
+    pub fn set_keys(&self, keys: Vec<KeyRecord>) {
+        let map = keys
+            .into_iter()
+            .map(|k| (k.id.clone(), Arc::new(k)))
+            .collect();
+        self.keys.store(Arc::new(map));
+    }
+
+    /// Checks a call: `authorization` is the header's (or metadata's) value.
+    pub fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        need: Need<'_>,
+    ) -> Result<Option<Principal>, ApiError> {
+        if !self.on || need == Need::Open {
+            return Ok(None);
+        }
+        let header = authorization.ok_or_else(|| ApiError::Unauthenticated(NO_KEY.into()))?;
+        let token = bearer(header).ok_or_else(|| {
+            ApiError::Unauthenticated("the Authorization header is not `Bearer <API key>`".into())
+        })?;
+        let (id, secret) =
+            parse_token(token).ok_or_else(|| ApiError::Unauthenticated(NOT_A_KEY.into()))?;
+        let key = self
+            .keys
+            .load()
+            .get(id)
+            .cloned()
+            .filter(|k| k.opens(secret))
+            .ok_or_else(|| ApiError::Unauthenticated(NOT_A_KEY.into()))?;
+        if key.revoked_at.is_some() {
+            return Err(ApiError::Unauthenticated(format!(
+                "the API key {id} was revoked"
+            )));
+        }
+        if !key.live(now()) {
+            return Err(ApiError::Unauthenticated(format!(
+                "the API key {id} expired"
+            )));
+        }
+        let role = match need {
+            Need::Open | Need::Key => None,
+            Need::Role(r) => Some(r),
+            Need::Model(r, model) => {
+                if !key.covers(model) {
+                    // As for a model that is not there: the key learns nothing of it.
+                    return Err(ApiError::NotFound(format!(
+                        "model `{}` is not served here",
+                        clip(model, 256)
+                    )));
+                }
+                Some(r)
+            }
+        };
+        if let Some(r) = role
+            && !key.role.allows(r)
+        {
+            return Err(ApiError::Forbidden(format!(
+                "the API key {id} ({}) may not do this: it needs the {r} role",
+                key.role
+            )));
+        }
+        Ok(Some(Principal { key }))
+    }
+}
+
+/// The token of `Bearer <token>` (the scheme in any case, one or more spaces).
+fn bearer(header: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(header).ok()?.trim();
+    let (scheme, token) = text.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+        .filter(|t| !t.is_empty())
+}
+
+/// What a REST call needs, from its path's segments (each percent-decoded, as the router
+/// decodes the model name it hands the handler).
+pub fn need_for<'a>(segments: &[&'a str]) -> Need<'a> {
+    match segments {
+        [""] | ["v2", "health", "live" | "ready"] => Need::Open,
+        ["metrics"] | ["v2", "models", "stats"] => Need::Role(Role::Monitor),
+        ["v2", "repository", "index"] => Need::Role(Role::Deploy),
+        ["v2", "repository", "models", m, "load" | "unload"] => Need::Model(Role::Deploy, m),
+        ["v2", "models", m, "stats"] | ["v2", "models", m, "versions", _, "stats"] => {
+            Need::Model(Role::Monitor, m)
+        }
+        ["v2", "models", m]
+        | ["v2", "models", m, "ready" | "infer"]
+        | ["v2", "models", m, "versions", _]
+        | ["v2", "models", m, "versions", _, "ready" | "infer"] => Need::Model(Role::Infer, m),
+        ["v1", "models", m] => Need::Model(Role::Infer, m.split(':').next().unwrap_or(m)),
+        _ => Need::Key,
+    }
+}
+
+/// A REST path's segments, each percent-decoded (lossily: a name that is not UTF-8 is no
+/// model's).
+pub fn segments(path: &str) -> Vec<String> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn need(path: &str) -> String {
+        let seg = segments(path);
+        let refs: Vec<&str> = seg.iter().map(String::as_str).collect();
+        format!("{:?}", need_for(&refs))
+    }
+
+    #[test]
+    fn routes_need_what_the_table_says() {
+        assert_eq!(need("/v2/health/ready"), format!("{:?}", Need::Open));
+        assert_eq!(need("/"), format!("{:?}", Need::Open));
+        assert_eq!(need("/metrics"), format!("{:?}", Need::Role(Role::Monitor)));
+        assert_eq!(need("/v2/models"), format!("{:?}", Need::Key));
+        assert_eq!(need("/v2"), format!("{:?}", Need::Key));
+        assert_eq!(
+            need("/v2/models/credit/versions/3/infer"),
+            format!("{:?}", Need::Model(Role::Infer, "credit"))
+        );
+        assert_eq!(
+            need("/v1/models/credit:predict"),
+            format!("{:?}", Need::Model(Role::Infer, "credit"))
+        );
+        assert_eq!(
+            need("/v2/repository/models/credit/unload"),
+            format!("{:?}", Need::Model(Role::Deploy, "credit"))
+        );
+        assert_eq!(
+            need("/v2/models/credit/stats"),
+            format!("{:?}", Need::Model(Role::Monitor, "credit"))
+        );
+        assert_eq!(need("/v3/anything"), format!("{:?}", Need::Key));
+    }
+
+    #[test]
+    fn bearer_headers_parse() {
+        assert_eq!(bearer(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer(b"bearer   abc "), Some("abc"));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert_eq!(bearer(&[0xff, 0xfe]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_headers_and_paths_never_panic(h in proptest::collection::vec(any::<u8>(), 0..200), p in ".{0,200}") {
+            let auth = Auth::on(Vec::new());
+            let _ = auth.check(Some(&h), Need::Key);
+            let seg = segments(&p);
+            let refs: Vec<&str> = seg.iter().map(String::as_str).collect();
+            let _ = need_for(&refs);
+        }
+    }
+}
