@@ -38,6 +38,11 @@ impl Drop for Server {
 }
 
 pub async fn start() -> Server {
+    start_with(Default::default()).await
+}
+
+/// As [`start`], with these API-key checks.
+pub async fn start_with(auth: Arc<slipway_server::auth::Auth>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(slipway_engine::Engine::new(2));
     engine.add("credit", "3", slipway_testkit::load_credit());
@@ -57,7 +62,7 @@ pub async fn start() -> Server {
             grpc: Some(grpc),
             drain: Duration::from_secs(5),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
-            auth: Default::default(),
+            auth,
         },
         Arc::clone(&engine),
         async move {
