@@ -82,16 +82,27 @@ fn keys() -> (Vec<KeyRecord>, Vec<(Caller, Option<String>)>) {
         (Caller::Admin, Role::Admin, &[][..]),
     ] {
         let (mut record, token) = key(&format!("{caller:?}"), role, models);
-        match caller {
-            Caller::Expired => record.expires_at = Some(1),
-            Caller::Revoked => record.revoked_at = Some("2026-01-01T00:00:00Z".into()),
-            _ => {}
+        if caller == Caller::Expired {
+            record.expires_at = Some(1);
+        }
+        if caller == Caller::Revoked {
+            record.revoked_at = Some("2026-01-01T00:00:00Z".into());
         }
         records.push(record);
         headers.push((caller, Some(format!("Bearer {token}"))));
     }
     (records, headers)
 }
+
+/// A REST route: method, path, body, open to all, the role it needs, the model it names.
+type Route<'a> = (
+    &'a str,
+    String,
+    Vec<u8>,
+    bool,
+    Option<Role>,
+    Option<&'a str>,
+);
 
 /// A gRPC request carrying `header` (if any) as `authorization` metadata.
 fn with<T>(header: &Option<String>, message: T) -> tonic::Request<T> {
@@ -132,6 +143,11 @@ fn expected(caller: Caller, role: Option<Role>, model: Option<&str>, open: bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_and_call_for_every_kind_of_key() {
     let (records, headers) = keys();
+    assert_eq!(
+        headers.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        CALLERS,
+        "every kind of caller is tried"
+    );
     let server = common::start_with(Arc::new(Auth::on(records))).await;
     let http = reqwest::Client::new();
     let infer_body = {
@@ -143,7 +159,9 @@ async fn every_route_and_call_for_every_kind_of_key() {
                     slipway_core::TensorData::Bytes(v) => {
                         serde_json::json!([String::from_utf8_lossy(&v[0])])
                     }
-                    other => panic!("{other:?}"),
+                    other @ (slipway_core::TensorData::Bool(_)
+                    | slipway_core::TensorData::Int64(_)
+                    | slipway_core::TensorData::Fp32(_)) => panic!("{other:?}"),
                 };
                 let dt = if t.data.datatype() == slipway_core::DataType::Fp64 {
                     "FP64"
@@ -156,7 +174,7 @@ async fn every_route_and_call_for_every_kind_of_key() {
         serde_json::to_vec(&serde_json::json!({ "inputs": rows })).unwrap()
     };
     // (method, path, body, open, role needed, model named)
-    let routes: Vec<(&str, String, Vec<u8>, bool, Option<Role>, Option<&str>)> = vec![
+    let routes: Vec<Route> = vec![
         ("GET", "/v2/health/live".into(), vec![], true, None, None),
         ("GET", "/v2/health/ready".into(), vec![], true, None, None),
         ("GET", "/".into(), vec![], true, None, None),
