@@ -3,68 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{credit_package, fails, s};
-
-fn http(addr: &str, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
-}
-
-/// Starts `slipway serve ARGS` (stderr piped or dropped) and returns it with the address it
-/// printed on its first line.
-fn start_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
-    let (child, first) = start_serve_line(args, stderr);
-    (child, http_address(&first))
-}
-
-/// The REST address in the server's first line.
-fn http_address(first: &str) -> String {
-    first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string()
-}
-
-/// Starts `slipway serve ARGS` and returns it with the first line it printed.
-fn start_serve_line(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
-    command.arg("serve").args(args);
-    spawn_server(command, stderr)
-}
-
-/// Spawns a server command and returns it with the first line it printed.
-fn spawn_server(mut command: Command, stderr: Stdio) -> (std::process::Child, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    // Keep reading stdout: a closed pipe would make the server's next line fail.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, first)
-}
-
-/// Sends SIGTERM and requires a clean exit.
-fn stop(child: &mut std::process::Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-}
+use common::{
+    credit_package, fails, http, http_address, s, spawn_server, start_serve, start_serve_line, stop,
+};
 
 #[test]
 fn serves_a_package_and_stops_on_sigterm() {

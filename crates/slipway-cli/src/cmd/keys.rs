@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
-use slipway_registry::keys::{NewKey, parse_duration, parse_rate};
+use slipway_registry::keys::{NewKey, parse_duration};
 use slipway_registry::{KeyRecord, Role, printable};
 
 use crate::cmd::registry::{RegistryPath, who};
@@ -17,10 +17,6 @@ fn role(text: &str) -> Result<Role, String> {
 
 fn duration(text: &str) -> Result<u64, String> {
     parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn rate(text: &str) -> Result<f64, String> {
-    parse_rate(text).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -41,12 +37,6 @@ pub enum KeysCommand {
         /// When it stops working, from now: 90d, 12h, 30m (default: never).
         #[arg(long, value_parser = duration, value_name = "DURATION")]
         expires: Option<u64>,
-        /// Requests it may make, e.g. 200/s or 12000/min (default: no limit of its own).
-        #[arg(long, value_parser = rate)]
-        rate: Option<f64>,
-        /// Rows it may send, e.g. 50000/s (default: no limit of its own).
-        #[arg(long, value_parser = rate)]
-        rows_rate: Option<f64>,
         #[command(flatten)]
         registry: RegistryPath,
         /// Print the result as one JSON object, for scripts and CI pipelines.
@@ -104,8 +94,6 @@ fn key_json(k: &KeyRecord) -> serde_json::Value {
         "created_by": k.created_by,
         "expires_at": k.expires_at.map(slipway_core::manifest::rfc3339),
         "revoked_at": k.revoked_at,
-        "rate": k.rate,
-        "rows_rate": k.rows_rate,
         "live": k.live(now),
     })
 }
@@ -144,8 +132,6 @@ pub fn keys(command: KeysCommand) -> Result<()> {
             role,
             models,
             expires,
-            rate,
-            rows_rate,
             registry,
             json,
         } => {
@@ -155,8 +141,8 @@ pub fn keys(command: KeysCommand) -> Result<()> {
                 role: Some(role),
                 models: models.as_deref().map(crate::cmd::list).unwrap_or_default(),
                 expires_in: expires,
-                rate,
-                rows_rate,
+                rate: None,
+                rows_rate: None,
                 by: who(),
             })?;
             print_token(&k, &token, json);

@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -46,4 +48,61 @@ pub fn fails(args: &[&str]) -> (i32, String) {
 /// A path as `&str`.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// An HTTP/1.1 request written as it is, and the whole answer.
+pub fn http(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Starts `slipway serve ARGS` (stderr piped or dropped) and returns it with the address it
+/// printed on its first line.
+pub fn start_serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
+    let (child, first) = start_serve_line(args, stderr);
+    (child, http_address(&first))
+}
+
+/// The REST address in the server's first line.
+pub fn http_address(first: &str) -> String {
+    first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string()
+}
+
+/// Starts `slipway serve ARGS` and returns it with the first line it printed.
+pub fn start_serve_line(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command.arg("serve").args(args);
+    spawn_server(command, stderr)
+}
+
+/// Spawns a server command and returns it with the first line it printed.
+pub fn spawn_server(mut command: Command, stderr: Stdio) -> (std::process::Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // Keep reading stdout: a closed pipe would make the server's next line fail.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, first)
+}
+
+/// Sends SIGTERM and requires a clean exit.
+pub fn stop(child: &mut std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
