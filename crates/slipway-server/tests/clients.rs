@@ -59,6 +59,11 @@ fn python() -> PathBuf {
 /// Serves `credit` (native, version 1) and `cancer` (ONNX) over REST and gRPC, with a loader
 /// for the repository extension, runs `script HTTP_ADDR GRPC_ADDR` and requires it to pass.
 async fn run_client(script: &str) {
+    run_client_with(script, Default::default(), Vec::new()).await;
+}
+
+/// As [`run_client`], with these key checks and more arguments for the script.
+async fn run_client_with(script: &str, auth: Arc<slipway_server::auth::Auth>, extra: Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let credit_dir = slipway_testkit::credit_package();
     let cancer_dir = onnx_package(dir.path());
@@ -84,7 +89,7 @@ async fn run_client(script: &str) {
             grpc: Some(grpc),
             drain: std::time::Duration::from_secs(5),
             v1_unknown_columns: slipway_server::UnknownColumns::default(),
-            auth: Default::default(),
+            auth,
         },
         Arc::clone(&engine),
         async move {
@@ -98,6 +103,7 @@ async fn run_client(script: &str) {
         Command::new(python())
             .arg(&path)
             .args(addrs)
+            .args(extra)
             .output()
             .unwrap()
     })
@@ -131,4 +137,29 @@ async fn tritonclient_grpc_speaks_to_slipway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kserve_clients_speak_to_slipway() {
     run_client("kserve_clients.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_carries_api_keys_in_headers_on_http_and_grpc() {
+    let make = |role| {
+        let (id, secret, token) = slipway_registry::keys::new_token().unwrap();
+        let record = slipway_registry::KeyRecord {
+            id,
+            name: "client".into(),
+            role,
+            models: Vec::new(),
+            secret_sha256: slipway_registry::keys::secret_sha256(&secret),
+            created_at: String::new(),
+            created_by: "test".into(),
+            expires_at: None,
+            revoked_at: None,
+            rate: None,
+            rows_rate: None,
+        };
+        (record, token)
+    };
+    let (infer, infer_token) = make(slipway_registry::Role::Infer);
+    let (monitor, monitor_token) = make(slipway_registry::Role::Monitor);
+    let auth = Arc::new(slipway_server::auth::Auth::on(vec![infer, monitor]));
+    run_client_with("triton_keys.py", auth, vec![infer_token, monitor_token]).await;
 }
