@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use slipway_registry::keys::{new_token, secret_sha256};
+use slipway_registry::keys::new_token;
 use slipway_registry::{KeyRecord, Role};
 use slipway_server::auth::Auth;
 use slipway_server::grpc::pb;
@@ -41,24 +41,8 @@ const CALLERS: [Caller; 10] = [
     Caller::Admin,
 ];
 
-fn key(name: &str, role: Role, models: &[&str]) -> (KeyRecord, String) {
-    let (id, secret, token) = new_token().unwrap();
-    (
-        KeyRecord {
-            id,
-            name: name.into(),
-            role,
-            models: models.iter().map(|m| m.to_string()).collect(),
-            secret_sha256: secret_sha256(&secret),
-            created_at: String::new(),
-            created_by: "test".into(),
-            expires_at: None,
-            revoked_at: None,
-            rate: None,
-            rows_rate: None,
-        },
-        token,
-    )
+fn key(_name: &str, role: Role, models: &[&str]) -> (KeyRecord, String) {
+    slipway_testkit::api_key(role, models)
 }
 
 /// The keys and each caller's Authorization value.

@@ -141,25 +141,8 @@ async fn kserve_clients_speak_to_slipway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_carries_api_keys_in_headers_on_http_and_grpc() {
-    let make = |role| {
-        let (id, secret, token) = slipway_registry::keys::new_token().unwrap();
-        let record = slipway_registry::KeyRecord {
-            id,
-            name: "client".into(),
-            role,
-            models: Vec::new(),
-            secret_sha256: slipway_registry::keys::secret_sha256(&secret),
-            created_at: String::new(),
-            created_by: "test".into(),
-            expires_at: None,
-            revoked_at: None,
-            rate: None,
-            rows_rate: None,
-        };
-        (record, token)
-    };
-    let (infer, infer_token) = make(slipway_registry::Role::Infer);
-    let (monitor, monitor_token) = make(slipway_registry::Role::Monitor);
+    let (infer, infer_token) = slipway_testkit::api_key(slipway_registry::Role::Infer, &[]);
+    let (monitor, monitor_token) = slipway_testkit::api_key(slipway_registry::Role::Monitor, &[]);
     let auth = Arc::new(slipway_server::auth::Auth::on(vec![infer, monitor]));
     run_client_with("triton_keys.py", auth, vec![infer_token, monitor_token]).await;
 }

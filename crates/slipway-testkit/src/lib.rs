@@ -130,3 +130,26 @@ impl Model for Slow {
         self.inner.infer(inputs)
     }
 }
+
+/// An API key of `role` over `models` (all when empty), as `slipway keys create` makes one,
+/// with its token.
+pub fn api_key(
+    role: slipway_registry::Role,
+    models: &[&str],
+) -> (slipway_registry::KeyRecord, String) {
+    let (id, secret, token) = slipway_registry::keys::new_token().unwrap();
+    let record = slipway_registry::KeyRecord {
+        id,
+        name: format!("{role}-key"),
+        role,
+        models: models.iter().map(|m| m.to_string()).collect(),
+        secret_sha256: slipway_registry::keys::secret_sha256(&secret),
+        created_at: String::new(),
+        created_by: "test".into(),
+        expires_at: None,
+        revoked_at: None,
+        rate: None,
+        rows_rate: None,
+    };
+    (record, token)
+}
