@@ -96,7 +96,7 @@ Examples:
 pub const KEYS: &str = "\
 Examples:
   slipway keys create --name scoring-app --role infer --models 'credit,fraud-*' --expires 90d
-  slipway keys create --name ops --role monitor
+  slipway keys create --name ops --role monitor --rate 20/s
   slipway keys list
   slipway keys rotate 3f9a1c0b7d2e --grace 24h
   slipway keys revoke 3f9a1c0b7d2e";

@@ -45,6 +45,38 @@ impl Principal {
 pub struct Auth {
     on: bool,
     keys: ArcSwap<HashMap<String, Arc<KeyRecord>>>,
+    /// Each rate-limited key's bucket, by id; kept across key refreshes.
+    buckets: std::sync::Mutex<HashMap<String, Bucket>>,
+}
+
+/// A token bucket: `rate` tokens a second, at most one second's worth in hand.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    /// A full bucket at `now`.
+    pub fn full(rate: f64, now: std::time::Instant) -> Bucket {
+        Bucket {
+            tokens: rate.max(1.0),
+            at: now,
+        }
+    }
+
+    /// Takes one token at `now`, or says in how many seconds one will be there.
+    pub fn take(&mut self, rate: f64, now: std::time::Instant) -> Result<(), f64> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate.max(1.0));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err((1.0 - self.tokens) / rate)
+        }
+    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -75,7 +107,7 @@ impl Auth {
     pub fn on(keys: Vec<KeyRecord>) -> Auth {
         let auth = Auth {
             on: true,
-            keys: ArcSwap::default(),
+            ..Auth::default()
         };
         auth.set_keys(keys);
         auth
@@ -148,6 +180,22 @@ impl Auth {
                 "the API key {id} ({}) may not do this: it needs the {r} role",
                 key.role
             )));
+        }
+        if let Some(rate) = key.rate.filter(|r| r.is_finite() && *r > 0.0) {
+            let now = std::time::Instant::now();
+            let mut buckets = self
+                .buckets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let bucket = buckets
+                .entry(key.id.clone())
+                .or_insert_with(|| Bucket::full(rate, now));
+            if let Err(wait) = bucket.take(rate, now) {
+                return Err(ApiError::RateLimited(
+                    format!("the API key {id} is over its rate of {rate}/s; retry shortly"),
+                    wait.ceil().max(1.0) as u64,
+                ));
+            }
         }
         Ok(Some(Principal { key }))
     }
@@ -231,6 +279,26 @@ mod tests {
             format!("{:?}", Need::Model(Role::Monitor, "credit"))
         );
         assert_eq!(need("/v3/anything"), format!("{:?}", Need::Key));
+    }
+
+    #[test]
+    fn a_bucket_gives_its_rate_with_a_one_second_burst() {
+        let t0 = std::time::Instant::now();
+        let mut b = Bucket::full(10.0, t0);
+        let taken = (0..30).filter(|_| b.take(10.0, t0).is_ok()).count();
+        assert_eq!(taken, 10, "the burst is one second's worth");
+        let wait = b.take(10.0, t0).unwrap_err();
+        assert!((wait - 0.1).abs() < 1e-9, "{wait}");
+        // Over 5 s of steady calls it gives 5 × 10 more, to the token.
+        let mut ok = 0;
+        for i in 1..=5000 {
+            let now = t0 + std::time::Duration::from_millis(i);
+            ok += usize::from(b.take(10.0, now).is_ok());
+        }
+        assert_eq!(ok, 50);
+        // A slow rate still lets one request through.
+        let mut slow = Bucket::full(0.5, t0);
+        assert!(slow.take(0.5, t0).is_ok() && slow.take(0.5, t0).is_err());
     }
 
     #[test]

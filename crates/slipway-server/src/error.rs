@@ -11,6 +11,7 @@
 //! | `NotFound` | 404 | NOT_FOUND | `not_found` |
 //! | `MethodNotAllowed` | 405 | UNIMPLEMENTED | `method_not_allowed` |
 //! | `TooLarge` | 413 | RESOURCE_EXHAUSTED | `too_large` |
+//! | `RateLimited` | 429 + `Retry-After` | RESOURCE_EXHAUSTED + `retry-after` | `rate_limited` |
 //! | `UnsupportedMediaType` | 415 | INVALID_ARGUMENT | `unsupported_media_type` |
 //! | `Internal` | 500 | INTERNAL | `internal` |
 //! | `NotImplemented` | 501 | UNIMPLEMENTED | `not_implemented` |
@@ -50,6 +51,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The request is larger than the server or the model takes.
     TooLarge(String),
+    /// The key is over its rate: retry after this many seconds.
+    RateLimited(String, u64),
     /// A body in an encoding or type the server does not read.
     UnsupportedMediaType(String),
     /// The server failed (a model error, a bug): the text is logged, never sent.
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -93,7 +97,7 @@ impl ApiError {
             ApiError::Forbidden(_) => tonic::Code::PermissionDenied,
             ApiError::NotFound(_) => tonic::Code::NotFound,
             ApiError::MethodNotAllowed | ApiError::NotImplemented(_) => tonic::Code::Unimplemented,
-            ApiError::TooLarge(_) => tonic::Code::ResourceExhausted,
+            ApiError::TooLarge(_) | ApiError::RateLimited(..) => tonic::Code::ResourceExhausted,
             ApiError::Internal(_) => tonic::Code::Internal,
             ApiError::Overloaded(_) | ApiError::Unavailable(_) => tonic::Code::Unavailable,
         }
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::RateLimited(..) => "rate_limited",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Internal(_) => "internal",
             ApiError::NotImplemented(_) => "not_implemented",
@@ -124,6 +129,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::TooLarge(m)
+            | ApiError::RateLimited(m, _)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::NotImplemented(m)
             | ApiError::Overloaded(m)
@@ -136,7 +142,19 @@ impl ApiError {
 
     /// Whether the client should retry shortly (`Retry-After`).
     pub fn retry(&self) -> bool {
-        matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_))
+        matches!(
+            self,
+            ApiError::Overloaded(_) | ApiError::Unavailable(_) | ApiError::RateLimited(..)
+        )
+    }
+
+    /// The seconds `Retry-After` says.
+    fn retry_after(&self) -> HeaderValue {
+        if let ApiError::RateLimited(_, s) = self {
+            HeaderValue::from(*s)
+        } else {
+            HeaderValue::from_static("1")
+        }
     }
 }
 
@@ -177,7 +195,7 @@ impl IntoResponse for ApiError {
         let mut r = crate::http::json_response(self.status(), &body);
         if self.retry() {
             r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, self.retry_after());
         }
         if let ApiError::Unauthenticated(_) = self {
             r.headers_mut().insert(
@@ -196,10 +214,9 @@ impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         let mut status = tonic::Status::new(e.grpc_code(), e.message());
         if e.retry() {
-            status.metadata_mut().insert(
-                "retry-after",
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
+            if let Ok(v) = e.retry_after().to_str().unwrap_or("1").parse() {
+                status.metadata_mut().insert("retry-after", v);
+            }
         }
         if let ApiError::Internal(detail) = e {
             status.set_source(std::sync::Arc::new(InternalError(detail)));

@@ -128,6 +128,7 @@ pub(crate) fn outcome_of(e: &ApiError) -> &'static str {
         ApiError::Overloaded(_) => "overloaded",
         ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_) => "invalid",
         ApiError::TooLarge(_) => "too_large",
+        ApiError::RateLimited(..) => "rate_limited",
         ApiError::NotFound(_) => "not_found",
         ApiError::Unauthenticated(_) => "unauthenticated",
         ApiError::Forbidden(_) => "forbidden",

@@ -430,3 +430,41 @@ async fn a_revoked_key_stops_at_once_and_a_new_one_starts() {
     assert_eq!(status(token).await, 401);
     assert_eq!(status(fresh_token).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_gets_429_and_another_key_is_unaffected() {
+    let (mut limited, limited_token) = key("limited", Role::Infer, &[]);
+    limited.rate = Some(5.0);
+    let (free, free_token) = key("free", Role::Infer, &[]);
+    let server = common::start_with(Arc::new(Auth::on(vec![limited, free]))).await;
+    let http = reqwest::Client::new();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut retry_after = None;
+    for token in [&limited_token, &free_token] {
+        for _ in 0..20 {
+            let r = http
+                .get(format!("{}/v2/models/credit", server.http))
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap();
+            if r.status().as_u16() == 429 {
+                retry_after = r.headers().get("retry-after").cloned();
+            }
+            *counts
+                .entry((token == &limited_token, r.status().as_u16()))
+                .or_insert(0) += 1;
+        }
+    }
+    // Twenty calls at once against 5/s with a one-second burst: about five pass (more only if
+    // the calls took seconds), the rest are told to come back.
+    let passed = counts.get(&(true, 200)).copied().unwrap_or(0);
+    assert!((5..=10).contains(&passed), "{counts:?}");
+    assert_eq!(
+        passed + counts.get(&(true, 429)).copied().unwrap_or(0),
+        20,
+        "{counts:?}"
+    );
+    assert_eq!(retry_after.unwrap(), "1");
+    assert_eq!(counts.get(&(false, 200)), Some(&20), "{counts:?}");
+}

@@ -37,6 +37,10 @@ pub enum KeysCommand {
         /// When it stops working, from now: 90d, 12h, 30m (default: never).
         #[arg(long, value_parser = duration, value_name = "DURATION")]
         expires: Option<u64>,
+        /// Calls it may make, e.g. 200/s or 12000/min, with a one-second burst; over it, 429
+        /// with Retry-After (gRPC RESOURCE_EXHAUSTED) (default: no limit of its own).
+        #[arg(long, value_parser = rate)]
+        rate: Option<f64>,
         #[command(flatten)]
         registry: RegistryPath,
         /// Print the result as one JSON object, for scripts and CI pipelines.
@@ -76,6 +80,10 @@ pub enum KeysCommand {
     },
 }
 
+fn rate(text: &str) -> Result<f64, String> {
+    slipway_registry::keys::parse_rate(text).map_err(|e| e.to_string())
+}
+
 fn grace(text: &str) -> Result<u64, String> {
     if text.trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
         return Ok(0);
@@ -94,6 +102,7 @@ fn key_json(k: &KeyRecord) -> serde_json::Value {
         "created_by": k.created_by,
         "expires_at": k.expires_at.map(slipway_core::manifest::rfc3339),
         "revoked_at": k.revoked_at,
+        "rate": k.rate,
         "live": k.live(now),
     })
 }
@@ -132,6 +141,7 @@ pub fn keys(command: KeysCommand) -> Result<()> {
             role,
             models,
             expires,
+            rate,
             registry,
             json,
         } => {
@@ -141,7 +151,7 @@ pub fn keys(command: KeysCommand) -> Result<()> {
                 role: Some(role),
                 models: models.as_deref().map(crate::cmd::list).unwrap_or_default(),
                 expires_in: expires,
-                rate: None,
+                rate,
                 rows_rate: None,
                 by: who(),
             })?;
