@@ -139,7 +139,55 @@ fn keys_guard_a_running_server_and_revocation_reaches_it() {
         get(&addr, "/metrics", Some(ops["token"].as_str().unwrap())),
         200
     );
+    // An unload through the API is audited with the key and the client's address.
+    let deploy = ok_json(&[
+        "keys",
+        "create",
+        "--name",
+        "release-bot",
+        "--role",
+        "deploy",
+        "--models",
+        "credit",
+        "--registry",
+        s(&reg),
+        "--json",
+    ]);
+    let unload = |token: &str| {
+        http(
+            &addr,
+            &format!(
+                "POST /v2/repository/models/credit/unload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut answer = unload(deploy["token"].as_str().unwrap());
+    while answer.starts_with("HTTP/1.1 401") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        answer = unload(deploy["token"].as_str().unwrap());
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     stop(&mut child);
+    let audit = ok_json(&["registry", "audit", "--registry", s(&reg), "--json"]);
+    let unloaded = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "serve.unload")
+        .unwrap_or_else(|| panic!("no unload in {audit}"));
+    assert_eq!(unloaded["model"], "credit");
+    assert!(
+        unloaded["by"]
+            .as_str()
+            .unwrap()
+            .contains(deploy["id"].as_str().unwrap()),
+        "{unloaded}"
+    );
+    assert!(
+        unloaded["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "{unloaded}"
+    );
 
     let audit = ok_json(&["registry", "audit", "--registry", s(&reg), "--json"]);
     let actions: Vec<&str> = audit["audit"]

@@ -145,6 +145,27 @@ impl Repository {
         f(&mut guard)
     }
 
+    /// Writes one line to the registry's audit log (`slipway registry audit`), when the server
+    /// has a registry (a server of package folders only has none: `Ok(false)`).
+    pub fn audit(
+        &self,
+        by: &str,
+        action: &str,
+        model: &str,
+        detail: &str,
+    ) -> Result<bool, slipway_registry::RegistryError> {
+        let Some(root) = &self.registry else {
+            return Ok(false);
+        };
+        let mut registry = match slipway_registry::Registry::open_existing(root) {
+            Ok(r) => r,
+            Err(slipway_registry::RegistryError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        registry.append_audit(by, action, Some(model), detail)?;
+        Ok(true)
+    }
+
     /// Adds `name` from `source`, not loaded yet ([`sync`](Self::sync) loads it).
     pub fn add(&self, name: &str, source: Source) {
         self.with(|r| {

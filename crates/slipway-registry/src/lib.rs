@@ -220,6 +220,18 @@ impl Registry {
         &self.root
     }
 
+    /// Appends one audit line for an action taken outside the registry (a server's load or
+    /// unload, by whom and from where).
+    pub fn append_audit(
+        &mut self,
+        by: &str,
+        action: &str,
+        model: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        self.meta.append_audit(by, action, model, detail)
+    }
+
     /// The metadata store, for listings.
     pub fn meta(&self) -> &dyn MetadataStore {
         self.meta.as_ref()

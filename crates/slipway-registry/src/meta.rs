@@ -125,6 +125,14 @@ pub trait MetadataStore: Send {
     fn gates(&self, model: &str, alias: &str) -> Result<Vec<String>>;
     /// Replaces the gates stored for an alias, with an audit line.
     fn set_gates(&mut self, model: &str, alias: &str, gates: &[String], by: &str) -> Result<()>;
+    /// Appends one audit line for an action taken elsewhere (a server's load or unload).
+    fn append_audit(
+        &mut self,
+        by: &str,
+        action: &str,
+        model: Option<&str>,
+        detail: &str,
+    ) -> Result<()>;
     /// Stores a new API key (its secret's hash only), with an audit line.
     fn insert_key(&mut self, key: &KeyRecord) -> Result<()>;
     /// Every API key, revoked and expired ones included, oldest first.
@@ -681,6 +689,22 @@ impl MetadataStore for SqliteStore {
 
     fn insert_key(&mut self, key: &KeyRecord) -> Result<()> {
         crate::meta_keys::insert_key(self, key)
+    }
+
+    fn append_audit(
+        &mut self,
+        by: &str,
+        action: &str,
+        model: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO audit (at, by, action, model, version, detail) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                params![now(), by, action, model, detail],
+            )
+            .map(drop)
+            .map_err(self.db())
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>> {

@@ -64,6 +64,33 @@ pub async fn load(st: &Shared, m: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Writes a repository action to the registry's audit log, off the request's thread: who (the
+/// key's id and name, or `no key`) and from where. A failure to write is logged.
+pub async fn audit(
+    st: &Shared,
+    who: Option<&crate::auth::Principal>,
+    from: String,
+    action: &'static str,
+    m: &str,
+) {
+    let by = who.map_or_else(
+        || "no key".to_string(),
+        |p| format!("key {} `{}`", p.key.id, p.key.name),
+    );
+    let engine = std::sync::Arc::clone(&st.engine);
+    let model = m.to_string();
+    let detail = format!("from {from}");
+    let written = tokio::task::spawn_blocking(move || {
+        engine.repository().audit(&by, action, &model, &detail)
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(action, model = m, error = %e, "writing the audit log"),
+        Err(e) => tracing::warn!(action, model = m, error = %e, "the audit task failed"),
+    }
+}
+
 /// Stops serving `m` and following its source until it is loaded again; requests already
 /// running finish.
 pub fn unload(st: &Shared, m: &str) -> Result<(), ApiError> {

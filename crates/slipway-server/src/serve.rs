@@ -110,7 +110,8 @@ pub async fn serve(
         config.http.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         }),
-        http::router(Arc::clone(&shared)),
+        http::router(Arc::clone(&shared))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(signal(stopped.clone()))
     .into_future();

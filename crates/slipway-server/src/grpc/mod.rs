@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
-use crate::auth::Need;
+use crate::auth::{Need, Principal};
 use crate::describe::{Metadata, Stats};
 use crate::pipeline::{self, Decoded};
 use crate::{ApiError, Shared};
@@ -155,19 +155,40 @@ async fn logged<T, R, F>(
 where
     F: std::future::Future<Output = Result<R, Status>>,
 {
+    logged_as(rpc, shared, req, need, |r, _| f(r)).await
+}
+
+/// As [`logged`], handing `f` the caller too: the key the call was made with and the client's
+/// address (for the audit log).
+async fn logged_as<T, R, F>(
+    rpc: &str,
+    shared: &Shared,
+    req: Request<T>,
+    need: impl FnOnce(&T) -> Need<'_>,
+    f: impl FnOnce(T, (Option<Principal>, String)) -> F,
+) -> Result<Response<R>, Status>
+where
+    F: std::future::Future<Output = Result<R, Status>>,
+{
     let start = Instant::now();
     let rid = request_id(&req);
     let presented = req
         .metadata()
         .get("authorization")
         .map(|v| v.as_bytes().to_vec());
-    if let Err(e) = shared.auth.check(presented.as_deref(), need(req.get_ref())) {
-        shared.metrics.auth_refused(e.code());
-        let refused: Result<R, Status> = Err(e.into());
-        log_rpc(rpc, &rid, start, &refused);
-        return refused.map(Response::new);
-    }
-    let result = f(req.into_inner()).await;
+    let principal = match shared.auth.check(presented.as_deref(), need(req.get_ref())) {
+        Ok(p) => p,
+        Err(e) => {
+            shared.metrics.auth_refused(e.code());
+            let refused: Result<R, Status> = Err(e.into());
+            log_rpc(rpc, &rid, start, &refused);
+            return refused.map(Response::new);
+        }
+    };
+    let from = req
+        .remote_addr()
+        .map_or_else(|| "an unknown address".into(), |a| a.to_string());
+    let result = f(req.into_inner(), (principal, from)).await;
     log_rpc(rpc, &rid, start, &result);
     let mut response = Response::new(result?);
     if let Ok(v) = rid.parse() {
@@ -471,13 +492,15 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
         let shared = Arc::clone(&self.shared);
-        logged(
+        logged_as(
             "RepositoryModelLoad",
             &self.shared,
             req,
             |r| Need::Model(Role::Deploy, &r.model_name),
-            |r| async move {
+            |r, (who, from)| async move {
                 crate::repository::load(&shared, &r.model_name).await?;
+                crate::repository::audit(&shared, who.as_ref(), from, "serve.load", &r.model_name)
+                    .await;
                 Ok(pb::RepositoryModelLoadResponse {})
             },
         )
@@ -489,13 +512,21 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
         let shared = Arc::clone(&self.shared);
-        logged(
+        logged_as(
             "RepositoryModelUnload",
             &self.shared,
             req,
             |r| Need::Model(Role::Deploy, &r.model_name),
-            |r| async move {
+            |r, (who, from)| async move {
                 crate::repository::unload(&shared, &r.model_name)?;
+                crate::repository::audit(
+                    &shared,
+                    who.as_ref(),
+                    from,
+                    "serve.unload",
+                    &r.model_name,
+                )
+                .await;
                 Ok(pb::RepositoryModelUnloadResponse {})
             },
         )
