@@ -105,9 +105,28 @@ impl KeyRecord {
 
     /// Whether `secret` is this key's, compared in constant time.
     pub fn opens(&self, secret: &str) -> bool {
-        let got = hex(&Sha256::digest(secret.as_bytes()));
-        constant_time_eq(got.as_bytes(), self.secret_sha256.as_bytes())
+        self.digest().is_some_and(|d| opens(&d, secret))
     }
+
+    /// The stored SHA-256 as bytes (`None` if the record's hex is damaged), for a caller that
+    /// checks many calls against one key ([`opens`]).
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        let hex = self.secret_sha256.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(out)
+    }
+}
+
+/// Whether `secret` hashes to `digest`, compared in constant time.
+pub fn opens(digest: &[u8; 32], secret: &str) -> bool {
+    constant_time_eq(&Sha256::digest(secret.as_bytes()), digest)
 }
 
 /// A presented token split into its parts, the format checked: `sk_`, 12 lowercase hex, `_`,

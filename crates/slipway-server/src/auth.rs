@@ -44,7 +44,7 @@ impl Principal {
 #[derive(Default)]
 pub struct Auth {
     on: bool,
-    keys: ArcSwap<HashMap<String, Arc<KeyRecord>>>,
+    keys: ArcSwap<HashMap<String, (Arc<KeyRecord>, [u8; 32])>>,
     /// Each rate-limited key's bucket, by id; kept across key refreshes.
     buckets: std::sync::Mutex<HashMap<String, Bucket>>,
 }
@@ -120,9 +120,13 @@ impl Auth {
 
     /// Replaces the keys (a new, revoked or rotated key takes effect for the next call).
     pub fn set_keys(&self, keys: Vec<KeyRecord>) {
+        // A record whose stored hash is damaged opens nothing.
         let map = keys
             .into_iter()
-            .map(|k| (k.id.clone(), Arc::new(k)))
+            .filter_map(|k| {
+                let digest = k.digest()?;
+                Some((k.id.clone(), (Arc::new(k), digest)))
+            })
             .collect();
         self.keys.store(Arc::new(map));
     }
@@ -146,8 +150,8 @@ impl Auth {
             .keys
             .load()
             .get(id)
-            .cloned()
-            .filter(|k| k.opens(secret))
+            .filter(|(_, digest)| slipway_registry::keys::opens(digest, secret))
+            .map(|(k, _)| Arc::clone(k))
             .ok_or_else(|| ApiError::Unauthenticated(NOT_A_KEY.into()))?;
         if key.revoked_at.is_some() {
             return Err(ApiError::Unauthenticated(format!(
@@ -232,15 +236,11 @@ pub fn need_for<'a>(segments: &[&'a str]) -> Need<'a> {
 }
 
 /// A REST path's segments, each percent-decoded (lossily: a name that is not UTF-8 is no
-/// model's).
-pub fn segments(path: &str) -> Vec<String> {
+/// model's); a segment without `%` is borrowed as it is.
+pub fn segments(path: &str) -> Vec<std::borrow::Cow<'_, str>> {
     path.trim_start_matches('/')
         .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
         .collect()
 }
 
@@ -251,7 +251,7 @@ mod tests {
 
     fn need(path: &str) -> String {
         let seg = segments(path);
-        let refs: Vec<&str> = seg.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = seg.iter().map(|s| s.as_ref()).collect();
         format!("{:?}", need_for(&refs))
     }
 
@@ -317,7 +317,7 @@ mod tests {
             let auth = Auth::on(Vec::new());
             let _ = auth.check(Some(&h), Need::Key);
             let seg = segments(&p);
-            let refs: Vec<&str> = seg.iter().map(String::as_str).collect();
+            let refs: Vec<&str> = seg.iter().map(|s| s.as_ref()).collect();
             let _ = need_for(&refs);
         }
     }

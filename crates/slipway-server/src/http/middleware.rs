@@ -57,14 +57,23 @@ pub(super) async fn authorize(
         return next.run(request).await;
     }
     let segments = crate::auth::segments(request.uri().path());
-    let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let refs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    match st.auth.check(presented, crate::auth::need_for(&refs)) {
+    let need = crate::auth::need_for(&refs);
+    match st.auth.check(presented, need) {
         Ok(principal) => {
-            if let Some(p) = principal {
+            // Only the handlers that filter by scope or audit read the key: inference does
+            // not pay for carrying it.
+            let read = matches!(
+                need,
+                crate::auth::Need::Key
+                    | crate::auth::Need::Role(slipway_registry::Role::Deploy)
+                    | crate::auth::Need::Model(slipway_registry::Role::Deploy, _)
+            );
+            if let (true, Some(p)) = (read, principal) {
                 request.extensions_mut().insert(p);
             }
             next.run(request).await
