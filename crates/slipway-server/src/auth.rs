@@ -40,11 +40,14 @@ impl Principal {
     }
 }
 
+/// A key and its secret's SHA-256, decoded once.
+type Keyed = (Arc<KeyRecord>, [u8; 32]);
+
 /// The server's keys and whether it checks them.
 #[derive(Default)]
 pub struct Auth {
     on: bool,
-    keys: ArcSwap<HashMap<String, (Arc<KeyRecord>, [u8; 32])>>,
+    keys: ArcSwap<HashMap<String, Keyed>>,
     /// Each rate-limited key's bucket, by id; kept across key refreshes.
     buckets: std::sync::Mutex<HashMap<String, Bucket>>,
 }
