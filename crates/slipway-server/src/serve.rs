@@ -125,6 +125,9 @@ pub async fn serve(
             .layer(tower::util::MapResponseLayer::new(
                 grpc::too_large_is_resource_exhausted,
             ))
+            .layer(grpc::gate::GateLayer {
+                shared: Arc::clone(&shared),
+            })
             .add_service(grpc::service(Arc::clone(&shared)))
             .serve_with_incoming_shutdown(incoming, signal(stopped.clone()))
             .await

@@ -385,6 +385,14 @@ async fn every_route_and_call_for_every_kind_of_key() {
             }
         }
     }
+    // Without a working key a stream is refused as it opens, before any message is read.
+    let mut client = GrpcInferenceServiceClient::new(channel.clone());
+    let messages = tokio_stream::iter(vec![pb::ModelInferRequest {
+        model_name: "credit".into(),
+        ..Default::default()
+    }]);
+    let opened = client.model_stream_infer(messages).await;
+    assert_eq!(opened.err().map(|s| s.code()), Some(Code::Unauthenticated));
     // Refusals are counted by reason, never with a token.
     let (_, admin) = &headers[9];
     let metrics = http

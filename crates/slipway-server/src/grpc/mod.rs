@@ -17,6 +17,7 @@ use crate::{ApiError, Shared};
 use slipway_registry::Role;
 
 mod codec;
+pub mod gate;
 pub use codec::decode_inputs;
 
 /// The generated protocol types and service traits.
