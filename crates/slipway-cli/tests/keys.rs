@@ -62,11 +62,12 @@ fn keys_guard_a_running_server_and_revocation_reaches_it() {
             s(&reg),
             "--http",
             "127.0.0.1:0",
+            "--watch-ms",
+            "100",
         ],
         Stdio::null(),
     );
     assert_eq!(get(&addr, "/v2/models/credit", None), 200);
-    stop(&mut child);
 
     let key = ok_json(&[
         "keys",
@@ -82,6 +83,17 @@ fn keys_guard_a_running_server_and_revocation_reaches_it() {
         "--json",
     ]);
     let token = key["token"].as_str().unwrap().to_string();
+    // The first key turns the running server's checks on, without a restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while get(&addr, "/v2/models/credit", None) != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key did not turn checks on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get(&addr, "/v2/models/credit", Some(&token)), 200);
+    stop(&mut child);
     assert!(token.starts_with(&format!("sk_{}_", key["id"].as_str().unwrap())));
     // Only a hash is kept: the database does not hold the token or its secret.
     let db = std::fs::read(reg.join("registry.db")).unwrap();

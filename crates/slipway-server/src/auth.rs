@@ -46,7 +46,11 @@ type Keyed = (Arc<KeyRecord>, [u8; 32]);
 /// The server's keys and whether it checks them.
 #[derive(Default)]
 pub struct Auth {
-    on: bool,
+    /// Whether calls are checked; an `auto` server turns it on when its first key appears,
+    /// and never off again.
+    on: std::sync::atomic::AtomicBool,
+    /// Turn on when keys appear.
+    auto: bool,
     keys: ArcSwap<HashMap<String, Keyed>>,
     /// Each rate-limited key's bucket, by id; kept across key refreshes.
     buckets: std::sync::Mutex<HashMap<String, Bucket>>,
@@ -85,7 +89,7 @@ impl Bucket {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
-            .field("on", &self.on)
+            .field("on", &self.enabled())
             .field("keys", &self.keys.load().len())
             .finish()
     }
@@ -109,20 +113,38 @@ impl Auth {
     /// Checks on, with these keys.
     pub fn on(keys: Vec<KeyRecord>) -> Auth {
         let auth = Auth {
-            on: true,
+            on: std::sync::atomic::AtomicBool::new(true),
             ..Auth::default()
         };
         auth.set_keys(keys);
         auth
     }
 
+    /// Checks off until the first key appears through [`Auth::set_keys`], then on for good.
+    pub fn auto(keys: Vec<KeyRecord>) -> Auth {
+        let auth = Auth {
+            auto: true,
+            ..Auth::default()
+        };
+        auth.set_keys(keys);
+        auth
+    }
+
+    /// Whether keys set later may turn the checks on.
+    pub fn follows_keys(&self) -> bool {
+        self.auto || self.enabled()
+    }
+
     /// Whether calls are checked.
     pub fn enabled(&self) -> bool {
-        self.on
+        self.on.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Replaces the keys (a new, revoked or rotated key takes effect for the next call).
     pub fn set_keys(&self, keys: Vec<KeyRecord>) {
+        if self.auto && !keys.is_empty() {
+            self.on.store(true, std::sync::atomic::Ordering::Release);
+        }
         // A record whose stored hash is damaged opens nothing.
         let map = keys
             .into_iter()
@@ -140,7 +162,7 @@ impl Auth {
         authorization: Option<&[u8]>,
         need: Need<'_>,
     ) -> Result<Option<Principal>, ApiError> {
-        if !self.on || need == Need::Open {
+        if !self.enabled() || need == Need::Open {
             return Ok(None);
         }
         let header = authorization.ok_or_else(|| ApiError::Unauthenticated(NO_KEY.into()))?;
@@ -218,8 +240,9 @@ fn bearer(header: &[u8]) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// What a REST call needs, from its path's segments (each percent-decoded, as the router
-/// decodes the model name it hands the handler).
+/// What a REST call needs, from its path's raw segments, matched as the router matches them
+/// (undecoded); the model name it returns is still encoded ([`decode_name`] decodes it, as the
+/// router does before it hands the name to a handler).
 pub fn need_for<'a>(segments: &[&'a str]) -> Need<'a> {
     match segments {
         [""] | ["v2", "health", "live" | "ready"] => Need::Open,
@@ -233,18 +256,29 @@ pub fn need_for<'a>(segments: &[&'a str]) -> Need<'a> {
         | ["v2", "models", m, "ready" | "infer"]
         | ["v2", "models", m, "versions", _]
         | ["v2", "models", m, "versions", _, "ready" | "infer"] => Need::Model(Role::Infer, m),
-        ["v1", "models", m] => Need::Model(Role::Infer, m.split(':').next().unwrap_or(m)),
+        ["v1", "models", m] => Need::Model(Role::Infer, m.strip_suffix(":predict").unwrap_or(m)),
         _ => Need::Key,
     }
 }
 
-/// A REST path's segments, each percent-decoded (lossily: a name that is not UTF-8 is no
-/// model's); a segment without `%` is borrowed as it is.
-pub fn segments(path: &str) -> Vec<std::borrow::Cow<'_, str>> {
-    path.trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
-        .collect()
+/// A REST path's raw segments.
+pub fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+/// A model name from a path, percent-decoded as the router decodes it (lossily: a name that is
+/// not UTF-8 is no model's); borrowed when it has no `%`.
+pub fn decode_name(m: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(m).decode_utf8_lossy()
+}
+
+/// What the REST call to `path` needs, its model name decoded, handed to `f`.
+pub fn with_need<T>(path: &str, f: impl FnOnce(Need<'_>) -> T) -> T {
+    let raw = segments(path);
+    match need_for(&raw) {
+        Need::Model(role, m) => f(Need::Model(role, &decode_name(m))),
+        other @ (Need::Open | Need::Key | Need::Role(_)) => f(other),
+    }
 }
 
 #[cfg(test)]
@@ -253,9 +287,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn need(path: &str) -> String {
-        let seg = segments(path);
-        let refs: Vec<&str> = seg.iter().map(|s| s.as_ref()).collect();
-        format!("{:?}", need_for(&refs))
+        with_need(path, |n| format!("{n:?}"))
     }
 
     #[test]
@@ -282,6 +314,15 @@ mod tests {
             format!("{:?}", Need::Model(Role::Monitor, "credit"))
         );
         assert_eq!(need("/v3/anything"), format!("{:?}", Need::Key));
+        // Fixed segments match raw, as the router matches them: `%73tats` is a model's name.
+        assert_eq!(
+            need("/v2/models/%73tats"),
+            format!("{:?}", Need::Model(Role::Infer, "stats"))
+        );
+        assert_eq!(
+            need("/v1/models/a:b:predict"),
+            format!("{:?}", Need::Model(Role::Infer, "a:b"))
+        );
     }
 
     #[test]
@@ -319,9 +360,7 @@ mod tests {
         fn hostile_headers_and_paths_never_panic(h in proptest::collection::vec(any::<u8>(), 0..200), p in ".{0,200}") {
             let auth = Auth::on(Vec::new());
             let _ = auth.check(Some(&h), Need::Key);
-            let seg = segments(&p);
-            let refs: Vec<&str> = seg.iter().map(|s| s.as_ref()).collect();
-            let _ = need_for(&refs);
+            let _ = with_need(&p, |n| format!("{n:?}"));
         }
     }
 }

@@ -145,11 +145,19 @@ pub fn keys(command: KeysCommand) -> Result<()> {
             registry,
             json,
         } => {
+            let patterns = models.as_deref().map(crate::cmd::list).unwrap_or_default();
+            if models.is_some() && patterns.is_empty() {
+                // An empty list would mean every model: say so rather than widen the key.
+                return Err(slipway_registry::RegistryError::Invalid(
+                    "--models names no model; leave it out for a key over every model".into(),
+                )
+                .into());
+            }
             let mut registry = registry.open_or_create()?;
             let (k, token) = registry.create_key(&NewKey {
                 name,
                 role: Some(role),
-                models: models.as_deref().map(crate::cmd::list).unwrap_or_default(),
+                models: patterns,
                 expires_in: expires,
                 rate,
                 rows_rate: None,

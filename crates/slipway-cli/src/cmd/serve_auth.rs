@@ -89,7 +89,8 @@ pub fn decide(mode: AuthMode, registry: &std::path::Path, listens: &[&str]) -> R
                 ))
                 .into());
             }
-            Ok(Arc::new(Auth::off()))
+            // On loopback: open until a key is created, then checked, without a restart.
+            Ok(Arc::new(Auth::auto(Vec::new())))
         }
         AuthMode::Auto | AuthMode::Required => {
             eprintln!(
@@ -105,7 +106,7 @@ pub fn decide(mode: AuthMode, registry: &std::path::Path, listens: &[&str]) -> R
 /// rotated key takes effect without a restart. A failed read keeps the keys in hand and is
 /// logged.
 pub fn follow(auth: Arc<Auth>, registry: std::path::PathBuf, every: Duration) {
-    if !auth.enabled() {
+    if !auth.follows_keys() {
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -113,7 +114,12 @@ pub fn follow(auth: Arc<Auth>, registry: std::path::PathBuf, every: Duration) {
         .spawn(move || {
             loop {
                 std::thread::sleep(every);
-                match read_keys(&registry) {
+                // A registry that has gone missing is an error here, not "no keys": the keys
+                // in hand stay.
+                let read = Registry::open_existing(&registry)
+                    .and_then(|r| r.meta().keys())
+                    .map_err(anyhow::Error::from);
+                match read {
                     Ok(keys) => auth.set_keys(keys),
                     Err(e) => {
                         tracing::warn!(error = %e, "reading API keys; keeping the ones in hand")

@@ -56,24 +56,24 @@ pub(super) async fn authorize(
     if !st.auth.enabled() {
         return next.run(request).await;
     }
-    let segments = crate::auth::segments(request.uri().path());
-    let refs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    let need = crate::auth::need_for(&refs);
-    match st.auth.check(presented, need) {
+    // Only the handlers that filter by scope or audit read the key: inference does not pay for
+    // carrying it.
+    let checked = crate::auth::with_need(request.uri().path(), |need| {
+        let read = matches!(
+            need,
+            crate::auth::Need::Key
+                | crate::auth::Need::Role(slipway_registry::Role::Deploy)
+                | crate::auth::Need::Model(slipway_registry::Role::Deploy, _)
+        );
+        st.auth.check(presented, need).map(|p| p.filter(|_| read))
+    });
+    match checked {
         Ok(principal) => {
-            // Only the handlers that filter by scope or audit read the key: inference does
-            // not pay for carrying it.
-            let read = matches!(
-                need,
-                crate::auth::Need::Key
-                    | crate::auth::Need::Role(slipway_registry::Role::Deploy)
-                    | crate::auth::Need::Model(slipway_registry::Role::Deploy, _)
-            );
-            if let (true, Some(p)) = (read, principal) {
+            if let Some(p) = principal {
                 request.extensions_mut().insert(p);
             }
             next.run(request).await
