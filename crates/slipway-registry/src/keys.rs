@@ -227,7 +227,8 @@ pub fn parse_rate(text: &str) -> Result<f64> {
         _ => return Err(bad()),
     };
     let rate = n / seconds;
-    if rate.is_finite() && rate > 0.0 {
+    // At least one call an hour, at most a million a second.
+    if (1.0 / 3600.0..=1e6).contains(&rate) {
         Ok(rate)
     } else {
         Err(bad())
@@ -387,6 +388,8 @@ mod tests {
         assert!(
             parse_rate("0/s").is_err() && parse_rate("NaN/s").is_err() && parse_rate("5").is_err()
         );
+        assert!(parse_rate("1e-300/s").is_err() && parse_rate("1e308/s").is_err());
+        assert_eq!(parse_rate("1/h").unwrap(), 1.0 / 3600.0);
         assert!(Role::Admin.allows(Role::Deploy) && !Role::Deploy.allows(Role::Infer));
         assert_eq!("monitor".parse::<Role>().unwrap(), Role::Monitor);
         assert!("root".parse::<Role>().is_err());

@@ -222,7 +222,7 @@ impl Auth {
             if let Err(wait) = bucket.take(rate, now) {
                 return Err(ApiError::RateLimited(
                     format!("the API key {id} is over its rate of {rate}/s; retry shortly"),
-                    wait.ceil().max(1.0) as u64,
+                    wait.ceil().clamp(1.0, 3600.0) as u64,
                 ));
             }
         }

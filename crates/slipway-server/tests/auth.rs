@@ -385,6 +385,28 @@ async fn every_route_and_call_for_every_kind_of_key() {
             }
         }
     }
+    // ModelReady: a model outside the key's scope reads as an unknown one, not ready.
+    let mut client = GrpcInferenceServiceClient::new(channel.clone());
+    for (caller, want) in [
+        (Caller::InferCredit, Ok(true)),
+        (Caller::InferOther, Ok(false)),
+        (Caller::Monitor, Err(Code::PermissionDenied)),
+        (Caller::None, Err(Code::Unauthenticated)),
+    ] {
+        let header = &headers.iter().find(|(c, _)| *c == caller).unwrap().1;
+        let got = client
+            .model_ready(with(
+                header,
+                pb::ModelReadyRequest {
+                    name: "credit".into(),
+                    version: String::new(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().ready)
+            .map_err(|s| s.code());
+        assert_eq!(got, want, "ModelReady as {caller:?}");
+    }
     // Without a working key a stream is refused as it opens, before any message is read.
     let mut client = GrpcInferenceServiceClient::new(channel.clone());
     let messages = tokio_stream::iter(vec![pb::ModelInferRequest {

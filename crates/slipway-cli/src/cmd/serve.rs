@@ -372,7 +372,12 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     crate::cmd::serve_auth::follow(
         Arc::clone(&auth),
         args.registry.path.clone(),
-        std::time::Duration::from_millis(if watch_ms > 0 { watch_ms } else { 1000 }),
+        // At most ten reads a second, and every second when the alias watch is off.
+        std::time::Duration::from_millis(if watch_ms > 0 {
+            watch_ms.max(100)
+        } else {
+            1000
+        }),
     );
     runtime.block_on(async move {
         // On one core this thread is the network runtime: it yields the core to the models.

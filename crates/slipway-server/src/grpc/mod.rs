@@ -279,13 +279,15 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         let engine = Arc::clone(&self.shared.engine);
-        logged(
+        // A model outside the key's scope reads as an unknown one does here: not ready.
+        logged_as(
             "ModelReady",
             &self.shared,
             req,
-            |r| Need::Model(Role::Infer, &r.name),
-            |r| async move {
-                let ready = engine.get(&r.name, version_of(&r.version)).is_ok();
+            |_| Need::Role(Role::Infer),
+            |r, (who, _)| async move {
+                let visible = who.as_ref().is_none_or(|p| p.covers(&r.name));
+                let ready = visible && engine.get(&r.name, version_of(&r.version)).is_ok();
                 Ok(pb::ModelReadyResponse { ready })
             },
         )
