@@ -249,7 +249,8 @@ pub struct NewKey {
     pub by: String,
 }
 
-fn seconds_now() -> u64 {
+/// Seconds since the epoch, the clock key expiry is read against.
+pub fn seconds_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

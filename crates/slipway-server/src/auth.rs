@@ -95,12 +95,6 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 const NO_KEY: &str = "this server needs an API key: send `Authorization: Bearer sk_…` (`slipway keys create` makes one)";
 const NOT_A_KEY: &str = "the API key is not one this server knows";
 
@@ -183,7 +177,7 @@ impl Auth {
                 "the API key {id} was revoked"
             )));
         }
-        if !key.live(now()) {
+        if !key.live(slipway_registry::keys::seconds_now()) {
             return Err(ApiError::Unauthenticated(format!(
                 "the API key {id} expired"
             )));

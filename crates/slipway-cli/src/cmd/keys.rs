@@ -92,7 +92,7 @@ fn grace(text: &str) -> Result<u64, String> {
 }
 
 fn key_json(k: &KeyRecord) -> serde_json::Value {
-    let now = now();
+    let now = slipway_registry::keys::seconds_now();
     json!({
         "id": k.id,
         "name": k.name,
@@ -105,12 +105,6 @@ fn key_json(k: &KeyRecord) -> serde_json::Value {
         "rate": k.rate,
         "live": k.live(now),
     })
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn print_token(k: &KeyRecord, token: &str, json: bool) {
@@ -178,7 +172,7 @@ pub fn keys(command: KeysCommand) -> Result<()> {
                 println!("no keys; create one with `slipway keys create --name NAME --role infer`");
                 return Ok(());
             }
-            let now = now();
+            let now = slipway_registry::keys::seconds_now();
             println!(
                 "{:<12}  {:<20}  {:<7}  {:<20}  {:<20}  status",
                 "id", "name", "role", "models", "expires"
